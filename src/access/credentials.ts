@@ -1,0 +1,81 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { TandemError } from '../errors.ts';
+import type { AccessStore, Role, Token, WriteKey } from '../store/ports.ts';
+
+export const ROLES = ['owner', 'engineer', 'marketer', 'analyst'] as const satisfies readonly Role[];
+
+/** What each role may do, checked at the edge of every admin route. */
+export const PERMISSIONS = {
+  'events:read': ['owner', 'engineer', 'analyst'],
+  'keys:manage': ['owner', 'engineer'],
+  'tokens:manage': ['owner'],
+} as const satisfies Record<string, readonly Role[]>;
+export type Permission = keyof typeof PERMISSIONS;
+
+export const newWriteKey = (): string => `wk_${randomBytes(18).toString('base64url')}`;
+export const newAdminToken = (): string => `tdm_${randomBytes(24).toString('base64url')}`;
+export const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
+
+/**
+ * Resolves write keys and bearer tokens with a cache that is dropped whenever the store says
+ * another process wrote to it, so a revocation made with the CLI takes effect at once.
+ */
+export function createCredentials(store: AccessStore) {
+  let version = store.version();
+  const keys = new Map<string, WriteKey | null>();
+  const tokens = new Map<string, Token | null>();
+  const fresh = (): void => {
+    const v = store.version();
+    if (v !== version) {
+      version = v;
+      keys.clear();
+      tokens.clear();
+    }
+  };
+  const cached = <T>(cache: Map<string, T | null>, key: string, load: () => T | undefined): T | undefined => {
+    fresh();
+    let hit = cache.get(key);
+    if (hit === undefined) {
+      if (cache.size > 10_000) cache.clear();
+      hit = load() ?? null;
+      cache.set(key, hit);
+    }
+    return hit ?? undefined;
+  };
+  return {
+    writeKey(key: string): WriteKey | undefined {
+      const found = cached(keys, key, () => store.findWriteKey(key));
+      return found && found.revokedAt === null ? found : undefined;
+    },
+    token(bearer: string): Token | undefined {
+      const found = cached(tokens, hashToken(bearer), () => store.findTokenByHash(hashToken(bearer)));
+      return found && found.revokedAt === null ? found : undefined;
+    },
+    /** Call after this process changed keys or tokens. */
+    invalidate(): void {
+      keys.clear();
+      tokens.clear();
+    },
+  };
+}
+export type Credentials = ReturnType<typeof createCredentials>;
+
+/** Parses `Authorization: Bearer <token>` and checks the permission; throws 401/403 codes. */
+export function authorize(credentials: Credentials, header: string | undefined, permission: Permission): Token {
+  const match = header ? /^Bearer ([\x21-\x7e]{1,512})$/.exec(header) : null;
+  if (!match) throw new TandemError('unauthorized');
+  const token = credentials.token(match[1]!);
+  if (!token) throw new TandemError('unauthorized');
+  if (!(PERMISSIONS[permission] as readonly Role[]).includes(token.role)) throw new TandemError('forbidden');
+  return token;
+}
+
+/** The username of HTTP Basic auth, which is how Segment clients send the write key. */
+export function basicUsername(header: string | undefined): string | undefined {
+  if (!header) return undefined;
+  const match = /^Basic ([A-Za-z0-9+/=_-]{1,1024})$/.exec(header.trim());
+  if (!match) return undefined;
+  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
+  const user = decoded.split(':', 1)[0];
+  return user ? user : undefined;
+}

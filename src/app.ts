@@ -1,0 +1,120 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import pino, { type Logger } from 'pino';
+import { createAccessAdmin } from './access/admin.ts';
+import { authorize, createCredentials, type Permission } from './access/credentials.ts';
+import { accessRoutes } from './access/routes.ts';
+import { LiveFeed } from './bus/live.ts';
+import type { Config } from './config.ts';
+import { ERRORS, TandemError, type ErrorCode } from './errors.ts';
+import { createIngest, loadDedupeWindow } from './ingest/accept.ts';
+import { eventsApi } from './ingest/events-api.ts';
+import { ingestRoutes } from './ingest/routes.ts';
+import type { Metrics } from './ops/metrics.ts';
+import { OPENAPI } from './ops/openapi.ts';
+import type { Stores } from './store/ports.ts';
+
+export type AppDeps = { stores: Stores; metrics: Metrics; logger?: Logger; now?: () => number };
+
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'body_too_large',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_request',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_json',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'invalid_request',
+  FST_ERR_VALIDATION: 'invalid_request',
+  FST_ERR_BAD_URL: 'invalid_request',
+  FST_ERR_ASYNC_CONSTRAINT: 'invalid_request',
+};
+
+/** Ingest routes answer Segment's error shape; every other API answers `{error: {code, message}}`. */
+const isIngestUrl = (url: string): boolean => url === '/b' || (url.startsWith('/v1/') && !url.startsWith('/v1/spaces/'));
+
+export function logger(level: string): Logger {
+  return pino({ level, redact: { paths: ['req.headers.authorization', 'writeKey', 'token', 'adminToken'], censor: '[redacted]' } });
+}
+
+/** Builds the whole application from its configuration and its stores, without listening. */
+export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
+  const { stores, metrics } = deps;
+  const now = deps.now ?? Date.now;
+  const log = deps.logger ?? logger(config.logLevel);
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.maxBodyBytes,
+    requestTimeout: config.requestTimeoutMs,
+    connectionTimeout: config.requestTimeoutMs,
+    return503OnClosing: true,
+    forceCloseConnections: true,
+  });
+
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: config.maxBodyBytes }, (request, body, done) => {
+    if (!request.url.startsWith('/api/')) return done(null, body);
+    try {
+      done(null, (body as Buffer).length === 0 ? undefined : JSON.parse((body as Buffer).toString('utf8')));
+    } catch {
+      done(new TandemError('invalid_json'));
+    }
+  });
+
+  app.setErrorHandler((err: FastifyError | TandemError, request: FastifyRequest, reply: FastifyReply) => {
+    let code: ErrorCode;
+    if (err instanceof TandemError) code = err.code;
+    else if (err.code && FASTIFY_CODES[err.code]) code = FASTIFY_CODES[err.code]!;
+    else if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) code = err.statusCode === 413 ? 'body_too_large' : err.statusCode === 404 ? 'not_found' : 'invalid_request';
+    else code = 'internal_error';
+    if (code === 'internal_error' || code === 'unavailable') request.log.error({ err, url: request.routeOptions.url }, 'request failed');
+    const status = ERRORS[code].status;
+    const message = err instanceof TandemError ? err.message : ERRORS[code].message;
+    if (code === 'rate_limited') reply.header('retry-after', '1');
+    if (isIngestUrl(request.url)) {
+      metrics.rejected.inc({ code });
+      return reply.code(status).send({ success: false, error: { code, message } });
+    }
+    return reply.code(status).send({ error: { code, message } });
+  });
+  app.setNotFoundHandler((request, reply) => reply.code(404).send(isIngestUrl(request.url) ? { success: false, error: { code: 'not_found', message: ERRORS.not_found.message } } : { error: { code: 'not_found', message: ERRORS.not_found.message } }));
+
+  const credentials = createCredentials(stores.access);
+  const live = new LiveFeed();
+  const dedupe = loadDedupeWindow(stores.log, config.dedupeWindowMs, now());
+  const pruner = setInterval(() => dedupe.prune(now()), 60_000);
+  pruner.unref();
+  app.addHook('onClose', async () => clearInterval(pruner));
+
+  const accept = createIngest({
+    log: stores.log,
+    resolveWriteKey: (key) => credentials.writeKey(key),
+    dedupe,
+    policy: { futureToleranceMs: config.futureToleranceMs, minTimestampMs: config.minTimestampMs },
+    maxBodyBytes: config.maxBodyBytes,
+    maxPendingBytes: config.maxPendingBytes,
+    now,
+  });
+  await app.register(async (scope) => ingestRoutes(scope, { accept, credentials, live, metrics }));
+
+  await app.register(async (admin) => {
+    admin.addHook('onRequest', async (request) => {
+      const origin = request.headers.origin;
+      if (origin !== undefined && origin !== `${request.protocol}://${request.host}`) throw new TandemError('cross_origin_forbidden');
+    });
+    const check = (header: string | undefined, permission: Permission) => authorize(credentials, header, permission);
+    await eventsApi(admin, { log: stores.log, live, authorize: (h) => check(h, 'events:read') });
+    await accessRoutes(admin, { admin: createAccessAdmin(stores.access, credentials.invalidate), authorize: check });
+    admin.get('/api/v1/openapi.json', async () => OPENAPI);
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) => {
+    let ok = false;
+    try {
+      ok = stores.ready();
+    } catch {
+      ok = false;
+    }
+    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'unavailable' });
+  });
+  app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+  return app;
+}
+

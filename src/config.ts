@@ -1,0 +1,79 @@
+import { Ajv } from 'ajv';
+
+/** Every TANDEM_* variable, its type, default and meaning. The README's table is generated from this. */
+export const CONFIG_SCHEMA = {
+  type: 'object',
+  additionalProperties: true,
+  properties: {
+    TANDEM_PORT: { type: 'integer', minimum: 0, maximum: 65535, default: 8080, description: 'TCP port to listen on (0 picks a free one).' },
+    TANDEM_HOST: { type: 'string', minLength: 1, default: '127.0.0.1', description: 'Address to listen on.' },
+    TANDEM_DATA_DIR: { type: 'string', minLength: 1, default: './data', description: 'Folder for the embedded SQLite files.' },
+    TANDEM_ADMIN_TOKEN: { type: 'string', minLength: 16, description: 'Bootstrap owner token, used on first start only; generated and printed when absent.' },
+    TANDEM_WRITE_KEY: { type: 'string', minLength: 8, maxLength: 200, description: 'Write key of the default source, used on first start only; generated and printed when absent.' },
+    TANDEM_STORE: { type: 'string', enum: ['sqlite'], default: 'sqlite', description: 'State store. `sqlite` (embedded); PostgreSQL comes with cluster mode.' },
+    TANDEM_BUS: { type: 'string', enum: ['embedded'], default: 'embedded', description: 'Event log. `embedded` (SQLite log in the data folder); NATS JetStream comes with cluster mode.' },
+    TANDEM_DEDUPE_WINDOW_HOURS: { type: 'number', exclusiveMinimum: 0, default: 24, description: 'How long a messageId is remembered for deduplication.' },
+    TANDEM_MAX_BODY_BYTES: { type: 'integer', minimum: 1024, default: 1048576, description: 'Hard cap on a request body, compressed or inflated; enforced while reading (413).' },
+    TANDEM_MAX_PENDING_BYTES: { type: 'integer', minimum: 1048576, default: 67108864, description: 'Bytes waiting for commit above which ingest answers 429 with Retry-After.' },
+    TANDEM_REQUEST_TIMEOUT_MS: { type: 'integer', minimum: 1000, default: 30000, description: 'A request body that has not fully arrived by then is answered 408 and dropped.' },
+    TANDEM_FUTURE_TOLERANCE_HOURS: { type: 'number', minimum: 0, default: 24, description: 'Timestamps further ahead of receivedAt than this are clamped to receivedAt and flagged.' },
+    TANDEM_MIN_TIMESTAMP: { type: 'string', format: 'date-time', default: '1970-01-01T00:00:00Z', description: 'Timestamps before this are clamped to receivedAt and flagged.' },
+    TANDEM_LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'pino log level.' },
+    TANDEM_SYNC: { type: 'string', enum: ['full', 'normal'], default: 'full', description: '`full` fsyncs every group commit (power-loss safe); `normal` survives process crashes only.' },
+  },
+} as const;
+
+export type Config = {
+  port: number;
+  host: string;
+  dataDir: string;
+  adminToken: string | undefined;
+  writeKey: string | undefined;
+  dedupeWindowMs: number;
+  maxBodyBytes: number;
+  maxPendingBytes: number;
+  requestTimeoutMs: number;
+  futureToleranceMs: number;
+  minTimestampMs: number;
+  logLevel: string;
+  sync: 'full' | 'normal';
+};
+
+type Raw = Record<string, string | number | undefined>;
+type Env = {
+  TANDEM_PORT: number; TANDEM_HOST: string; TANDEM_DATA_DIR: string; TANDEM_ADMIN_TOKEN?: string; TANDEM_WRITE_KEY?: string;
+  TANDEM_DEDUPE_WINDOW_HOURS: number; TANDEM_MAX_BODY_BYTES: number; TANDEM_MAX_PENDING_BYTES: number; TANDEM_REQUEST_TIMEOUT_MS: number;
+  TANDEM_FUTURE_TOLERANCE_HOURS: number; TANDEM_MIN_TIMESTAMP: string; TANDEM_LOG_LEVEL: string; TANDEM_SYNC: 'full' | 'normal';
+};
+
+/** Parses the environment (plus overrides such as CLI flags); throws naming the bad variable. */
+export function loadConfig(env: Record<string, string | undefined>, overrides: Record<string, string> = {}): Config {
+  const ajv = new Ajv({ coerceTypes: true, useDefaults: true, allErrors: true, strict: false });
+  ajv.addFormat('date-time', (s: string) => !Number.isNaN(Date.parse(s)));
+  const raw: Raw = {};
+  for (const key of Object.keys(CONFIG_SCHEMA.properties)) {
+    const value = overrides[key] ?? env[key];
+    if (value !== undefined && value !== '') raw[key] = value;
+  }
+  const validate = ajv.compile(CONFIG_SCHEMA);
+  if (!validate(raw)) {
+    const problems = (validate.errors ?? []).map((e) => `${e.instancePath.slice(1) || 'config'} ${e.message}`);
+    throw new Error(`Invalid configuration: ${problems.join('; ')}`);
+  }
+  const r = raw as unknown as Env;
+  return {
+    port: r.TANDEM_PORT,
+    host: r.TANDEM_HOST,
+    dataDir: r.TANDEM_DATA_DIR,
+    adminToken: r.TANDEM_ADMIN_TOKEN,
+    writeKey: r.TANDEM_WRITE_KEY,
+    dedupeWindowMs: r.TANDEM_DEDUPE_WINDOW_HOURS * 3_600_000,
+    maxBodyBytes: r.TANDEM_MAX_BODY_BYTES,
+    maxPendingBytes: r.TANDEM_MAX_PENDING_BYTES,
+    requestTimeoutMs: r.TANDEM_REQUEST_TIMEOUT_MS,
+    futureToleranceMs: r.TANDEM_FUTURE_TOLERANCE_HOURS * 3_600_000,
+    minTimestampMs: Date.parse(r.TANDEM_MIN_TIMESTAMP),
+    logLevel: r.TANDEM_LOG_LEVEL,
+    sync: r.TANDEM_SYNC,
+  };
+}

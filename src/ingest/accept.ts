@@ -1,0 +1,111 @@
+import { TandemError } from '../errors.ts';
+import type { EventLog, LogRecord, WriteKey } from '../store/ports.ts';
+import { decodeBody, parseJsonBody, type ParsedBody } from './body.ts';
+import { DedupeWindow } from './dedupe.ts';
+import { judgeEvent, judgeSingle, LIMITS, type EventType, type IngestKind, type TimePolicy, type Verdict } from './normalize.ts';
+import { decodeVerdicts, encodeVerdicts } from './verdicts.ts';
+
+export type IngestRequest = {
+  kind: IngestKind;
+  raw: Buffer;
+  contentEncoding: string | undefined;
+  /** The write key from HTTP Basic, if any; otherwise the body's `writeKey` is used. */
+  basicKey: string | undefined;
+};
+
+export type IngestOutcome = { record: LogRecord; accepted: number; flagged: number; quarantined: number; duplicates: number };
+
+export type IngestDeps = {
+  log: EventLog;
+  resolveWriteKey: (key: string) => WriteKey | undefined;
+  dedupe: DedupeWindow;
+  policy: TimePolicy;
+  maxBodyBytes: number;
+  maxPendingBytes: number;
+  now?: () => number;
+};
+
+type Json = Record<string, unknown>;
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * The ingest path: decode, authenticate, judge each event, drop duplicates, append to the log,
+ * and resolve only once the log has committed. Rejections throw a TandemError with a code.
+ */
+export function createIngest(deps: IngestDeps) {
+  const now = deps.now ?? Date.now;
+
+  function authenticate(basicKey: string | undefined, body: unknown): WriteKey {
+    const key = basicKey ?? (isObject(body) && typeof body.writeKey === 'string' ? body.writeKey : undefined);
+    if (!key) throw new TandemError('missing_write_key');
+    const found = deps.resolveWriteKey(key);
+    if (!found) throw new TandemError('invalid_write_key');
+    return found;
+  }
+
+  function judgeAll(kind: IngestKind, parsed: ParsedBody, receivedAt: number): Verdict[] {
+    if (kind !== 'batch') return [judgeSingle(parsed.value, kind as EventType, receivedAt, deps.policy, parsed.bytes.length)];
+    const body = parsed.value;
+    if (!isObject(body) || !Array.isArray(body.batch)) throw new TandemError('invalid_batch');
+    if (parsed.bytes.length > LIMITS.batchBytes) throw new TandemError('batch_too_large');
+    const items = body.batch;
+    if (items.length > LIMITS.batchEvents) throw new TandemError('batch_too_many_events');
+    const spans = parsed.shape.itemSpans.length === items.length ? parsed.shape.itemSpans : undefined;
+    const small = parsed.bytes.length <= LIMITS.eventBytes;
+    const verdicts: Verdict[] = new Array(items.length);
+    for (let i = 0; i < items.length; i++) {
+      const bytes = small ? 0 : (spans?.[i] ?? Buffer.byteLength(JSON.stringify(items[i]) ?? ''));
+      verdicts[i] = judgeEvent(items[i], undefined, body.sentAt, receivedAt, deps.policy, bytes);
+    }
+    return verdicts;
+  }
+
+  function claimIds(workspaceId: string, verdicts: Verdict[], receivedAt: number): { duplicates: Set<number>; claimed: string[] } {
+    const duplicates = new Set<number>();
+    const claimed: string[] = [];
+    for (let i = 0; i < verdicts.length; i++) {
+      const v = verdicts[i]!;
+      if (v.generatedId) continue;
+      const key = DedupeWindow.key(workspaceId, v.messageId);
+      if (deps.dedupe.claim(key, receivedAt)) claimed.push(key);
+      else duplicates.add(i);
+    }
+    return { duplicates, claimed };
+  }
+
+  return async function accept(req: IngestRequest): Promise<IngestOutcome> {
+    const receivedAt = now();
+    const decoded = decodeBody(req.raw, req.contentEncoding, deps.maxBodyBytes);
+    const basic = req.basicKey ? authenticate(req.basicKey, undefined) : undefined;
+    const parsed = parseJsonBody(decoded);
+    const source = basic ?? authenticate(undefined, parsed.value);
+    if (deps.log.pendingBytes() > deps.maxPendingBytes) throw new TandemError('rate_limited');
+    const verdicts = judgeAll(req.kind, parsed, receivedAt);
+    const { duplicates, claimed } = claimIds(source.workspaceId, verdicts, receivedAt);
+    const entry = { workspaceId: source.workspaceId, sourceId: source.sourceId, receivedAt, kind: req.kind, body: parsed.bytes, meta: encodeVerdicts(verdicts, duplicates) };
+    let id: number;
+    try {
+      id = await deps.log.append(entry);
+    } catch {
+      for (const key of claimed) deps.dedupe.release(key);
+      throw new TandemError('unavailable');
+    }
+    const outcome: IngestOutcome = { record: { ...entry, id }, accepted: 0, flagged: 0, quarantined: 0, duplicates: duplicates.size };
+    for (let i = 0; i < verdicts.length; i++) {
+      if (duplicates.has(i)) continue;
+      outcome[verdicts[i]!.status]++;
+    }
+    return outcome;
+  };
+}
+
+/** Fills the dedupe window from the log, so a restart remembers what it acknowledged. */
+export function loadDedupeWindow(log: EventLog, windowMs: number, now: number): DedupeWindow {
+  const window = new DedupeWindow(windowMs);
+  for (const r of log.metaSince(now - windowMs)) {
+    for (const v of decodeVerdicts(r.meta)) {
+      if (v.status !== 'duplicate') window.claim(DedupeWindow.key(r.workspaceId, v.messageId), r.receivedAt);
+    }
+  }
+  return window;
+}

@@ -1,0 +1,76 @@
+import type { LogRecord } from '../store/ports.ts';
+import { decodeVerdicts, type StoredVerdict } from './verdicts.ts';
+
+/** One event as the admin API, the live stream and later pipeline stages see it. */
+export type StoredEvent = {
+  id: string;
+  messageId: string;
+  type: string;
+  event: string | null;
+  userId: string | null;
+  anonymousId: string | null;
+  status: StoredVerdict['status'];
+  reasons: string[];
+  sourceId: string;
+  receivedAt: string;
+  timestamp: string;
+  payload: Record<string, unknown>;
+};
+
+type Json = Record<string, unknown>;
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Fields the server owns: whatever the client sent under these names is replaced or dropped. */
+const SERVER_OWNED = ['writeKey', 'receivedAt', 'workspaceId', 'sourceId', 'projectId'];
+
+export const eventId = (recordId: number, index: number): string => `${recordId}.${index}`;
+
+/** The events of one log record whose verdicts pass `keep` and whose index is below `below`, in body order. */
+export function selectEvents(record: LogRecord, keep: (v: StoredVerdict) => boolean, below = Infinity): { total: number; events: StoredEvent[] } {
+  const verdicts = decodeVerdicts(record.meta);
+  const wanted: number[] = [];
+  for (let i = 0; i < verdicts.length && i < below; i++) if (keep(verdicts[i]!)) wanted.push(i);
+  if (wanted.length === 0) return { total: verdicts.length, events: [] };
+  const body = JSON.parse(record.body.toString('utf8')) as unknown;
+  const isBatch = record.kind === 'batch';
+  const items: unknown[] = isBatch && isObject(body) && Array.isArray(body.batch) ? body.batch : [body];
+  const shared = isBatch && isObject(body) ? body : {};
+  return { total: verdicts.length, events: wanted.map((i) => toEvent(record, i, verdicts[i]!, items[i], shared)) };
+}
+
+export const expandRecord = (record: LogRecord, keep: (v: StoredVerdict) => boolean = () => true): StoredEvent[] => selectEvents(record, keep).events;
+
+function toEvent(record: LogRecord, index: number, v: StoredVerdict, item: unknown, shared: Json): StoredEvent {
+  const receivedAt = new Date(record.receivedAt).toISOString();
+  const timestamp = new Date(v.timestamp).toISOString();
+  return {
+    id: eventId(record.id, index),
+    messageId: v.messageId,
+    type: v.type,
+    event: v.event ?? null,
+    userId: v.userId ?? null,
+    anonymousId: v.anonymousId ?? null,
+    status: v.status,
+    reasons: v.reasons,
+    sourceId: record.sourceId,
+    receivedAt,
+    timestamp,
+    payload: isObject(item) ? payloadOf(item, v, shared, receivedAt, timestamp) : { raw: item ?? null },
+  };
+}
+
+/** The item with batch-level context and integrations merged in and server-owned fields set. */
+function payloadOf(item: Json, v: StoredVerdict, shared: Json, receivedAt: string, timestamp: string): Json {
+  const payload: Json = { ...item };
+  for (const field of SERVER_OWNED) delete payload[field];
+  for (const field of ['context', 'integrations'] as const) {
+    if (isObject(shared[field]) || isObject(item[field])) payload[field] = { ...(isObject(shared[field]) ? shared[field] : {}), ...(isObject(item[field]) ? item[field] : {}) };
+  }
+  if (payload.sentAt === undefined && shared.sentAt !== undefined) payload.sentAt = shared.sentAt;
+  if (item.timestamp !== undefined && item.timestamp !== timestamp && payload.originalTimestamp === undefined) payload.originalTimestamp = item.timestamp;
+  payload.type = v.type;
+  payload.messageId = v.messageId;
+  payload.timestamp = timestamp;
+  payload.receivedAt = receivedAt;
+  return payload;
+}

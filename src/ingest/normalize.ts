@@ -1,0 +1,144 @@
+import { TandemError, type ErrorCode } from '../errors.ts';
+import { isBlockedIdentifier } from '../identity/blocked-values.ts';
+
+export const EVENT_TYPES = ['identify', 'track', 'page', 'screen', 'group', 'alias'] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+export type IngestKind = EventType | 'batch';
+export type EventStatus = 'accepted' | 'flagged' | 'quarantined';
+
+export const LIMITS = {
+  eventBytes: 32 * 1024,
+  batchBytes: 500 * 1024,
+  batchEvents: 2500,
+  messageIdChars: 100,
+  identifierChars: 1024,
+} as const;
+
+export type TimePolicy = { futureToleranceMs: number; minTimestampMs: number };
+
+/** What ingest decided about one event: everything later stages need besides the raw JSON. */
+export type Verdict = {
+  type: string;
+  messageId: string;
+  generatedId: boolean;
+  status: EventStatus;
+  reasons: string[];
+  timestamp: number;
+  userId: string | undefined;
+  anonymousId: string | undefined;
+  event: string | undefined;
+};
+
+type Json = Record<string, unknown>;
+
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Checks one event and decides its messageId, status, reasons and corrected timestamp.
+ * Returns an error code for an event that must not be processed (the caller answers 400 for a
+ * single call and quarantines it inside a batch); reasons on an accepted event only flag it.
+ */
+export function judgeEvent(item: unknown, pathType: EventType | undefined, batchSentAt: unknown, receivedAt: number, policy: TimePolicy, bytes: number): Verdict {
+  const reasons: string[] = [];
+  const v: Verdict = { type: pathType ?? 'unknown', messageId: '', generatedId: false, status: 'accepted', reasons, timestamp: receivedAt, userId: undefined, anonymousId: undefined, event: undefined };
+  const fail = (code: ErrorCode): Verdict => {
+    v.status = 'quarantined';
+    reasons.unshift(code);
+    return v;
+  };
+  if (!isObject(item)) return withId(fail('invalid_event'));
+  const type = pathType ?? item.type;
+  if (typeof type !== 'string' || !(EVENT_TYPES as readonly string[]).includes(type)) {
+    withId(v, item.messageId);
+    return fail('invalid_type');
+  }
+  v.type = type;
+  const mid = item.messageId;
+  if (mid !== undefined && mid !== null && !((typeof mid === 'string' && mid.length <= LIMITS.messageIdChars) || (typeof mid === 'number' && Number.isFinite(mid)))) {
+    withId(v);
+    return fail('invalid_message_id');
+  }
+  withId(v, mid);
+  if (bytes > LIMITS.eventBytes) return fail('event_too_large');
+
+  const userId = identifier(item.userId);
+  const anonymousId = identifier(item.anonymousId);
+  if (userId === null || anonymousId === null) return fail('invalid_identifier');
+  v.userId = userId;
+  v.anonymousId = anonymousId;
+  if (userId === undefined && anonymousId === undefined) return fail('missing_identity');
+  if ((userId === undefined || isBlockedIdentifier(userId)) && (anonymousId === undefined || isBlockedIdentifier(anonymousId))) reasons.push('blocked_identifier');
+
+  for (const field of ['properties', 'traits', 'context', 'integrations'] as const) {
+    if (item[field] !== undefined && item[field] !== null && !isObject(item[field])) return fail('invalid_field');
+  }
+  if (type === 'track') {
+    if (typeof item.event !== 'string' || item.event.trim() === '') return fail('missing_event_name');
+    v.event = item.event;
+  } else if (type === 'page' || type === 'screen') {
+    if (typeof item.name === 'string') v.event = item.name;
+  } else if (type === 'group') {
+    const groupId = identifier(item.groupId);
+    if (groupId === undefined || groupId === null) return fail('missing_group_id');
+  } else if (type === 'alias') {
+    const previousId = identifier(item.previousId);
+    if (previousId === undefined || previousId === null || userId === undefined) return fail('missing_previous_id');
+  }
+
+  correctTimestamp(v, item, batchSentAt, receivedAt, policy);
+  if (reasons.length > 0) v.status = 'flagged';
+  return v;
+}
+
+/** A single call: an event ingest will not process is a 400 here, not a quarantine entry. */
+export function judgeSingle(item: unknown, pathType: EventType, receivedAt: number, policy: TimePolicy, bytes: number): Verdict {
+  const v = judgeEvent(item, pathType, undefined, receivedAt, policy, bytes);
+  if (v.status === 'quarantined') throw new TandemError(v.reasons[0] as ErrorCode);
+  return v;
+}
+
+/** undefined: absent or empty; null: present but not usable as an identifier. */
+function identifier(value: unknown): string | undefined | null {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === 'number') return Number.isFinite(value) ? String(value) : null;
+  if (typeof value !== 'string') return null;
+  if (value.length > LIMITS.identifierChars) return null;
+  return value.trim() === '' ? undefined : value;
+}
+
+function withId(v: Verdict, mid?: unknown): Verdict {
+  if (typeof mid === 'string' && mid.trim() !== '') v.messageId = mid;
+  else if (typeof mid === 'number') v.messageId = String(mid);
+  else {
+    v.messageId = `tandem-${crypto.randomUUID()}`;
+    v.generatedId = true;
+  }
+  return v;
+}
+
+/** Epoch numbers below 1e11 are seconds, above are milliseconds; strings must parse as dates. */
+export function parseTime(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) ? (Math.abs(value) < 1e11 ? value * 1000 : value) : undefined;
+  if (typeof value !== 'string' || value.length > 64) return undefined;
+  const ms = Date.parse(value);
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
+/** timestamp = receivedAt − (sentAt − originalTimestamp) when the client gave no timestamp. */
+function correctTimestamp(v: Verdict, item: Json, batchSentAt: unknown, receivedAt: number, policy: TimePolicy): void {
+  const given = item.timestamp ?? item.originalTimestamp;
+  if (given === undefined || given === null) return;
+  const clientTime = parseTime(given);
+  if (clientTime === undefined) {
+    v.reasons.push('invalid_timestamp');
+    return;
+  }
+  let ts = clientTime;
+  if (item.timestamp === undefined || item.timestamp === null) {
+    const sentAt = parseTime(item.sentAt ?? batchSentAt);
+    if (sentAt !== undefined) ts = receivedAt - (sentAt - clientTime);
+  }
+  if (ts > receivedAt + policy.futureToleranceMs) v.reasons.push('timestamp_in_future');
+  else if (ts < policy.minTimestampMs) v.reasons.push('timestamp_too_old');
+  else v.timestamp = ts;
+}

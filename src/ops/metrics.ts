@@ -1,0 +1,17 @@
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Prometheus metrics for one app instance. Labels carry codes and statuses only, never PII. */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  return {
+    registry,
+    events: new Counter({ name: 'tandem_ingest_events_total', help: 'Events received, by outcome', labelNames: ['status'] as const, registers: [registry] }),
+    rejected: new Counter({ name: 'tandem_ingest_rejected_requests_total', help: 'Ingest requests rejected, by error code', labelNames: ['code'] as const, registers: [registry] }),
+    ackLatency: new Histogram({ name: 'tandem_ingest_ack_seconds', help: 'Time from request start to acknowledgement', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1], registers: [registry] }),
+    commitSize: new Histogram({ name: 'tandem_log_commit_requests', help: 'Requests written per group commit', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256], registers: [registry] }),
+    commitSeconds: new Histogram({ name: 'tandem_log_commit_seconds', help: 'Duration of one group commit', buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1], registers: [registry] }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

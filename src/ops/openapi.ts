@@ -1,0 +1,53 @@
+/** The admin API's OpenAPI document, served at /api/v1/openapi.json. */
+const error = { $ref: '#/components/schemas/Error' };
+const errors = {
+  '400': { description: 'Invalid request', content: { 'application/json': { schema: error } } },
+  '401': { description: 'Missing or invalid bearer token', content: { 'application/json': { schema: error } } },
+  '403': { description: 'The token lacks the permission', content: { 'application/json': { schema: error } } },
+};
+const filters = ['messageId', 'userId', 'anonymousId', 'type'].map((name) => ({ name, in: 'query', schema: { type: 'string' } }));
+const status = { name: 'status', in: 'query', schema: { type: 'string', enum: ['accepted', 'flagged', 'quarantined', 'duplicate'] } };
+
+export const OPENAPI = {
+  openapi: '3.1.0',
+  info: { title: 'Tandem admin API', version: '1' },
+  components: {
+    securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+    schemas: {
+      Error: { type: 'object', properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } }, required: ['code', 'message'] } } },
+      Event: {
+        type: 'object',
+        properties: {
+          id: { type: 'string' }, messageId: { type: 'string' }, type: { type: 'string' }, event: { type: ['string', 'null'] },
+          userId: { type: ['string', 'null'] }, anonymousId: { type: ['string', 'null'] },
+          status: { type: 'string', enum: ['accepted', 'flagged', 'quarantined', 'duplicate'] }, reasons: { type: 'array', items: { type: 'string' } },
+          sourceId: { type: 'string' }, receivedAt: { type: 'string', format: 'date-time' }, timestamp: { type: 'string', format: 'date-time' }, payload: { type: 'object' },
+        },
+      },
+      Cursor: { type: 'object', properties: { has_more: { type: 'boolean' }, next: { type: ['string', 'null'] }, url: { type: ['string', 'null'] } } },
+    },
+  },
+  security: [{ bearer: [] }],
+  paths: {
+    '/api/v1/events': {
+      get: {
+        summary: 'The event log, newest first (the debugger)',
+        parameters: [...filters, status, { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 500, default: 50 } }, { name: 'cursor', in: 'query', schema: { type: 'string' } }],
+        responses: { '200': { description: 'A page of events', content: { 'application/json': { schema: { type: 'object', properties: { data: { type: 'array', items: { $ref: '#/components/schemas/Event' } }, cursor: { $ref: '#/components/schemas/Cursor' } } } } } }, ...errors },
+      },
+    },
+    '/api/v1/events/stream': {
+      get: { summary: 'Server-Sent Events of newly committed events', parameters: [...filters, status], responses: { '200': { description: 'text/event-stream; each message is an Event' }, ...errors } },
+    },
+    '/api/v1/write-keys': {
+      get: { summary: 'Write keys of the workspace', responses: { '200': { description: 'Keys' }, ...errors } },
+      post: { summary: 'Create a write key for a source', requestBody: { content: { 'application/json': { schema: { type: 'object', properties: { source: { type: 'string' } } } } } }, responses: { '201': { description: 'The key' }, ...errors } },
+    },
+    '/api/v1/write-keys/{key}': { delete: { summary: 'Revoke a write key', parameters: [{ name: 'key', in: 'path', required: true, schema: { type: 'string' } }], responses: { '204': { description: 'Revoked' }, ...errors } } },
+    '/api/v1/tokens': {
+      get: { summary: 'Bearer tokens of the workspace (without secrets)', responses: { '200': { description: 'Tokens' }, ...errors } },
+      post: { summary: 'Create a bearer token; the secret is returned once', requestBody: { content: { 'application/json': { schema: { type: 'object', required: ['name', 'role'], properties: { name: { type: 'string' }, role: { type: 'string', enum: ['owner', 'engineer', 'marketer', 'analyst'] } } } } } }, responses: { '201': { description: 'The token' }, ...errors } },
+    },
+    '/api/v1/tokens/{id}': { delete: { summary: 'Revoke a token; takes effect at once', parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }], responses: { '204': { description: 'Revoked' }, ...errors } } },
+  },
+} as const;

@@ -1,0 +1,28 @@
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { bootstrap, type Bootstrap } from './access/admin.ts';
+import { buildApp, logger as makeLogger } from './app.ts';
+import type { Config } from './config.ts';
+import { createMetrics } from './ops/metrics.ts';
+import type { Stores } from './store/ports.ts';
+import { openSqliteStores } from './store/sqlite/index.ts';
+
+export type Tandem = { app: FastifyInstance; stores: Stores; bootstrap: Bootstrap; close: () => Promise<void> };
+
+/** The composition root: stores, metrics, first-start bootstrap and the app, ready to listen. */
+export async function openTandem(config: Config, options: { logger?: Logger } = {}): Promise<Tandem> {
+  const metrics = createMetrics();
+  const stores = openSqliteStores({
+    dataDir: config.dataDir,
+    sync: config.sync,
+    onCommit: (entries, seconds) => {
+      metrics.commitSize.observe(entries);
+      metrics.commitSeconds.observe(seconds);
+    },
+  });
+  const boot = bootstrap(stores.access, { writeKey: config.writeKey, adminToken: config.adminToken });
+  const app = await buildApp(config, { stores, metrics, logger: options.logger ?? makeLogger(config.logLevel) });
+  let closing: Promise<void> | undefined;
+  const close = () => (closing ??= app.close().then(() => stores.close()));
+  return { app, stores, bootstrap: boot, close };
+}

@@ -1,0 +1,60 @@
+/**
+ * The narrow ports the domains call. Adapters (sqlite/ now, postgres/ with cluster mode) implement
+ * them and pass the shared contract suite in test/store-contract.test.ts.
+ */
+
+/** One request's worth of events, as ingest hands it to the log: the raw JSON and what ingest decided. */
+export type LogEntry = {
+  workspaceId: string;
+  sourceId: string;
+  receivedAt: number;
+  /** `batch`, or the call type of a single-event request. */
+  kind: string;
+  /** The request body as received (inflated, without BOM). */
+  body: Buffer;
+  /** Per event, in body order: what ingest decided (see ingest/verdicts.ts). */
+  meta: string;
+};
+
+export type LogRecord = LogEntry & { id: number };
+
+export interface EventLog {
+  /** Resolves once the entry is durable; concurrent appends share one commit. */
+  append(entry: LogEntry): Promise<number>;
+  /** Bytes accepted but not yet committed (for backpressure). */
+  pendingBytes(): number;
+  /** Newest first, ids strictly below `beforeId`, at most `limit` records. */
+  readBackward(workspaceId: string, beforeId: number, limit: number): LogRecord[];
+  /** Oldest first, ids strictly above `afterId`. */
+  readForward(afterId: number, limit: number): LogRecord[];
+  /** Entries received at or after `since`, oldest first, meta only (body empty). */
+  metaSince(since: number): Iterable<Pick<LogRecord, 'id' | 'workspaceId' | 'receivedAt' | 'meta'>>;
+  get(workspaceId: string, id: number): LogRecord | undefined;
+  close(): Promise<void>;
+}
+
+export type Role = 'owner' | 'engineer' | 'marketer' | 'analyst';
+
+export type WriteKey = { key: string; workspaceId: string; sourceId: string; sourceName: string; createdAt: number; revokedAt: number | null };
+export type Token = { id: string; workspaceId: string; name: string; role: Role; createdAt: number; revokedAt: number | null };
+
+export interface AccessStore {
+  ensureWorkspace(id: string, name: string): boolean;
+  createWriteKey(workspaceId: string, sourceName: string, key: string): WriteKey;
+  findWriteKey(key: string): WriteKey | undefined;
+  listWriteKeys(workspaceId: string): WriteKey[];
+  revokeWriteKey(workspaceId: string, key: string): boolean;
+  createToken(workspaceId: string, name: string, role: Role, tokenHash: string): Token;
+  findTokenByHash(tokenHash: string): Token | undefined;
+  listTokens(workspaceId: string): Token[];
+  revokeToken(workspaceId: string, id: string): boolean;
+  /** Changes when another process (the CLI) wrote to the store, so caches can be dropped. */
+  version(): number;
+}
+
+export interface Stores {
+  log: EventLog;
+  access: AccessStore;
+  ready(): boolean;
+  close(): Promise<void>;
+}

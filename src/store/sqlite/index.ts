@@ -1,0 +1,24 @@
+import type { Stores } from '../ports.ts';
+import { SqliteAccessStore } from './access-store.ts';
+import { openDatabase, type SqliteOptions } from './database.ts';
+import { SqliteEventLog } from './event-log.ts';
+
+export type SqliteStoreOptions = SqliteOptions & { onCommit?: (entries: number, seconds: number) => void };
+
+/** The embedded default: one SQLite file holds the event log and the state. */
+export function openSqliteStores(options: SqliteStoreOptions): Stores {
+  const db = openDatabase(options);
+  const log = new SqliteEventLog(db, options.onCommit);
+  return {
+    log,
+    access: new SqliteAccessStore(db),
+    ready: () => {
+      db.prepare('SELECT 1').get();
+      return true;
+    },
+    close: async () => {
+      await log.close();
+      db.close();
+    },
+  };
+}
