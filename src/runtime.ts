@@ -10,7 +10,7 @@ import { openSqliteStores } from './store/sqlite/index.ts';
 export type Tandem = { app: FastifyInstance; stores: Stores; bootstrap: Bootstrap; close: () => Promise<void> };
 
 /** The composition root: stores, metrics, first-start bootstrap and the app, ready to listen. */
-export async function openTandem(config: Config, options: { logger?: Logger } = {}): Promise<Tandem> {
+export async function openTandem(config: Config, options: { logger?: Logger; now?: () => number } = {}): Promise<Tandem> {
   const metrics = createMetrics();
   const stores = openSqliteStores({
     dataDir: config.dataDir,
@@ -21,7 +21,7 @@ export async function openTandem(config: Config, options: { logger?: Logger } = 
     },
   });
   const boot = bootstrap(stores.access, { writeKey: config.writeKey, adminToken: config.adminToken });
-  const app = await buildApp(config, { stores, metrics, logger: options.logger ?? makeLogger(config.logLevel) });
+  const app = await buildApp(config, { stores, metrics, logger: options.logger ?? makeLogger(config.logLevel), ...(options.now ? { now: options.now } : {}) });
   let closing: Promise<void> | undefined;
   const close = () => (closing ??= app.close().then(() => stores.close()));
   return { app, stores, bootstrap: boot, close };
