@@ -10,8 +10,6 @@ export const CONFIG_SCHEMA = {
     TANDEM_DATA_DIR: { type: 'string', minLength: 1, default: './data', description: 'Folder for the embedded SQLite files.' },
     TANDEM_ADMIN_TOKEN: { type: 'string', minLength: 16, description: 'Bootstrap owner token, used on first start only; generated and printed when absent.' },
     TANDEM_WRITE_KEY: { type: 'string', minLength: 8, maxLength: 200, description: 'Write key of the default source, used on first start only; generated and printed when absent.' },
-    TANDEM_STORE: { type: 'string', enum: ['sqlite'], default: 'sqlite', description: 'State store. `sqlite` (embedded); PostgreSQL comes with cluster mode.' },
-    TANDEM_BUS: { type: 'string', enum: ['embedded'], default: 'embedded', description: 'Event log. `embedded` (SQLite log in the data folder); NATS JetStream comes with cluster mode.' },
     TANDEM_DEDUPE_WINDOW_HOURS: { type: 'number', exclusiveMinimum: 0, default: 24, description: 'How long a messageId is remembered for deduplication.' },
     TANDEM_MAX_BODY_BYTES: { type: 'integer', minimum: 1024, default: 1048576, description: 'Hard cap on a request body, compressed or inflated; enforced while reading (413).' },
     TANDEM_MAX_PENDING_BYTES: { type: 'integer', minimum: 1048576, default: 67108864, description: 'Bytes waiting for commit above which ingest answers 429 with Retry-After.' },
