@@ -18,7 +18,7 @@ export function openSqliteStores(options: SqliteStoreOptions): Stores {
     },
     close: async () => {
       await log.close();
-      db.close();
+      if (db.isOpen) db.close();
     },
   };
 }

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { describe, test, type TestContext } from 'node:test';
+import type { LogEntry, Stores } from '../src/store/ports.ts';
+import { openSqliteStores } from '../src/store/sqlite/index.ts';
+import { tempDir } from './helpers.ts';
+
+/**
+ * One behaviour suite for every store adapter. Each adapter opens a store on a "location" and
+ * can reopen the same location, as a restarted or second process would.
+ */
+type Adapter = { name: string; location: (t: TestContext) => string; open: (location: string) => Stores };
+const ADAPTERS: Adapter[] = [
+  { name: 'sqlite', location: (t) => tempDir(t), open: (dataDir) => openSqliteStores({ dataDir, sync: 'full' }) },
+  // The PostgreSQL adapter joins this list with cluster mode.
+];
+
+const entry = (i: number, workspaceId = 'default'): LogEntry => ({ workspaceId, sourceId: 'src_1', receivedAt: 1_700_000_000_000 + i, kind: 'batch', body: Buffer.from(`{"n":${i}}`), meta: `[["m${i}"]]` });
+
+for (const adapter of ADAPTERS) {
+  describe(`store contract: ${adapter.name}`, () => {
+    const open = (t: TestContext, location = adapter.location(t)) => {
+      const stores = adapter.open(location);
+      t.after(() => stores.close());
+      stores.access.ensureWorkspace('default', 'Default');
+      return { stores, location };
+    };
+
+    test('event log: concurrent appends each resolve with an increasing id after commit, bytes intact', async (t) => {
+      const { stores } = open(t);
+      const ids = await Promise.all(Array.from({ length: 200 }, (_, i) => stores.log.append(entry(i))));
+      assert.deepEqual(ids, [...ids].sort((a, b) => a - b));
+      assert.equal(new Set(ids).size, 200);
+      const back = stores.log.readBackward('default', Number.MAX_SAFE_INTEGER, 500);
+      assert.equal(back.length, 200);
+      assert.equal(back[0]!.body.toString(), '{"n":199}');
+      assert.equal(back[0]!.meta, '[["m199"]]');
+      assert.equal(stores.log.readForward(ids[9]!, 5)[0]!.id, ids[10]);
+      assert.equal(stores.log.get('default', ids[3]!)?.receivedAt, 1_700_000_000_003);
+      assert.equal(stores.log.pendingBytes(), 0);
+    });
+
+    test('event log: reads are per workspace, and time-bounded meta reads skip older entries', async (t) => {
+      const { stores } = open(t);
+      stores.access.ensureWorkspace('acme', 'Acme');
+      const a = await stores.log.append(entry(1));
+      const b = await stores.log.append(entry(2, 'acme'));
+      assert.deepEqual(stores.log.readBackward('default', Number.MAX_SAFE_INTEGER, 10).map((r) => r.id), [a]);
+      assert.equal(stores.log.get('default', b), undefined);
+      assert.deepEqual([...stores.log.metaSince(1_700_000_000_002)].map((r) => [r.id, r.workspaceId]), [[b, 'acme']]);
+    });
+
+    test('event log: what was acknowledged is there after reopening', async (t) => {
+      const { stores, location } = open(t);
+      await Promise.all([1, 2, 3].map((i) => stores.log.append(entry(i))));
+      await stores.close();
+      const again = adapter.open(location);
+      t.after(() => again.close());
+      assert.equal(again.log.readBackward('default', Number.MAX_SAFE_INTEGER, 10).length, 3);
+    });
+
+    test('access: write keys and tokens are scoped to their workspace and revocable', async (t) => {
+      const { stores } = open(t);
+      stores.access.ensureWorkspace('acme', 'Acme');
+      assert.equal(stores.access.ensureWorkspace('acme', 'Acme'), false, 'ensureWorkspace is idempotent');
+      const key = stores.access.createWriteKey('default', 'web', 'wk_contract_1');
+      assert.equal(stores.access.findWriteKey('wk_contract_1')?.sourceId, key.sourceId);
+      assert.equal(stores.access.createWriteKey('default', 'web', 'wk_contract_2').sourceId, key.sourceId, 'same source name, same source');
+      assert.equal(stores.access.revokeWriteKey('acme', 'wk_contract_1'), false, 'another workspace cannot revoke it');
+      assert.equal(stores.access.revokeWriteKey('default', 'wk_contract_1'), true);
+      assert.notEqual(stores.access.findWriteKey('wk_contract_1')?.revokedAt, null);
+      const token = stores.access.createToken('default', 'ci', 'engineer', 'hash-1');
+      assert.equal(stores.access.findTokenByHash('hash-1')?.role, 'engineer');
+      assert.deepEqual(stores.access.listTokens('acme'), []);
+      assert.equal(stores.access.revokeToken('acme', token.id), false);
+      assert.equal(stores.access.revokeToken('default', token.id), true);
+      assert.equal(stores.access.revokeToken('default', token.id), false, 'revoking twice reports nothing to do');
+    });
+
+    test('access: version() changes when another process writes', async (t) => {
+      const { stores, location } = open(t);
+      const before = stores.access.version();
+      const other = adapter.open(location);
+      other.access.createToken('default', 'cli', 'owner', 'hash-cli');
+      await other.close();
+      assert.notEqual(stores.access.version(), before);
+      assert.equal(stores.ready(), true);
+    });
+  });
+}
