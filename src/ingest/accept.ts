@@ -66,8 +66,7 @@ export function createIngest(deps: IngestDeps) {
     for (let i = 0; i < verdicts.length; i++) {
       const v = verdicts[i]!;
       if (v.generatedId) continue;
-      const key = DedupeWindow.key(workspaceId, v.messageId);
-      if (deps.dedupe.claim(key, receivedAt)) claimed.push(key);
+      if (deps.dedupe.claim(workspaceId, v.messageId, receivedAt)) claimed.push(v.messageId);
       else duplicates.add(i);
     }
     return { duplicates, claimed };
@@ -87,7 +86,7 @@ export function createIngest(deps: IngestDeps) {
     try {
       id = await deps.log.append(entry);
     } catch {
-      for (const key of claimed) deps.dedupe.release(key);
+      for (const messageId of claimed) deps.dedupe.release(source.workspaceId, messageId);
       throw new TandemError('unavailable');
     }
     const outcome: IngestOutcome = { record: { ...entry, id }, accepted: 0, flagged: 0, quarantined: 0, duplicates: duplicates.size };
@@ -104,7 +103,7 @@ export function loadDedupeWindow(log: EventLog, windowMs: number, now: number): 
   const window = new DedupeWindow(windowMs);
   for (const r of log.metaSince(now - windowMs)) {
     for (const v of decodeVerdicts(r.meta)) {
-      if (v.status !== 'duplicate') window.claim(DedupeWindow.key(r.workspaceId, v.messageId), r.receivedAt);
+      if (v.status !== 'duplicate') window.claim(r.workspaceId, v.messageId, r.receivedAt);
     }
   }
   return window;

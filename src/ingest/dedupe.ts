@@ -5,39 +5,50 @@
  */
 export class DedupeWindow {
   readonly #windowMs: number;
-  readonly #seen = new Map<string, number>();
+  readonly #workspaces = new Map<string, Map<string, number>>();
+  #size = 0;
 
   constructor(windowMs: number) {
     this.#windowMs = windowMs;
   }
 
-  static key(workspaceId: string, messageId: string): string {
-    return `${workspaceId}\n${messageId}`;
+  #seen(workspaceId: string): Map<string, number> {
+    let seen = this.#workspaces.get(workspaceId);
+    if (!seen) this.#workspaces.set(workspaceId, (seen = new Map()));
+    return seen;
   }
 
   /** True when the id is new in the window (and is now claimed); false for a duplicate. */
-  claim(key: string, receivedAt: number): boolean {
-    const seen = this.#seen.get(key);
-    if (seen !== undefined && seen > receivedAt - this.#windowMs) return false;
-    if (seen !== undefined) this.#seen.delete(key);
-    this.#seen.set(key, receivedAt);
+  claim(workspaceId: string, messageId: string, receivedAt: number): boolean {
+    const seen = this.#seen(workspaceId);
+    const at = seen.get(messageId);
+    if (at !== undefined) {
+      if (at > receivedAt - this.#windowMs) return false;
+      seen.delete(messageId);
+      this.#size--;
+    }
+    seen.set(messageId, receivedAt);
+    this.#size++;
     return true;
   }
 
   /** Forgets a claim whose events were not committed, so the client's retry is accepted. */
-  release(key: string): void {
-    this.#seen.delete(key);
+  release(workspaceId: string, messageId: string): void {
+    if (this.#workspaces.get(workspaceId)?.delete(messageId)) this.#size--;
   }
 
   prune(now: number): void {
     const cutoff = now - this.#windowMs;
-    for (const [key, at] of this.#seen) {
-      if (at > cutoff) break;
-      this.#seen.delete(key);
+    for (const seen of this.#workspaces.values()) {
+      for (const [key, at] of seen) {
+        if (at > cutoff) break;
+        seen.delete(key);
+        this.#size--;
+      }
     }
   }
 
   get size(): number {
-    return this.#seen.size;
+    return this.#size;
   }
 }

@@ -1,4 +1,4 @@
-import type { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { AccessStore, Role, Token, WriteKey } from '../ports.ts';
 
 type KeyRow = { key: string; workspace_id: string; source_id: string; name: string; created_at: number; revoked_at: number | null };
@@ -12,9 +12,11 @@ const TOKEN_SELECT = 'SELECT id, workspace_id, name, role, created_at, revoked_a
 
 export class SqliteAccessStore implements AccessStore {
   readonly #db: DatabaseSync;
+  readonly #dataVersion: StatementSync;
 
   constructor(db: DatabaseSync) {
     this.#db = db;
+    this.#dataVersion = db.prepare('PRAGMA data_version');
   }
 
   ensureWorkspace(id: string, name: string): boolean {
@@ -62,6 +64,6 @@ export class SqliteAccessStore implements AccessStore {
   }
 
   version(): number {
-    return (this.#db.prepare('PRAGMA data_version').get() as { data_version: number }).data_version;
+    return (this.#dataVersion.get() as { data_version: number }).data_version;
   }
 }

@@ -8,7 +8,7 @@ export type SqliteStoreOptions = SqliteOptions & { onCommit?: (entries: number, 
 /** The embedded default: one SQLite file holds the event log and the state. */
 export function openSqliteStores(options: SqliteStoreOptions): Stores {
   const db = openDatabase(options);
-  const log = new SqliteEventLog(db, options.onCommit);
+  const log = new SqliteEventLog(db, { dataDir: options.dataDir, sync: options.sync, ...(options.file ? { file: options.file } : {}) }, options.onCommit);
   return {
     log,
     access: new SqliteAccessStore(db),

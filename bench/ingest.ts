@@ -1,0 +1,87 @@
+/**
+ * npm run bench:ingest — ingest throughput against a bare-parse baseline, in one run.
+ *
+ * For each shape (batches of 100 events, single /v1/track calls) it runs, in alternation,
+ * (a) bench/bare-server.ts: a bare Fastify route that parses the same JSON and answers 200,
+ * (b) Tandem (`tandem start`, embedded SQLite, TANDEM_SYNC=full: every 200 is fsynced),
+ * each in its own process, loaded by autocannon from this one. Prints events/s, the ratio
+ * and ack latency. BENCH_SECONDS (default 10), BENCH_ROUNDS (default 2), BENCH_CONNECTIONS (8).
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import { bodyTemplate } from './events.ts';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 8);
+const WRITE_KEY = 'wk_bench_write_key_0001';
+const root = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+
+type Server = { url: string; stop: () => Promise<void> };
+
+function spawnServer(script: string, args: string[], env: Record<string, string>): Promise<Server> {
+  const child = spawn(process.execPath, [script, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) resolve({ url: m[1]!, stop: () => new Promise((r) => { child.once('exit', () => r()); child.kill('SIGTERM'); }) });
+    });
+    child.once('exit', (code) => reject(new Error(`server exited ${code}`)));
+  });
+}
+
+type Result = { eventsPerSec: number; p50: number; p99: number; non2xx: number };
+
+async function load(url: string, path: string, eventsPerRequest: number): Promise<Result> {
+  const body = bodyTemplate(eventsPerRequest);
+  let n = 0;
+  const run = async (duration: number) =>
+    autocannon({
+      url: `${url}${path}`,
+      method: 'POST',
+      connections: CONNECTIONS,
+      duration,
+      headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`${WRITE_KEY}:`).toString('base64')}` },
+      requests: [{ setupRequest: (req) => ({ ...req, body: body(`${process.pid}-${n++}`) }) }],
+    });
+  await run(2);
+  const r = await run(SECONDS);
+  const ok = r.requests.total - r.non2xx;
+  return { eventsPerSec: (ok * eventsPerRequest) / SECONDS, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx };
+}
+
+const best = (rs: Result[]): Result => rs.reduce((a, b) => (b.eventsPerSec > a.eventsPerSec ? b : a));
+const fmt = (r: Result) => `${Math.round(r.eventsPerSec).toLocaleString('en-US').padStart(9)} events/s  p50 ${r.p50.toFixed(1)} ms  p99 ${r.p99.toFixed(1)} ms${r.non2xx ? `  (${r.non2xx} non-2xx!)` : ''}`;
+
+const shapes = [
+  { name: 'batch of 100 events (~35 KB) on /v1/batch', path: '/v1/batch', events: 100 },
+  { name: 'single event on /v1/track', path: '/v1/track', events: 1 },
+];
+
+console.log(`bench:ingest  ${SECONDS}s x ${ROUNDS} rounds, ${CONNECTIONS} connections, Node ${process.version}, batch body ${bodyTemplate(100)('x').length} bytes`);
+for (const shape of shapes) {
+  const bare: Result[] = [];
+  const tandem: Result[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const b = await spawnServer(root('./bare-server.ts'), [], {});
+    bare.push(await load(b.url, shape.path, shape.events));
+    await b.stop();
+    const dir = mkdtempSync(join(tmpdir(), 'tandem-bench-'));
+    const t = await spawnServer(root('../src/main.ts'), ['start', '--port', '0', '--data-dir', dir], { TANDEM_WRITE_KEY: WRITE_KEY, TANDEM_LOG_LEVEL: 'warn', TANDEM_SYNC: 'full' });
+    tandem.push(await load(t.url, shape.path, shape.events));
+    await t.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const b = best(bare);
+  const t = best(tandem);
+  console.log(`\n${shape.name}`);
+  console.log(`  bare parse  ${fmt(b)}`);
+  console.log(`  tandem      ${fmt(t)}`);
+  console.log(`  ratio       ${(t.eventsPerSec / b.eventsPerSec).toFixed(2)} of bare (best of ${ROUNDS} rounds each)`);
+}
