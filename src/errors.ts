@@ -43,8 +43,8 @@ export class TandemError extends Error {
   readonly status: number;
   readonly detail: string | undefined;
 
-  constructor(code: ErrorCode, detail?: string) {
-    super(detail ? `${ERRORS[code].message} ${detail}` : ERRORS[code].message);
+  constructor(code: ErrorCode, detail?: string, options?: { cause: unknown }) {
+    super(detail ? `${ERRORS[code].message} ${detail}` : ERRORS[code].message, options);
     this.code = code;
     this.status = ERRORS[code].status;
     this.detail = detail;

@@ -85,9 +85,9 @@ export function createIngest(deps: IngestDeps) {
     let id: number;
     try {
       id = await deps.log.append(entry);
-    } catch {
+    } catch (cause) {
       for (const messageId of claimed) deps.dedupe.release(source.workspaceId, messageId);
-      throw new TandemError('unavailable');
+      throw new TandemError('unavailable', undefined, { cause });
     }
     const outcome: IngestOutcome = { record: { ...entry, id }, accepted: 0, flagged: 0, quarantined: 0, duplicates: duplicates.size };
     for (let i = 0; i < verdicts.length; i++) {

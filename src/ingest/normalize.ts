@@ -120,8 +120,41 @@ function withId(v: Verdict, mid?: unknown): Verdict {
 export function parseTime(value: unknown): number | undefined {
   if (typeof value === 'number') return Number.isFinite(value) ? (Math.abs(value) < 1e11 ? value * 1000 : value) : undefined;
   if (typeof value !== 'string' || value.length > 64) return undefined;
-  const ms = Date.parse(value);
+  const ms = parseIsoUtc(value) ?? Date.parse(value);
   return Number.isNaN(ms) ? undefined : ms;
+}
+
+const DAYS_IN_MONTH = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/** Digits from..to as an integer, or -1 when any is not a digit. */
+function digits(s: string, from: number, to: number): number {
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const d = s.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
+/**
+ * The shape nearly every SDK sends, `YYYY-MM-DDTHH:MM:SS(.sss)Z`, without Date.parse's general
+ * parser; anything else returns undefined and goes to Date.parse.
+ */
+function parseIsoUtc(s: string): number | undefined {
+  const len = s.length;
+  if ((len !== 20 && len !== 24) || s.charCodeAt(len - 1) !== 90 || s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45 || s.charCodeAt(10) !== 84 || s.charCodeAt(13) !== 58 || s.charCodeAt(16) !== 58) return undefined;
+  if (len === 24 && s.charCodeAt(19) !== 46) return undefined;
+  const year = digits(s, 0, 4);
+  const month = digits(s, 5, 7);
+  const day = digits(s, 8, 10);
+  const hour = digits(s, 11, 13);
+  const minute = digits(s, 14, 16);
+  const second = digits(s, 17, 19);
+  const ms = len === 24 ? digits(s, 20, 23) : 0;
+  if (year < 100 || month < 1 || month > 12 || day < 1 || day > DAYS_IN_MONTH[month - 1]! || hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59 || ms < 0) return undefined;
+  if (month === 2 && day === 29 && !(year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0))) return undefined;
+  return Date.UTC(year, month - 1, day, hour, minute, second, ms);
 }
 
 /** timestamp = receivedAt − (sentAt − originalTimestamp) when the client gave no timestamp. */
