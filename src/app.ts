@@ -6,7 +6,7 @@ import { accessRoutes } from './access/routes.ts';
 import { LiveFeed } from './bus/live.ts';
 import type { Config } from './config.ts';
 import { ERRORS, TandemError, type ErrorCode } from './errors.ts';
-import { createIngest, loadDedupeWindow } from './ingest/accept.ts';
+import { createIngest } from './ingest/accept.ts';
 import { eventsApi } from './ingest/events-api.ts';
 import { ingestRoutes } from './ingest/routes.ts';
 import type { Metrics } from './ops/metrics.ts';
@@ -78,15 +78,10 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
 
   const credentials = createCredentials(stores.access);
   const live = new LiveFeed();
-  const dedupe = loadDedupeWindow(stores.log, config.dedupeWindowMs, now());
-  const pruner = setInterval(() => dedupe.prune(now()), 60_000);
-  pruner.unref();
-  app.addHook('onClose', async () => clearInterval(pruner));
 
   const accept = createIngest({
     log: stores.log,
     resolveWriteKey: (key) => credentials.writeKey(key),
-    dedupe,
     policy: { futureToleranceMs: config.futureToleranceMs, minTimestampMs: config.minTimestampMs },
     maxBodyBytes: config.maxBodyBytes,
     maxPendingBytes: config.maxPendingBytes,

@@ -15,6 +15,7 @@ export async function openTandem(config: Config, options: { logger?: Logger; now
   const stores = openSqliteStores({
     dataDir: config.dataDir,
     sync: config.sync,
+    dedupeWindowMs: config.dedupeWindowMs,
     onCommit: (entries, seconds) => {
       metrics.commitSize.observe(entries);
       metrics.commitSeconds.observe(seconds);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { decodeVerdicts } from '../src/ingest/verdicts.ts';
+import { decodeMeta } from '../src/store/event-meta.ts';
 import { openDatabase } from '../src/store/sqlite/database.ts';
 import { basic, tempDir, WRITE_KEY } from './helpers.ts';
 import { startServer } from './process.ts';
@@ -14,7 +14,7 @@ function storedCounts(dataDir: string): { counts: Map<string, number>; integrity
     const integrity = (db.prepare('PRAGMA integrity_check').get() as { integrity_check: string }).integrity_check;
     const counts = new Map<string, number>();
     for (const row of db.prepare('SELECT meta FROM log').iterate() as Iterable<{ meta: string }>) {
-      for (const v of decodeVerdicts(row.meta)) if (v.status !== 'duplicate') counts.set(v.messageId, (counts.get(v.messageId) ?? 0) + 1);
+      for (const v of decodeMeta(row.meta)) if (v.status !== 'duplicate') counts.set(v.messageId, (counts.get(v.messageId) ?? 0) + 1);
     }
     return { counts, integrity };
   } finally {

@@ -20,7 +20,6 @@ async function appWithLog(t: TestContext, override: Partial<EventLog>) {
     pendingBytes: () => (override.pendingBytes ?? (() => base.pendingBytes()))(),
     readBackward: (w, b, l) => base.readBackward(w, b, l),
     readForward: (a, l) => base.readForward(a, l),
-    metaSince: (s) => base.metaSince(s),
     get: (w, id) => base.get(w, id),
     close: () => base.close(),
   };

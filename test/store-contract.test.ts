@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
+import { decodeMeta, encodeMeta } from '../src/store/event-meta.ts';
 import type { LogEntry, Stores } from '../src/store/ports.ts';
 import { openSqliteStores } from '../src/store/sqlite/index.ts';
 import { tempDir } from './helpers.ts';
@@ -8,13 +9,16 @@ import { tempDir } from './helpers.ts';
  * One behaviour suite for every store adapter. Each adapter opens a store on a "location" and
  * can reopen the same location, as a restarted or second process would.
  */
+const HOUR = 3_600_000;
 type Adapter = { name: string; location: (t: TestContext) => string; open: (location: string) => Stores };
 const ADAPTERS: Adapter[] = [
-  { name: 'sqlite', location: (t) => tempDir(t), open: (dataDir) => openSqliteStores({ dataDir, sync: 'full' }) },
+  { name: 'sqlite', location: (t) => tempDir(t), open: (dataDir) => openSqliteStores({ dataDir, sync: 'full', dedupeWindowMs: HOUR }) },
   // The PostgreSQL adapter joins this list with cluster mode.
 ];
 
-const entry = (i: number, workspaceId = 'default'): LogEntry => ({ workspaceId, sourceId: 'src_1', receivedAt: 1_700_000_000_000 + i, kind: 'batch', body: Buffer.from(`{"n":${i}}`), meta: `[["m${i}"]]` });
+const NOW = Date.now();
+const meta = (...ids: string[]) => encodeMeta(ids.map((messageId) => ({ messageId, type: 'track', status: 'accepted' as const, timestamp: NOW, reasons: [], userId: 'u', anonymousId: undefined, event: 'e' })));
+const entry = (i: number, workspaceId = 'default', ids = [`m${i}`], receivedAt = NOW + i): LogEntry => ({ workspaceId, sourceId: 'src_1', receivedAt, kind: 'batch', body: Buffer.from(`{"n":${i}}`), meta: meta(...ids) });
 
 for (const adapter of ADAPTERS) {
   describe(`store contract: ${adapter.name}`, () => {
@@ -27,26 +31,42 @@ for (const adapter of ADAPTERS) {
 
     test('event log: concurrent appends each resolve with an increasing id after commit, bytes intact', async (t) => {
       const { stores } = open(t);
-      const ids = await Promise.all(Array.from({ length: 200 }, (_, i) => stores.log.append(entry(i))));
+      const ids = (await Promise.all(Array.from({ length: 200 }, (_, i) => stores.log.append(entry(i))))).map((a) => a.id);
       assert.deepEqual(ids, [...ids].sort((a, b) => a - b));
       assert.equal(new Set(ids).size, 200);
       const back = stores.log.readBackward('default', Number.MAX_SAFE_INTEGER, 500);
       assert.equal(back.length, 200);
       assert.equal(back[0]!.body.toString(), '{"n":199}');
-      assert.equal(back[0]!.meta, '[["m199"]]');
+      assert.equal(decodeMeta(back[0]!.meta)[0]!.messageId, 'm199');
       assert.equal(stores.log.readForward(ids[9]!, 5)[0]!.id, ids[10]);
-      assert.equal(stores.log.get('default', ids[3]!)?.receivedAt, 1_700_000_000_003);
+      assert.equal(stores.log.get('default', ids[3]!)?.receivedAt, NOW + 3);
       assert.equal(stores.log.pendingBytes(), 0);
     });
 
-    test('event log: reads are per workspace, and time-bounded meta reads skip older entries', async (t) => {
+    test('event log: reads are per workspace', async (t) => {
       const { stores } = open(t);
       stores.access.ensureWorkspace('acme', 'Acme');
       const a = await stores.log.append(entry(1));
       const b = await stores.log.append(entry(2, 'acme'));
-      assert.deepEqual(stores.log.readBackward('default', Number.MAX_SAFE_INTEGER, 10).map((r) => r.id), [a]);
-      assert.equal(stores.log.get('default', b), undefined);
-      assert.deepEqual([...stores.log.metaSince(1_700_000_000_002)].map((r) => [r.id, r.workspaceId]), [[b, 'acme']]);
+      assert.deepEqual(stores.log.readBackward('default', Number.MAX_SAFE_INTEGER, 10).map((r) => r.id), [a.id]);
+      assert.equal(stores.log.get('default', b.id), undefined);
+    });
+
+    test('event log: a messageId appended again within the window is stored as a duplicate, per workspace, across reopening', async (t) => {
+      const { stores, location } = open(t);
+      stores.access.ensureWorkspace('acme', 'Acme');
+      assert.deepEqual((await stores.log.append(entry(1, 'default', ['x', 'y']))).duplicates, []);
+      const again = await stores.log.append(entry(2, 'default', ['y', 'z', 'z']));
+      assert.deepEqual(again.duplicates, [0, 2]);
+      assert.deepEqual(decodeMeta(stores.log.get('default', again.id)!.meta).map((e) => e.status), ['duplicate', 'accepted', 'duplicate']);
+      assert.deepEqual((await stores.log.append(entry(3, 'acme', ['x']))).duplicates, [], 'another workspace has its own window');
+      const [late, concurrent] = await Promise.all([stores.log.append(entry(4, 'default', ['x'], NOW + HOUR + 10)), stores.log.append(entry(5, 'default', ['w']))]);
+      assert.deepEqual(late.duplicates, [], 'after the window the id is new again');
+      assert.deepEqual(concurrent.duplicates, []);
+      await stores.close();
+      const reopened = adapter.open(location);
+      t.after(() => reopened.close());
+      assert.deepEqual((await reopened.log.append(entry(6, 'default', ['w', 'v']))).duplicates, [0], 'the window survives reopening');
     });
 
     test('event log: what was acknowledged is there after reopening', async (t) => {

@@ -1,9 +1,8 @@
 import { TandemError } from '../errors.ts';
-import type { EventLog, LogRecord, WriteKey } from '../store/ports.ts';
+import type { Appended, EventLog, LogRecord, WriteKey } from '../store/ports.ts';
 import { decodeBody, parseJsonBody, type ParsedBody } from './body.ts';
-import { DedupeWindow } from './dedupe.ts';
 import { judgeEvent, judgeSingle, LIMITS, type EventType, type IngestKind, type TimePolicy, type Verdict } from './normalize.ts';
-import { decodeVerdicts, encodeVerdicts } from './verdicts.ts';
+import { encodeMeta } from '../store/event-meta.ts';
 
 export type IngestRequest = {
   kind: IngestKind;
@@ -18,7 +17,6 @@ export type IngestOutcome = { record: LogRecord; accepted: number; flagged: numb
 export type IngestDeps = {
   log: EventLog;
   resolveWriteKey: (key: string) => WriteKey | undefined;
-  dedupe: DedupeWindow;
   policy: TimePolicy;
   maxBodyBytes: number;
   maxPendingBytes: number;
@@ -60,18 +58,6 @@ export function createIngest(deps: IngestDeps) {
     return verdicts;
   }
 
-  function claimIds(workspaceId: string, verdicts: Verdict[], receivedAt: number): { duplicates: Set<number>; claimed: string[] } {
-    const duplicates = new Set<number>();
-    const claimed: string[] = [];
-    for (let i = 0; i < verdicts.length; i++) {
-      const v = verdicts[i]!;
-      if (v.generatedId) continue;
-      if (deps.dedupe.claim(workspaceId, v.messageId, receivedAt)) claimed.push(v.messageId);
-      else duplicates.add(i);
-    }
-    return { duplicates, claimed };
-  }
-
   return async function accept(req: IngestRequest): Promise<IngestOutcome> {
     const receivedAt = now();
     const decoded = decodeBody(req.raw, req.contentEncoding, deps.maxBodyBytes);
@@ -80,31 +66,18 @@ export function createIngest(deps: IngestDeps) {
     const source = basic ?? authenticate(undefined, parsed.value);
     if (deps.log.pendingBytes() > deps.maxPendingBytes) throw new TandemError('rate_limited');
     const verdicts = judgeAll(req.kind, parsed, receivedAt);
-    const { duplicates, claimed } = claimIds(source.workspaceId, verdicts, receivedAt);
-    const entry = { workspaceId: source.workspaceId, sourceId: source.sourceId, receivedAt, kind: req.kind, body: parsed.bytes, meta: encodeVerdicts(verdicts, duplicates) };
-    let id: number;
+    const entry = { workspaceId: source.workspaceId, sourceId: source.sourceId, receivedAt, kind: req.kind, body: parsed.bytes, meta: encodeMeta(verdicts) };
+    let appended: Appended;
     try {
-      id = await deps.log.append(entry);
+      appended = await deps.log.append(entry);
     } catch (cause) {
-      for (const messageId of claimed) deps.dedupe.release(source.workspaceId, messageId);
       throw new TandemError('unavailable', undefined, { cause });
     }
-    const outcome: IngestOutcome = { record: { ...entry, id }, accepted: 0, flagged: 0, quarantined: 0, duplicates: duplicates.size };
+    const duplicates = new Set(appended.duplicates);
+    const outcome: IngestOutcome = { record: { ...entry, id: appended.id }, accepted: 0, flagged: 0, quarantined: 0, duplicates: duplicates.size };
     for (let i = 0; i < verdicts.length; i++) {
-      if (duplicates.has(i)) continue;
-      outcome[verdicts[i]!.status]++;
+      if (!duplicates.has(i)) outcome[verdicts[i]!.status]++;
     }
     return outcome;
   };
-}
-
-/** Fills the dedupe window from the log, so a restart remembers what it acknowledged. */
-export function loadDedupeWindow(log: EventLog, windowMs: number, now: number): DedupeWindow {
-  const window = new DedupeWindow(windowMs);
-  for (const r of log.metaSince(now - windowMs)) {
-    for (const v of decodeVerdicts(r.meta)) {
-      if (v.status !== 'duplicate') window.claim(r.workspaceId, v.messageId, r.receivedAt);
-    }
-  }
-  return window;
 }

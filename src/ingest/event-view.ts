@@ -1,5 +1,5 @@
 import type { LogRecord } from '../store/ports.ts';
-import { decodeVerdicts, type StoredVerdict } from './verdicts.ts';
+import { decodeMeta, type EventMeta } from '../store/event-meta.ts';
 
 /** One event as the admin API, the live stream and later pipeline stages see it. */
 export type StoredEvent = {
@@ -9,7 +9,7 @@ export type StoredEvent = {
   event: string | null;
   userId: string | null;
   anonymousId: string | null;
-  status: StoredVerdict['status'];
+  status: EventMeta['status'];
   reasons: string[];
   sourceId: string;
   receivedAt: string;
@@ -26,8 +26,8 @@ const SERVER_OWNED = ['writeKey', 'receivedAt', 'workspaceId', 'sourceId', 'proj
 export const eventId = (recordId: number, index: number): string => `${recordId}.${index}`;
 
 /** The events of one log record whose verdicts pass `keep` and whose index is below `below`, in body order. */
-export function selectEvents(record: LogRecord, keep: (v: StoredVerdict) => boolean, below = Infinity): { total: number; events: StoredEvent[] } {
-  const verdicts = decodeVerdicts(record.meta);
+export function selectEvents(record: LogRecord, keep: (v: EventMeta) => boolean, below = Infinity): { total: number; events: StoredEvent[] } {
+  const verdicts = decodeMeta(record.meta);
   const wanted: number[] = [];
   for (let i = 0; i < verdicts.length && i < below; i++) if (keep(verdicts[i]!)) wanted.push(i);
   if (wanted.length === 0) return { total: verdicts.length, events: [] };
@@ -38,9 +38,9 @@ export function selectEvents(record: LogRecord, keep: (v: StoredVerdict) => bool
   return { total: verdicts.length, events: wanted.map((i) => toEvent(record, i, verdicts[i]!, items[i], shared)) };
 }
 
-export const expandRecord = (record: LogRecord, keep: (v: StoredVerdict) => boolean = () => true): StoredEvent[] => selectEvents(record, keep).events;
+export const expandRecord = (record: LogRecord, keep: (v: EventMeta) => boolean = () => true): StoredEvent[] => selectEvents(record, keep).events;
 
-function toEvent(record: LogRecord, index: number, v: StoredVerdict, item: unknown, shared: Json): StoredEvent {
+function toEvent(record: LogRecord, index: number, v: EventMeta, item: unknown, shared: Json): StoredEvent {
   const receivedAt = new Date(record.receivedAt).toISOString();
   const timestamp = new Date(v.timestamp).toISOString();
   return {
@@ -60,7 +60,7 @@ function toEvent(record: LogRecord, index: number, v: StoredVerdict, item: unkno
 }
 
 /** The item with batch-level context and integrations merged in and server-owned fields set. */
-function payloadOf(item: Json, v: StoredVerdict, shared: Json, receivedAt: string, timestamp: string): Json {
+function payloadOf(item: Json, v: EventMeta, shared: Json, receivedAt: string, timestamp: string): Json {
   const payload: Json = { ...item };
   for (const field of SERVER_OWNED) delete payload[field];
   for (const field of ['context', 'integrations'] as const) {

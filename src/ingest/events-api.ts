@@ -3,7 +3,7 @@ import type { LiveFeed } from '../bus/live.ts';
 import { TandemError } from '../errors.ts';
 import type { EventLog } from '../store/ports.ts';
 import { expandRecord, selectEvents, type StoredEvent } from './event-view.ts';
-import type { StoredVerdict } from './verdicts.ts';
+import type { EventMeta } from '../store/event-meta.ts';
 
 export type EventFilter = { messageId?: string; userId?: string; anonymousId?: string; type?: string; status?: string };
 export type EventPage = { data: StoredEvent[]; next: string | null };
@@ -14,7 +14,7 @@ const STATUSES = ['accepted', 'flagged', 'quarantined', 'duplicate'];
 export const SCAN_BUDGET = 50_000;
 const RECORDS_PER_READ = 64;
 
-export function matches(filter: EventFilter): (v: StoredVerdict) => boolean {
+export function matches(filter: EventFilter): (v: EventMeta) => boolean {
   return (v) =>
     (filter.status ? v.status === filter.status : v.status !== 'duplicate') &&
     (!filter.messageId || v.messageId === filter.messageId) &&

@@ -12,23 +12,28 @@ export type LogEntry = {
   kind: string;
   /** The request body as received (inflated, without BOM). */
   body: Buffer;
-  /** Per event, in body order: what ingest decided (see ingest/verdicts.ts). */
+  /** Per event, in body order: what ingest decided, encoded by store/event-meta.ts. */
   meta: string;
 };
 
 export type LogRecord = LogEntry & { id: number };
 
+/** What an append did: the record's id, and which events repeated a messageId of the window. */
+export type Appended = { id: number; duplicates: number[] };
+
 export interface EventLog {
-  /** Resolves once the entry is durable; concurrent appends share one commit. */
-  append(entry: LogEntry): Promise<number>;
+  /**
+   * Resolves once the entry is durable; concurrent appends share one commit. An event whose
+   * messageId was appended to the same workspace within the dedupe window is stored marked
+   * `duplicate` and reported in `duplicates`; the window outlives restarts.
+   */
+  append(entry: LogEntry): Promise<Appended>;
   /** Bytes accepted but not yet committed (for backpressure). */
   pendingBytes(): number;
   /** Newest first, ids strictly below `beforeId`, at most `limit` records. */
   readBackward(workspaceId: string, beforeId: number, limit: number): LogRecord[];
   /** Oldest first, ids strictly above `afterId`. */
   readForward(afterId: number, limit: number): LogRecord[];
-  /** Entries received at or after `since`, oldest first, meta only (body empty). */
-  metaSince(since: number): Iterable<Pick<LogRecord, 'id' | 'workspaceId' | 'receivedAt' | 'meta'>>;
   get(workspaceId: string, id: number): LogRecord | undefined;
   close(): Promise<void>;
 }
@@ -48,7 +53,7 @@ export interface AccessStore {
   findTokenByHash(tokenHash: string): Token | undefined;
   listTokens(workspaceId: string): Token[];
   revokeToken(workspaceId: string, id: string): boolean;
-  /** Changes when another process (the CLI) wrote to the store, so caches can be dropped. */
+  /** Changes whenever keys or tokens change, in any process (the CLI too), so caches can be dropped. */
   version(): number;
 }
 

@@ -12,11 +12,11 @@ const TOKEN_SELECT = 'SELECT id, workspace_id, name, role, created_at, revoked_a
 
 export class SqliteAccessStore implements AccessStore {
   readonly #db: DatabaseSync;
-  readonly #dataVersion: StatementSync;
+  readonly #version: StatementSync;
 
   constructor(db: DatabaseSync) {
     this.#db = db;
-    this.#dataVersion = db.prepare('PRAGMA data_version');
+    this.#version = db.prepare('SELECT version FROM access_version');
   }
 
   ensureWorkspace(id: string, name: string): boolean {
@@ -64,6 +64,6 @@ export class SqliteAccessStore implements AccessStore {
   }
 
   version(): number {
-    return (this.#dataVersion.get() as { data_version: number }).data_version;
+    return (this.#version.get() as { version: number }).version;
   }
 }

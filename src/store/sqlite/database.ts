@@ -10,6 +10,14 @@ const MIGRATIONS = [
    CREATE TABLE log (id INTEGER PRIMARY KEY, workspace_id TEXT NOT NULL, source_id TEXT NOT NULL, received_at INTEGER NOT NULL, kind TEXT NOT NULL, body BLOB NOT NULL, meta TEXT NOT NULL);
    CREATE INDEX log_workspace ON log (workspace_id, id);
    CREATE INDEX log_received ON log (received_at);`,
+  `CREATE TABLE access_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+   INSERT INTO access_version VALUES (1, 0);
+   CREATE TRIGGER write_keys_insert AFTER INSERT ON write_keys BEGIN UPDATE access_version SET version = version + 1; END;
+   CREATE TRIGGER write_keys_update AFTER UPDATE ON write_keys BEGIN UPDATE access_version SET version = version + 1; END;
+   CREATE TRIGGER write_keys_delete AFTER DELETE ON write_keys BEGIN UPDATE access_version SET version = version + 1; END;
+   CREATE TRIGGER tokens_insert AFTER INSERT ON tokens BEGIN UPDATE access_version SET version = version + 1; END;
+   CREATE TRIGGER tokens_update AFTER UPDATE ON tokens BEGIN UPDATE access_version SET version = version + 1; END;
+   CREATE TRIGGER tokens_delete AFTER DELETE ON tokens BEGIN UPDATE access_version SET version = version + 1; END;`,
 ];
 
 export type SqliteOptions = { dataDir: string; sync: 'full' | 'normal'; file?: string };
@@ -19,12 +27,14 @@ export function openDatabase(options: SqliteOptions): DatabaseSync {
   mkdirSync(options.dataDir, { recursive: true });
   const db = new DatabaseSync(join(options.dataDir, options.file ?? 'tandem.db'), { timeout: 5000 });
   db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.sync === 'full' ? 'FULL' : 'NORMAL'}; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;`);
-  const current = (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
-  for (let v = current; v < MIGRATIONS.length; v++) {
+  const version = () => (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
+  if (version() < MIGRATIONS.length) {
     db.exec('BEGIN IMMEDIATE');
     try {
-      db.exec(MIGRATIONS[v]!);
-      db.exec(`PRAGMA user_version = ${v + 1}`);
+      for (let v = version(); v < MIGRATIONS.length; v++) {
+        db.exec(MIGRATIONS[v]!);
+        db.exec(`PRAGMA user_version = ${v + 1}`);
+      }
       db.exec('COMMIT');
     } catch (err) {
       db.exec('ROLLBACK');

@@ -1,19 +1,33 @@
 /**
- * The event log's writer thread. It owns the only connection that appends to the log, so that
- * inserting request bodies and waiting for fsync happen beside the thread that parses HTTP.
- * Appends that queue up while a commit runs are written together in the next one (group commit).
+ * The event log's writer thread. It owns the only connection that appends to the log and the
+ * dedupe window, so that inserting request bodies, deduplicating and waiting for fsync happen
+ * beside the thread that parses HTTP. Appends that queue up while a commit runs are written
+ * together in the next one (group commit).
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { DedupeWindow } from '../dedupe-window.ts';
 import { openDatabase, type SqliteOptions } from './database.ts';
 
+export type WriterOptions = SqliteOptions & { dedupeWindowMs: number };
 export type WriterEntry = { workspaceId: string; sourceId: string; receivedAt: number; kind: string; body: Uint8Array; meta: string };
-export type WriterRequest = { type: 'append'; seq: number; entries: WriterEntry[] } | { type: 'close' };
-export type WriterReply = { seq: number; ids: number[]; seconds: number } | { seq: number; error: string } | { closed: true };
+export type WriterRequest = { type: 'append'; seq: number; entry: WriterEntry } | { type: 'close' };
+export type WriterReply =
+  | { type: 'appended'; seq: number; id: number; duplicates: number[] }
+  | { type: 'failed'; seq: number; error: string }
+  | { type: 'committed'; requests: number; seconds: number }
+  | { type: 'closed' };
 
+const options = workerData as WriterOptions;
 const port = parentPort!;
-const db = openDatabase(workerData as SqliteOptions);
+const db = openDatabase(options);
 const insert = db.prepare('INSERT INTO log (workspace_id, source_id, received_at, kind, body, meta) VALUES (?, ?, ?, ?, ?, ?)');
-let queue: Array<Extract<WriterRequest, { type: 'append' }>> = [];
+const dedupe = new DedupeWindow(options.dedupeWindowMs);
+for (const r of db.prepare('SELECT workspace_id, received_at, meta FROM log WHERE received_at >= ? ORDER BY id').iterate(Date.now() - options.dedupeWindowMs) as Iterable<{ workspace_id: string; received_at: number; meta: string }>) {
+  dedupe.claimEntry(r.workspace_id, r.received_at, r.meta);
+}
+const pruner = setInterval(() => dedupe.prune(Date.now()), 60_000);
+
+let queue: Array<{ seq: number; entry: WriterEntry }> = [];
 let scheduled = false;
 
 function flush(): void {
@@ -22,30 +36,37 @@ function flush(): void {
   queue = [];
   if (batch.length === 0) return;
   const started = performance.now();
-  const ids: number[][] = [];
+  const done: Array<{ seq: number; id: number; duplicates: number[] }> = [];
+  const claims: Array<[string, string[]]> = [];
   try {
     db.exec('BEGIN IMMEDIATE');
     try {
-      for (const req of batch) ids.push(req.entries.map((e) => Number(insert.run(e.workspaceId, e.sourceId, e.receivedAt, e.kind, e.body, e.meta).lastInsertRowid)));
+      for (const { seq, entry: e } of batch) {
+        const { meta, duplicates, claimed } = dedupe.claimEntry(e.workspaceId, e.receivedAt, e.meta);
+        claims.push([e.workspaceId, claimed]);
+        done.push({ seq, id: Number(insert.run(e.workspaceId, e.sourceId, e.receivedAt, e.kind, e.body, meta).lastInsertRowid), duplicates });
+      }
       db.exec('COMMIT');
     } catch (err) {
       if (db.isTransaction) db.exec('ROLLBACK');
       throw err;
     }
   } catch (err) {
+    for (const [workspaceId, ids] of claims) for (const id of ids) dedupe.release(workspaceId, id);
     const error = err instanceof Error ? err.message : String(err);
-    for (const req of batch) port.postMessage({ seq: req.seq, error } satisfies WriterReply);
+    for (const { seq } of batch) port.postMessage({ type: 'failed', seq, error } satisfies WriterReply);
     return;
   }
-  const seconds = (performance.now() - started) / 1000;
-  for (let i = 0; i < batch.length; i++) port.postMessage({ seq: batch[i]!.seq, ids: ids[i]!, seconds } satisfies WriterReply);
+  port.postMessage({ type: 'committed', requests: batch.length, seconds: (performance.now() - started) / 1000 } satisfies WriterReply);
+  for (const d of done) port.postMessage({ type: 'appended', ...d } satisfies WriterReply);
 }
 
 port.on('message', (msg: WriterRequest) => {
   if (msg.type === 'close') {
     flush();
+    clearInterval(pruner);
     db.close();
-    port.postMessage({ closed: true } satisfies WriterReply);
+    port.postMessage({ type: 'closed' } satisfies WriterReply);
     return;
   }
   queue.push(msg);
@@ -54,3 +75,4 @@ port.on('message', (msg: WriterRequest) => {
     setImmediate(flush);
   }
 });
+port.postMessage({ type: 'committed', requests: 0, seconds: 0 } satisfies WriterReply);

@@ -1,7 +1,9 @@
+import { DUPLICATE, messageIdsOf } from './event-meta.ts';
+
 /**
- * Which messageIds were accepted within the window, per workspace. In memory for speed; filled
- * from the event log at start so that a restart forgets nothing. Entries are kept in arrival
- * order, so pruning only looks at the oldest.
+ * Which messageIds were appended within the window, per workspace: the log's idempotency
+ * memory. In memory for speed, filled from the log when the writer starts, so a restart
+ * forgets nothing. Entries are kept in arrival order, so pruning only looks at the oldest.
  */
 export class DedupeWindow {
   readonly #windowMs: number;
@@ -35,6 +37,23 @@ export class DedupeWindow {
   /** Forgets a claim whose events were not committed, so the client's retry is accepted. */
   release(workspaceId: string, messageId: string): void {
     if (this.#workspaces.get(workspaceId)?.delete(messageId)) this.#size--;
+  }
+
+  /**
+   * Claims the ids of one log entry; returns the new meta (with duplicates marked, or the same
+   * string when there are none), the duplicate indexes, and the ids it claimed.
+   */
+  claimEntry(workspaceId: string, receivedAt: number, meta: string): { meta: string; duplicates: number[]; claimed: string[] } {
+    const { tuples, ids } = messageIdsOf(meta);
+    const duplicates: number[] = [];
+    const claimed: string[] = [];
+    for (const [i, id] of ids) {
+      if (this.claim(workspaceId, id, receivedAt)) claimed.push(id);
+      else duplicates.push(i);
+    }
+    if (duplicates.length === 0) return { meta, duplicates, claimed };
+    for (const i of duplicates) tuples[i]![2] = DUPLICATE;
+    return { meta: JSON.stringify(tuples), duplicates, claimed };
   }
 
   prune(now: number): void {
