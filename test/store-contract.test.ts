@@ -18,7 +18,7 @@ const ADAPTERS: Adapter[] = [
 
 const NOW = Date.now();
 const meta = (...ids: string[]) => encodeMeta(ids.map((messageId) => ({ messageId, type: 'track', status: 'accepted' as const, timestamp: NOW, reasons: [], userId: 'u', anonymousId: undefined, event: 'e' })));
-const entry = (i: number, workspaceId = 'default', ids = [`m${i}`], receivedAt = NOW + i): LogEntry => ({ workspaceId, sourceId: 'src_1', receivedAt, kind: 'batch', body: Buffer.from(`{"n":${i}}`), meta: meta(...ids) });
+const entry = (i: number, workspaceId = 'default', ids = [`m${i}`], receivedAt = NOW + i): LogEntry => ({ workspaceId, sourceId: 'src_1', receivedAt, kind: 'batch', body: Buffer.from(`{"n":${i}}`), meta: meta(...ids), messageIds: ids });
 
 for (const adapter of ADAPTERS) {
   describe(`store contract: ${adapter.name}`, () => {

@@ -66,10 +66,11 @@ export function createIngest(deps: IngestDeps) {
     const source = basic ?? authenticate(undefined, parsed.value);
     if (deps.log.pendingBytes() > deps.maxPendingBytes) throw new TandemError('rate_limited');
     const verdicts = judgeAll(req.kind, parsed, receivedAt);
+    const messageIds = verdicts.map((v) => v.messageId);
     const entry = { workspaceId: source.workspaceId, sourceId: source.sourceId, receivedAt, kind: req.kind, body: parsed.bytes, meta: encodeMeta(verdicts) };
     let appended: Appended;
     try {
-      appended = await deps.log.append(entry);
+      appended = await deps.log.append({ ...entry, messageIds });
     } catch (cause) {
       throw new TandemError('unavailable', undefined, { cause });
     }

@@ -1,4 +1,4 @@
-import { DUPLICATE, messageIdsOf } from './event-meta.ts';
+import { markDuplicates, messageIdsOf } from './event-meta.ts';
 
 /**
  * Which messageIds were appended within the window, per workspace: the log's idempotency
@@ -43,17 +43,20 @@ export class DedupeWindow {
    * Claims the ids of one log entry; returns the new meta (with duplicates marked, or the same
    * string when there are none), the duplicate indexes, and the ids it claimed.
    */
-  claimEntry(workspaceId: string, receivedAt: number, meta: string): { meta: string; duplicates: number[]; claimed: string[] } {
-    const { tuples, ids } = messageIdsOf(meta);
+  claimEntry(workspaceId: string, receivedAt: number, meta: string, messageIds: readonly string[]): { meta: string; duplicates: number[]; claimed: string[] } {
     const duplicates: number[] = [];
     const claimed: string[] = [];
-    for (const [i, id] of ids) {
+    for (let i = 0; i < messageIds.length; i++) {
+      const id = messageIds[i]!;
       if (this.claim(workspaceId, id, receivedAt)) claimed.push(id);
       else duplicates.push(i);
     }
-    if (duplicates.length === 0) return { meta, duplicates, claimed };
-    for (const i of duplicates) tuples[i]![2] = DUPLICATE;
-    return { meta: JSON.stringify(tuples), duplicates, claimed };
+    return { meta: duplicates.length === 0 ? meta : markDuplicates(meta, duplicates), duplicates, claimed };
+  }
+
+  /** Claims what a stored entry claimed when it was appended (for the start-up load). */
+  replay(workspaceId: string, receivedAt: number, meta: string): void {
+    for (const [, id] of messageIdsOf(meta).ids) this.claim(workspaceId, id, receivedAt);
   }
 
   prune(now: number): void {

@@ -43,10 +43,17 @@ export function decodeMeta(meta: string): EventMeta[] {
   }));
 }
 
-/** The messageIds of the events that are not already marked duplicate, with their indexes. */
-export function messageIdsOf(meta: string): { tuples: MetaTuple[]; ids: Array<[number, string]> } {
+/** The messageIds of the events that are not marked duplicate, with their indexes. */
+export function messageIdsOf(meta: string): { ids: Array<[number, string]> } {
   const tuples = JSON.parse(meta) as MetaTuple[];
   const ids: Array<[number, string]> = [];
   for (let i = 0; i < tuples.length; i++) if (tuples[i]![2] !== DUPLICATE) ids.push([i, tuples[i]![0]]);
-  return { tuples, ids };
+  return { ids };
+}
+
+/** Marks the events at `indexes` as duplicates; returns the new meta string. */
+export function markDuplicates(meta: string, indexes: readonly number[]): string {
+  const tuples = JSON.parse(meta) as MetaTuple[];
+  for (const i of indexes) tuples[i]![2] = DUPLICATE;
+  return JSON.stringify(tuples);
 }

@@ -14,9 +14,11 @@ export type LogEntry = {
   body: Buffer;
   /** Per event, in body order: what ingest decided, encoded by store/event-meta.ts. */
   meta: string;
+  /** Per event, in body order: the messageId the dedupe window checks. */
+  messageIds: string[];
 };
 
-export type LogRecord = LogEntry & { id: number };
+export type LogRecord = Omit<LogEntry, 'messageIds'> & { id: number };
 
 /** What an append did: the record's id, and which events repeated a messageId of the window. */
 export type Appended = { id: number; duplicates: number[] };

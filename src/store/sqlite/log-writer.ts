@@ -9,7 +9,7 @@ import { DedupeWindow } from '../dedupe-window.ts';
 import { openDatabase, type SqliteOptions } from './database.ts';
 
 export type WriterOptions = SqliteOptions & { dedupeWindowMs: number };
-export type WriterEntry = { workspaceId: string; sourceId: string; receivedAt: number; kind: string; body: Uint8Array; meta: string };
+export type WriterEntry = { workspaceId: string; sourceId: string; receivedAt: number; kind: string; body: Uint8Array; meta: string; messageIds: string[] };
 export type WriterRequest = { type: 'append'; seq: number; entry: WriterEntry } | { type: 'close' };
 export type WriterReply =
   | { type: 'appended'; seq: number; id: number; duplicates: number[] }
@@ -23,7 +23,7 @@ const db = openDatabase(options);
 const insert = db.prepare('INSERT INTO log (workspace_id, source_id, received_at, kind, body, meta) VALUES (?, ?, ?, ?, ?, ?)');
 const dedupe = new DedupeWindow(options.dedupeWindowMs);
 for (const r of db.prepare('SELECT workspace_id, received_at, meta FROM log WHERE received_at >= ? ORDER BY id').iterate(Date.now() - options.dedupeWindowMs) as Iterable<{ workspace_id: string; received_at: number; meta: string }>) {
-  dedupe.claimEntry(r.workspace_id, r.received_at, r.meta);
+  dedupe.replay(r.workspace_id, r.received_at, r.meta);
 }
 const pruner = setInterval(() => dedupe.prune(Date.now()), 60_000);
 
@@ -42,7 +42,7 @@ function flush(): void {
     db.exec('BEGIN IMMEDIATE');
     try {
       for (const { seq, entry: e } of batch) {
-        const { meta, duplicates, claimed } = dedupe.claimEntry(e.workspaceId, e.receivedAt, e.meta);
+        const { meta, duplicates, claimed } = dedupe.claimEntry(e.workspaceId, e.receivedAt, e.meta, e.messageIds);
         claims.push([e.workspaceId, claimed]);
         done.push({ seq, id: Number(insert.run(e.workspaceId, e.sourceId, e.receivedAt, e.kind, e.body, meta).lastInsertRowid), duplicates });
       }
