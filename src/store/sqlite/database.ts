@@ -8,8 +8,7 @@ const MIGRATIONS = [
    CREATE TABLE write_keys (key TEXT PRIMARY KEY, source_id TEXT NOT NULL REFERENCES sources(id), created_at INTEGER NOT NULL, revoked_at INTEGER);
    CREATE TABLE tokens (id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL REFERENCES workspaces(id), name TEXT NOT NULL, role TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL, revoked_at INTEGER);
    CREATE TABLE log (id INTEGER PRIMARY KEY, workspace_id TEXT NOT NULL, source_id TEXT NOT NULL, received_at INTEGER NOT NULL, kind TEXT NOT NULL, body BLOB NOT NULL, meta TEXT NOT NULL);
-   CREATE INDEX log_workspace ON log (workspace_id, id);
-   CREATE INDEX log_received ON log (received_at);`,
+   CREATE INDEX log_workspace ON log (workspace_id, id);`,
   `CREATE TABLE access_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
    INSERT INTO access_version VALUES (1, 0);
    CREATE TRIGGER write_keys_insert AFTER INSERT ON write_keys BEGIN UPDATE access_version SET version = version + 1; END;

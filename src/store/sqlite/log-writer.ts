@@ -22,9 +22,22 @@ const port = parentPort!;
 const db = openDatabase(options);
 const insert = db.prepare('INSERT INTO log (workspace_id, source_id, received_at, kind, body, meta) VALUES (?, ?, ?, ?, ?, ?)');
 const dedupe = new DedupeWindow(options.dedupeWindowMs);
-for (const r of db.prepare('SELECT workspace_id, received_at, meta FROM log WHERE received_at >= ? ORDER BY id').iterate(Date.now() - options.dedupeWindowMs) as Iterable<{ workspace_id: string; received_at: number; meta: string }>) {
-  dedupe.replay(r.workspace_id, r.received_at, r.meta);
+loadWindow();
+/**
+ * Fills the window from the newest records backwards until they are older than the window
+ * (plus an hour of slack for clock steps: ids follow arrival, receivedAt nearly does), then
+ * replays them oldest first.
+ */
+function loadWindow(): void {
+  const stop = Date.now() - options.dedupeWindowMs - 3_600_000;
+  const recent: Array<{ workspace_id: string; received_at: number; meta: string }> = [];
+  for (const r of db.prepare('SELECT workspace_id, received_at, meta FROM log ORDER BY id DESC').iterate() as Iterable<(typeof recent)[number]>) {
+    if (r.received_at < stop) break;
+    recent.push(r);
+  }
+  for (let i = recent.length - 1; i >= 0; i--) dedupe.replay(recent[i]!.workspace_id, recent[i]!.received_at, recent[i]!.meta);
 }
+
 const pruner = setInterval(() => dedupe.prune(Date.now()), 60_000);
 
 let queue: Array<{ seq: number; entry: WriterEntry }> = [];
