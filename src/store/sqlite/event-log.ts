@@ -80,7 +80,10 @@ export class SqliteEventLog implements EventLog {
       this.#pending.set(seq, { bytes, resolve, reject });
       this.#pendingBytes += bytes;
       try {
-        this.#writer().postMessage({ type: 'append', seq, entry } satisfies WriterRequest);
+        // A private copy of the bytes is moved, not cloned, to the writer: a memcpy instead of
+        // structured-clone serialisation, and the caller keeps its own buffer.
+        const body = new Uint8Array(entry.body);
+        this.#writer().postMessage({ type: 'append', seq, entry: { ...entry, body } } satisfies WriterRequest, [body.buffer]);
       } catch (err) {
         this.#pending.delete(seq);
         this.#pendingBytes -= bytes;
