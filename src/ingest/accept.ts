@@ -1,8 +1,8 @@
 import { TandemError } from '../errors.ts';
 import type { Appended, EventLog, LogRecord, WriteKey } from '../store/ports.ts';
+import { encodeMeta, markDuplicates } from '../store/event-meta.ts';
 import { decodeBody, parseJsonBody, type ParsedBody } from './body.ts';
 import { judgeEvent, judgeSingle, LIMITS, type EventType, type IngestKind, type TimePolicy, type Verdict } from './normalize.ts';
-import { encodeMeta } from '../store/event-meta.ts';
 
 export type IngestRequest = {
   kind: IngestKind;
@@ -27,8 +27,8 @@ type Json = Record<string, unknown>;
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
- * The ingest path: decode, authenticate, judge each event, drop duplicates, append to the log,
- * and resolve only once the log has committed. Rejections throw a TandemError with a code.
+ * The ingest path: decode, authenticate, judge each event, append to the log (which marks
+ * repeated messageIds as duplicates), and resolve only once the log has committed. Rejections throw a TandemError with a code.
  */
 export function createIngest(deps: IngestDeps) {
   const now = deps.now ?? Date.now;
@@ -75,7 +75,8 @@ export function createIngest(deps: IngestDeps) {
       throw new TandemError('unavailable', undefined, { cause });
     }
     const duplicates = new Set(appended.duplicates);
-    const outcome: IngestOutcome = { record: { ...entry, id: appended.id }, accepted: 0, flagged: 0, quarantined: 0, duplicates: duplicates.size };
+    const meta = appended.duplicates.length > 0 ? markDuplicates(entry.meta, appended.duplicates) : entry.meta;
+    const outcome: IngestOutcome = { record: { ...entry, meta, id: appended.id }, accepted: 0, flagged: 0, quarantined: 0, duplicates: duplicates.size };
     for (let i = 0; i < verdicts.length; i++) {
       if (!duplicates.has(i)) outcome[verdicts[i]!.status]++;
     }
