@@ -1,0 +1,142 @@
+import type { Identifier } from './identifiers.ts';
+import { PREVIOUS_ID } from './identifiers.ts';
+
+/** Per-workspace identity rules (DESIGN.md, "Identity"); editable through the admin API. */
+export type IdentityRules = {
+  /** Most identifiers of one type a profile may hold; types not listed use `defaultLimit`. */
+  limits: Record<string, number>;
+  defaultLimit: number;
+  /** Types in order of trust: the first decides which profile an event belongs to. Unlisted custom types rank before `anonymous_id`. */
+  priority: string[];
+  /** Workspace regular expressions (in addition to the built-in blocked values), per type or `*`. */
+  blocked: Array<{ type: string; pattern: string }>;
+  /** Most merges one profile may take part in. */
+  mergeCap: number;
+};
+
+export const DEFAULT_RULES: IdentityRules = {
+  limits: { user_id: 1 },
+  defaultLimit: 5,
+  priority: ['user_id', 'email', 'phone', 'anonymous_id'],
+  blocked: [],
+  mergeCap: 100,
+};
+
+/** What the policy needs to know about the current graph. */
+export interface GraphView {
+  profileOf(id: Identifier): string | undefined;
+  /** How many identifiers of each type the profile holds. */
+  counts(profileId: string): Record<string, number>;
+  merges(profileId: string): number;
+}
+
+export type Warning =
+  | { kind: 'limit'; id: Identifier; profileId: string; rule: string }
+  | { kind: 'merge_refused'; id: Identifier; profileId: string; other: string; rule: string };
+
+/**
+ * What one event does to the graph: the profile it belongs to (`null`: a new one), the
+ * identifiers to link to it, the profiles to merge into it, and what was refused and why.
+ * Every link and merge names the rule that allowed it.
+ */
+export type Plan = {
+  target: string | null;
+  links: Array<{ id: Identifier; rule: string }>;
+  merges: Array<{ profileId: string; via: Identifier; rule: string }>;
+  warnings: Warning[];
+};
+
+export function limitOf(rules: IdentityRules, type: string): number {
+  return rules.limits[type] ?? rules.defaultLimit;
+}
+
+function rank(rules: IdentityRules, type: string): number {
+  const i = rules.priority.indexOf(type);
+  if (i >= 0) return i;
+  const anonymous = rules.priority.indexOf('anonymous_id');
+  return anonymous >= 0 ? anonymous - 0.5 : rules.priority.length;
+}
+
+/** alias's previousId is the user id it names if one exists, else an anonymous id. */
+function resolvePrevious(ids: Identifier[], graph: GraphView): Identifier[] {
+  return ids.map((id) => {
+    if (id.type !== PREVIOUS_ID) return id;
+    const asUser = { type: 'user_id', value: id.value };
+    return graph.profileOf(asUser) ? asUser : { type: 'anonymous_id', value: id.value };
+  });
+}
+
+const add = (a: Record<string, number>, b: Record<string, number>): Record<string, number> => {
+  const out = { ...a };
+  for (const [t, n] of Object.entries(b)) out[t] = (out[t] ?? 0) + n;
+  return out;
+};
+
+/**
+ * Decides, without changing anything, where one event's identifiers go. The highest-priority
+ * identifier decides the profile: it joins the profile of the next identifiers only when no
+ * limit breaks, otherwise it starts a profile of its own. Two profiles merge only when their
+ * identifiers together stay within every limit (so two different user_ids never merge) and
+ * the merge cap holds. Limits are never broken halfway: a refused link is a warning.
+ */
+export function planEvent(rawIds: Identifier[], graph: GraphView, rules: IdentityRules): Plan {
+  const ids = resolvePrevious(rawIds, graph)
+    .map((id, order) => ({ id, order }))
+    .sort((a, b) => rank(rules, a.id.type) - rank(rules, b.id.type) || a.order - b.order)
+    .map((x) => x.id);
+  const plan: Plan = { target: null, links: [], merges: [], warnings: [] };
+  if (ids.length === 0) return plan;
+
+  const first = ids[0]!;
+  let counts: Record<string, number> = {};
+  let merges = 0;
+  const firstOwner = graph.profileOf(first);
+  if (firstOwner) {
+    plan.target = firstOwner;
+    counts = graph.counts(firstOwner);
+    merges = graph.merges(firstOwner);
+  } else {
+    const joinable = ids.map((id) => graph.profileOf(id)).find((p): p is string => p !== undefined && (graph.counts(p)[first.type] ?? 0) + 1 <= limitOf(rules, first.type));
+    if (joinable) {
+      plan.target = joinable;
+      counts = graph.counts(joinable);
+      merges = graph.merges(joinable);
+    }
+    plan.links.push({ id: first, rule: joinable ? 'joined_by_identifier' : 'new_profile' });
+    counts = add(counts, { [first.type]: 1 });
+  }
+  const target = plan.target ?? 'new';
+  const merged = new Set<string>([target]);
+
+  for (const id of ids.slice(1)) {
+    const owner = graph.profileOf(id);
+    if (owner !== undefined && merged.has(owner)) continue;
+    if (owner === undefined) {
+      if (plan.links.some((l) => l.id.type === id.type && l.id.value === id.value)) continue;
+      if ((counts[id.type] ?? 0) + 1 > limitOf(rules, id.type)) {
+        plan.warnings.push({ kind: 'limit', id, profileId: target, rule: `limit:${id.type}=${limitOf(rules, id.type)}` });
+        continue;
+      }
+      plan.links.push({ id, rule: 'same_event' });
+      counts = add(counts, { [id.type]: 1 });
+      continue;
+    }
+    const theirs = graph.counts(owner);
+    const together = add(counts, theirs);
+    const broken = Object.keys(theirs).find((t) => together[t]! > limitOf(rules, t));
+    if (broken) {
+      plan.warnings.push({ kind: 'merge_refused', id, profileId: target, other: owner, rule: `limit:${broken}=${limitOf(rules, broken)}` });
+      continue;
+    }
+    const mergesAfter = merges + graph.merges(owner) + 1;
+    if (mergesAfter > rules.mergeCap) {
+      plan.warnings.push({ kind: 'merge_refused', id, profileId: target, other: owner, rule: `merge_cap=${rules.mergeCap}` });
+      continue;
+    }
+    plan.merges.push({ profileId: owner, via: id, rule: 'shared_identifier' });
+    merged.add(owner);
+    counts = together;
+    merges = mergesAfter;
+  }
+  return plan;
+}
