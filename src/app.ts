@@ -1,7 +1,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { createAccessAdmin } from './access/admin.ts';
-import { authorize, createCredentials, type Permission } from './access/credentials.ts';
+import { authorize, authorizeBasic, createCredentials, type Permission } from './access/credentials.ts';
 import { accessRoutes } from './access/routes.ts';
 import { LiveFeed } from './bus/live.ts';
 import type { Config } from './config.ts';
@@ -11,6 +11,7 @@ import { eventsApi } from './ingest/events-api.ts';
 import { ingestRoutes } from './ingest/routes.ts';
 import type { Metrics } from './ops/metrics.ts';
 import { OPENAPI } from './ops/openapi.ts';
+import { profileApi } from './profiles/profile-api.ts';
 import type { Stores } from './store/ports.ts';
 
 export type AppDeps = { stores: Stores; metrics: Metrics; logger?: Logger; now?: () => number };
@@ -27,6 +28,24 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
 
 /** Ingest routes answer Segment's error shape; every other API answers `{error: {code, message}}`. */
 const isIngestUrl = (url: string): boolean => url === '/b' || (url.startsWith('/v1/') && !url.startsWith('/v1/spaces/'));
+const isProfileApiUrl = (url: string): boolean => url.startsWith('/v1/spaces/');
+
+/** The Profile API speaks Segment's error codes. */
+function profileApiCode(code: ErrorCode): string {
+  switch (code) {
+    case 'unauthorized':
+    case 'forbidden':
+      return 'authentication_error';
+    case 'invalid_request':
+      return 'validation_error';
+    case 'not_found':
+      return 'not_found';
+    case 'rate_limited':
+      return 'rate_limit_error';
+    default:
+      return ERRORS[code].status < 500 ? 'invalid_request_error' : 'server_error';
+  }
+}
 
 export function logger(level: string): Logger {
   return pino({ level, redact: { paths: ['req.headers.authorization', 'writeKey', 'token', 'adminToken'], censor: '[redacted]' } });
@@ -68,6 +87,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     const status = ERRORS[code].status;
     const message = err instanceof TandemError ? err.message : ERRORS[code].message;
     if (code === 'rate_limited') reply.header('retry-after', '1');
+    if (isProfileApiUrl(request.url)) return reply.code(status).send({ error: { code: profileApiCode(code), message } });
     if (isIngestUrl(request.url)) {
       metrics.rejected.inc({ code });
       return reply.code(status).send({ success: false, error: { code, message } });
@@ -78,6 +98,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
 
   const credentials = createCredentials(stores.access);
   const live = new LiveFeed();
+  const stage = stores.stage;
+  if (stage) live.subscribe(() => stage.notify());
 
   const accept = createIngest({
     log: stores.log,
@@ -99,6 +121,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     await accessRoutes(admin, { admin: createAccessAdmin(stores.access, credentials.invalidate), authorize: check });
     admin.get('/api/v1/openapi.json', async () => OPENAPI);
   });
+
+  await app.register(async (scope) => profileApi(scope, { profiles: stores.profiles, log: stores.log, authenticate: (h) => authorizeBasic(credentials, h, 'profiles:read') }));
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {

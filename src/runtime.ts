@@ -12,17 +12,20 @@ export type Tandem = { app: FastifyInstance; stores: Stores; bootstrap: Bootstra
 /** The composition root: stores, metrics, first-start bootstrap and the app, ready to listen. */
 export async function openTandem(config: Config, options: { logger?: Logger; now?: () => number } = {}): Promise<Tandem> {
   const metrics = createMetrics();
+  const log = options.logger ?? makeLogger(config.logLevel);
   const stores = openSqliteStores({
     dataDir: config.dataDir,
     sync: config.sync,
     dedupeWindowMs: config.dedupeWindowMs,
+    stage: true,
+    onStageError: (error) => (options.logger ?? log).error({ error }, 'profile stage failed'),
     onCommit: (entries, seconds) => {
       metrics.commitSize.observe(entries);
       metrics.commitSeconds.observe(seconds);
     },
   });
   const boot = bootstrap(stores.access, { writeKey: config.writeKey, adminToken: config.adminToken });
-  const app = await buildApp(config, { stores, metrics, logger: options.logger ?? makeLogger(config.logLevel), ...(options.now ? { now: options.now } : {}) });
+  const app = await buildApp(config, { stores, metrics, logger: log, ...(options.now ? { now: options.now } : {}) });
   let closing: Promise<void> | undefined;
   const close = () => (closing ??= app.close().then(() => stores.close()));
   return { app, stores, bootstrap: boot, close };

@@ -23,7 +23,7 @@ async function appWithLog(t: TestContext, override: Partial<EventLog>) {
     get: (w, id) => base.get(w, id),
     close: () => base.close(),
   };
-  const stores: Stores = { ...real, log, ready: () => { throw new Error('disk I/O error'); } };
+  const stores: Stores = { ...real, log, stage: undefined, ready: () => { throw new Error('disk I/O error'); } };
   bootstrap(real.access, { writeKey: WRITE_KEY, adminToken: ADMIN_TOKEN });
   const lines: string[] = [];
   const sink = new Writable({ write(chunk, _enc, done) { lines.push(chunk.toString()); done(); } });

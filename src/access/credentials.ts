@@ -2,13 +2,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import { TandemError } from '../errors.ts';
 import type { AccessStore, Role, Token, WriteKey } from '../store/ports.ts';
 
-export const ROLES = ['owner', 'engineer', 'marketer', 'analyst'] as const satisfies readonly Role[];
+export const ROLES = ['owner', 'engineer', 'marketer', 'analyst', 'access'] as const satisfies readonly Role[];
 
 /** What each role may do, checked at the edge of every admin route. */
 export const PERMISSIONS = {
   'events:read': ['owner', 'engineer', 'analyst'],
   'keys:manage': ['owner', 'engineer'],
   'tokens:manage': ['owner'],
+  'profiles:read': ['owner', 'access'],
 } as const satisfies Record<string, readonly Role[]>;
 export type Permission = keyof typeof PERMISSIONS;
 
@@ -65,6 +66,15 @@ export function authorize(credentials: Credentials, header: string | undefined, 
   const match = header ? /^Bearer ([\x21-\x7e]{1,512})$/.exec(header) : null;
   if (!match) throw new TandemError('unauthorized');
   const token = credentials.token(match[1]!);
+  if (!token) throw new TandemError('unauthorized');
+  if (!(PERMISSIONS[permission] as readonly Role[]).includes(token.role)) throw new TandemError('forbidden');
+  return token;
+}
+
+/** Profile API: the access token is the HTTP Basic username (Segment's convention). */
+export function authorizeBasic(credentials: Credentials, header: string | undefined, permission: Permission): Token {
+  const username = basicUsername(header);
+  const token = username ? credentials.token(username) : undefined;
   if (!token) throw new TandemError('unauthorized');
   if (!(PERMISSIONS[permission] as readonly Role[]).includes(token.role)) throw new TandemError('forbidden');
   return token;

@@ -1,3 +1,5 @@
+import type { ProfileReader } from '../profiles/ports.ts';
+
 /**
  * The narrow ports the domains call. Adapters (sqlite/ now, postgres/ with cluster mode) implement
  * them and pass the shared contract suite in test/store-contract.test.ts.
@@ -40,7 +42,8 @@ export interface EventLog {
   close(): Promise<void>;
 }
 
-export type Role = 'owner' | 'engineer' | 'marketer' | 'analyst';
+/** Admin roles, plus `access`: a Profile API token that opens no admin route. */
+export type Role = 'owner' | 'engineer' | 'marketer' | 'analyst' | 'access';
 
 export type WriteKey = { key: string; workspaceId: string; sourceId: string; sourceName: string; createdAt: number; revokedAt: number | null };
 export type Token = { id: string; workspaceId: string; name: string; role: Role; createdAt: number; revokedAt: number | null };
@@ -59,9 +62,20 @@ export interface AccessStore {
   version(): number;
 }
 
+/** The profile stage, running beside ingest. */
+export interface StageHandle {
+  /** Wakes the stage after a commit. */
+  notify(): void;
+  /** Resolves once everything committed before the call has been processed. */
+  caughtUp(): Promise<number>;
+}
+
 export interface Stores {
   log: EventLog;
   access: AccessStore;
+  profiles: ProfileReader;
+  /** Absent when the stores were opened for administration only (the CLI). */
+  stage: StageHandle | undefined;
   ready(): boolean;
   close(): Promise<void>;
 }

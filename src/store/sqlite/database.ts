@@ -2,7 +2,8 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 
-const MIGRATIONS = [
+/** The event log and access state (tandem.db). */
+export const LOG_MIGRATIONS = [
   `CREATE TABLE workspaces (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL);
    CREATE TABLE sources (id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL REFERENCES workspaces(id), name TEXT NOT NULL, created_at INTEGER NOT NULL, UNIQUE (workspace_id, name));
    CREATE TABLE write_keys (key TEXT PRIMARY KEY, source_id TEXT NOT NULL REFERENCES sources(id), created_at INTEGER NOT NULL, revoked_at INTEGER);
@@ -19,21 +20,41 @@ const MIGRATIONS = [
    CREATE TRIGGER tokens_delete AFTER DELETE ON tokens BEGIN UPDATE access_version SET version = version + 1; END;`,
 ];
 
+/** Profiles, identities and the stage's checkpoint (state.db): written by the profile stage only. */
+export const STATE_MIGRATIONS = [
+  `CREATE TABLE checkpoint (name TEXT PRIMARY KEY, log_id INTEGER NOT NULL);
+   CREATE TABLE identity_rules (workspace_id TEXT PRIMARY KEY, rules TEXT NOT NULL);
+   CREATE TABLE profiles (id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, merges INTEGER NOT NULL DEFAULT 0, merged_into TEXT);
+   CREATE TABLE identifiers (workspace_id TEXT NOT NULL, type TEXT NOT NULL, value TEXT NOT NULL, profile_id TEXT NOT NULL, event_id TEXT NOT NULL, message_id TEXT NOT NULL, rule TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (workspace_id, type, value));
+   CREATE INDEX identifiers_profile ON identifiers (profile_id);
+   CREATE TABLE traits (profile_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, ts INTEGER NOT NULL, message_id TEXT NOT NULL, PRIMARY KEY (profile_id, key)) WITHOUT ROWID;
+   CREATE TABLE trait_history (id INTEGER PRIMARY KEY, profile_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, ts INTEGER NOT NULL, message_id TEXT NOT NULL, event_id TEXT NOT NULL);
+   CREATE INDEX trait_history_profile ON trait_history (profile_id, key);
+   CREATE TABLE profile_events (profile_id TEXT NOT NULL, ts INTEGER NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (profile_id, ts, event_id)) WITHOUT ROWID;
+   CREATE TABLE merges (id INTEGER PRIMARY KEY, workspace_id TEXT NOT NULL, from_profile TEXT NOT NULL, into_profile TEXT NOT NULL, via_type TEXT NOT NULL, via_value TEXT NOT NULL, event_id TEXT NOT NULL, rule TEXT NOT NULL, at INTEGER NOT NULL);
+   CREATE INDEX merges_into ON merges (into_profile);
+   CREATE TABLE identity_warnings (id INTEGER PRIMARY KEY, workspace_id TEXT NOT NULL, event_id TEXT NOT NULL, warning TEXT NOT NULL);
+   CREATE TABLE accounts (workspace_id TEXT NOT NULL, group_id TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (workspace_id, group_id));
+   CREATE TABLE account_traits (workspace_id TEXT NOT NULL, group_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, ts INTEGER NOT NULL, message_id TEXT NOT NULL, PRIMARY KEY (workspace_id, group_id, key)) WITHOUT ROWID;
+   CREATE TABLE account_links (workspace_id TEXT NOT NULL, group_id TEXT NOT NULL, profile_id TEXT NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (workspace_id, group_id, profile_id)) WITHOUT ROWID;
+   CREATE INDEX account_links_profile ON account_links (profile_id);`,
+];
+
 export type SqliteOptions = { dataDir: string; sync: 'full' | 'normal'; file?: string };
 
 /** Opens (creating if needed) the embedded database in WAL mode and brings its schema up to date. */
-export function openDatabase(options: SqliteOptions): DatabaseSync {
+export function openDatabase(options: SqliteOptions, migrations: readonly string[] = LOG_MIGRATIONS): DatabaseSync {
   mkdirSync(options.dataDir, { recursive: true });
   const db = new DatabaseSync(join(options.dataDir, options.file ?? 'tandem.db'), { timeout: 5000 });
   // 16 KB pages: request bodies of tens of KB span fewer overflow pages (set before the first table).
   db.exec('PRAGMA page_size = 16384');
   db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.sync === 'full' ? 'FULL' : 'NORMAL'}; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;`);
   const version = () => (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
-  if (version() < MIGRATIONS.length) {
+  if (version() < migrations.length) {
     db.exec('BEGIN IMMEDIATE');
     try {
-      for (let v = version(); v < MIGRATIONS.length; v++) {
-        db.exec(MIGRATIONS[v]!);
+      for (let v = version(); v < migrations.length; v++) {
+        db.exec(migrations[v]!);
         db.exec(`PRAGMA user_version = ${v + 1}`);
       }
       db.exec('COMMIT');

@@ -16,17 +16,39 @@ const toRecord = (r: Row): LogRecord => ({
   meta: r.meta,
 });
 
-/**
- * The embedded event log: one row per accepted request, holding its raw bytes and ingest's
- * verdicts. Appends made in one turn of the event loop travel together to the writer thread
- * (log-writer.ts), which commits them with whatever else queued meanwhile: one fsync
- * acknowledges them all. Reads use the caller's connection (WAL lets them run beside writes).
- */
-export class SqliteEventLog implements EventLog {
-  readonly #options: WriterOptions;
+/** Reads of the embedded event log, on the caller's connection (WAL lets them run beside writes). */
+export class SqliteLogReader {
   readonly #backward: StatementSync;
   readonly #forward: StatementSync;
   readonly #get: StatementSync;
+
+  constructor(db: DatabaseSync) {
+    this.#backward = db.prepare('SELECT * FROM log WHERE workspace_id = ? AND id < ? ORDER BY id DESC LIMIT ?');
+    this.#forward = db.prepare('SELECT * FROM log WHERE id > ? ORDER BY id LIMIT ?');
+    this.#get = db.prepare('SELECT * FROM log WHERE workspace_id = ? AND id = ?');
+  }
+
+  readBackward(workspaceId: string, beforeId: number, limit: number): LogRecord[] {
+    return (this.#backward.all(workspaceId, beforeId, limit) as Row[]).map(toRecord);
+  }
+
+  readForward(afterId: number, limit: number): LogRecord[] {
+    return (this.#forward.all(afterId, limit) as Row[]).map(toRecord);
+  }
+
+  get(workspaceId: string, id: number): LogRecord | undefined {
+    const row = this.#get.get(workspaceId, id) as Row | undefined;
+    return row && toRecord(row);
+  }
+}
+
+/**
+ * The embedded event log: one row per accepted request, holding its raw bytes and ingest's
+ * verdicts. Each append is posted at once to the writer thread (log-writer.ts), which commits
+ * it with whatever else queued meanwhile: one fsync acknowledges them all.
+ */
+export class SqliteEventLog extends SqliteLogReader implements EventLog {
+  readonly #options: WriterOptions;
   readonly #onCommit: (entries: number, seconds: number) => void;
   readonly #pending = new Map<number, Pending>();
   #worker: Worker | undefined;
@@ -35,11 +57,9 @@ export class SqliteEventLog implements EventLog {
   #closed = false;
 
   constructor(db: DatabaseSync, options: WriterOptions, onCommit: (entries: number, seconds: number) => void = () => {}) {
+    super(db);
     this.#options = options;
     this.#onCommit = onCommit;
-    this.#backward = db.prepare('SELECT * FROM log WHERE workspace_id = ? AND id < ? ORDER BY id DESC LIMIT ?');
-    this.#forward = db.prepare('SELECT * FROM log WHERE id > ? ORDER BY id LIMIT ?');
-    this.#get = db.prepare('SELECT * FROM log WHERE workspace_id = ? AND id = ?');
   }
 
   #writer(): Worker {
@@ -94,19 +114,6 @@ export class SqliteEventLog implements EventLog {
 
   pendingBytes(): number {
     return this.#pendingBytes;
-  }
-
-  readBackward(workspaceId: string, beforeId: number, limit: number): LogRecord[] {
-    return (this.#backward.all(workspaceId, beforeId, limit) as Row[]).map(toRecord);
-  }
-
-  readForward(afterId: number, limit: number): LogRecord[] {
-    return (this.#forward.all(afterId, limit) as Row[]).map(toRecord);
-  }
-
-  get(workspaceId: string, id: number): LogRecord | undefined {
-    const row = this.#get.get(workspaceId, id) as Row | undefined;
-    return row && toRecord(row);
   }
 
   /** Commits what is queued, then stops the writer; appends after this are refused. */

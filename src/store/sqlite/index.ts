@@ -1,25 +1,43 @@
 import type { Stores } from '../ports.ts';
 import { SqliteAccessStore } from './access-store.ts';
-import { openDatabase, type SqliteOptions } from './database.ts';
+import { openDatabase, STATE_MIGRATIONS, type SqliteOptions } from './database.ts';
 import { SqliteEventLog } from './event-log.ts';
+import { ProfileStageRunner } from './profile-stage-runner.ts';
+import { SqliteProfileStore } from './profile-store.ts';
 
-export type SqliteStoreOptions = SqliteOptions & { dedupeWindowMs?: number; onCommit?: (entries: number, seconds: number) => void };
+export type SqliteStoreOptions = SqliteOptions & {
+  dedupeWindowMs?: number;
+  onCommit?: (entries: number, seconds: number) => void;
+  /** Run the profile stage on its own thread (the server); the CLI leaves it off. */
+  stage?: boolean;
+  onStageError?: (error: string) => void;
+};
 
-/** The embedded default: one SQLite file holds the event log and the state. */
+/** The embedded default: tandem.db holds the event log and access state, state.db the profiles. */
 export function openSqliteStores(options: SqliteStoreOptions): Stores {
+  const base = { dataDir: options.dataDir, sync: options.sync };
   const db = openDatabase(options);
-  const writer = { dataDir: options.dataDir, sync: options.sync, dedupeWindowMs: options.dedupeWindowMs ?? 86_400_000, ...(options.file ? { file: options.file } : {}) };
-  const log = new SqliteEventLog(db, writer, options.onCommit);
+  const stateDb = openDatabase({ ...base, file: 'state.db' }, STATE_MIGRATIONS);
+  const log = new SqliteEventLog(db, { ...base, dedupeWindowMs: options.dedupeWindowMs ?? 86_400_000, ...(options.file ? { file: options.file } : {}) }, options.onCommit);
+  const stage = options.stage ? new ProfileStageRunner(base, options.onStageError) : undefined;
+  let closed = false;
   return {
     log,
     access: new SqliteAccessStore(db),
+    profiles: new SqliteProfileStore(stateDb),
+    stage,
     ready: () => {
       db.prepare('SELECT 1').get();
+      stateDb.prepare('SELECT 1').get();
       return true;
     },
     close: async () => {
+      if (closed) return;
+      closed = true;
       await log.close();
-      if (db.isOpen) db.close();
+      await stage?.close();
+      db.close();
+      stateDb.close();
     },
   };
 }

@@ -1,0 +1,38 @@
+import type { Identifier } from '../identity/identifiers.ts';
+import type { GraphView, IdentityRules, Warning } from '../identity/merge-policy.ts';
+
+/** Where an identifier, trait or merge came from: the event and the rule. */
+export type Provenance = { eventId: string; messageId: string; rule: string; at: number };
+
+/** What the profile stage writes; one adapter per store (SQLite now). */
+export interface ProfileWriter {
+  transaction(fn: () => void): void;
+  graph(workspaceId: string): GraphView;
+  rules(workspaceId: string): IdentityRules;
+  createProfile(workspaceId: string, at: number): string;
+  link(workspaceId: string, profileId: string, id: Identifier, why: Provenance): void;
+  merge(workspaceId: string, from: string, into: string, via: Identifier, why: Provenance): void;
+  setTraits(workspaceId: string, profileId: string, traits: Record<string, unknown>, timestamp: number, why: Provenance): void;
+  addEvent(profileId: string, timestamp: number, eventId: string): void;
+  warn(workspaceId: string, eventId: string, warnings: Warning[]): void;
+  upsertAccount(workspaceId: string, groupId: string, traits: Record<string, unknown>, timestamp: number, why: Provenance): void;
+  linkAccount(workspaceId: string, groupId: string, profileId: string, why: Provenance): void;
+  checkpoint(): number;
+  setCheckpoint(logId: number): void;
+}
+
+export type TraitValue = { value: unknown; timestamp: number; messageId: string };
+
+/** What the Profile API and the admin API read. */
+export interface ProfileReader {
+  profileOf(workspaceId: string, id: Identifier): string | undefined;
+  metadata(profileId: string): { createdAt: number; updatedAt: number } | undefined;
+  traits(profileId: string): Record<string, TraitValue>;
+  identifiers(profileId: string): Array<Identifier & { eventId: string; messageId: string; rule: string; createdAt: number }>;
+  /** Event ids, newest first, strictly older than the cursor (timestamp, eventId). */
+  events(profileId: string, limit: number, before?: { timestamp: number; eventId: string }): Array<{ timestamp: number; eventId: string }>;
+  merges(profileId: string): Array<{ from: string; into: string; via: Identifier; eventId: string; rule: string; at: number }>;
+  account(workspaceId: string, groupId: string): { traits: Record<string, TraitValue>; createdAt: number; updatedAt: number } | undefined;
+  accountLinks(workspaceId: string, groupId: string): string[];
+  checkpoint(): number;
+}

@@ -1,0 +1,137 @@
+import type { FastifyInstance } from 'fastify';
+import { TandemError } from '../errors.ts';
+import type { Identifier } from '../identity/identifiers.ts';
+import { normalizeEmail, normalizePhone } from '../identity/identifiers.ts';
+import { selectEvents } from '../ingest/event-view.ts';
+import type { EventLog, Token } from '../store/ports.ts';
+import type { ProfileReader } from './ports.ts';
+
+export type ProfileApiDeps = {
+  profiles: ProfileReader;
+  log: Pick<EventLog, 'get'>;
+  /** Resolves the HTTP Basic username to a token allowed to read profiles, or throws. */
+  authenticate: (authorization: string | undefined) => Token;
+};
+
+type Params = { spaceId: string; id: string };
+type Query = { include?: string; limit?: string; next?: string; class?: string };
+
+const BASE = '/v1/spaces/:spaceId/collections';
+const cursorOf = (url: string, next: string | null) => ({ url, has_more: next !== null, next });
+
+/** `type:value`, split at the first colon; emails and phones are looked up normalised. */
+export function parseProfileId(raw: string): Identifier {
+  const i = raw.indexOf(':');
+  if (i <= 0 || i === raw.length - 1) throw new TandemError('invalid_request', 'The profile id must look like user_id:123 or email:a@b.c.');
+  const type = raw.slice(0, i).toLowerCase();
+  let value = raw.slice(i + 1);
+  if (type === 'email') value = normalizeEmail(value) ?? value;
+  else if (type === 'phone') value = normalizePhone(value);
+  return { type, value };
+}
+
+function limitOf(query: Query, fallback: number, max: number): number {
+  if (query.limit === undefined) return fallback;
+  const n = Number(query.limit);
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new TandemError('invalid_request', `limit must be an integer from 1 to ${max}.`);
+  return n;
+}
+
+/** Segment's Profile API shape, read from Tandem's profiles. */
+export async function profileApi(app: FastifyInstance, deps: ProfileApiDeps): Promise<void> {
+  const { profiles } = deps;
+
+  function profile(params: Params, authorization: string | undefined): { workspaceId: string; profileId: string } {
+    const token = deps.authenticate(authorization);
+    if (params.spaceId !== token.workspaceId) throw new TandemError('not_found');
+    const id = parseProfileId(params.id);
+    const profileId = id.type === 'profile_id' ? (profiles.metadata(id.value) ? id.value : undefined) : profiles.profileOf(token.workspaceId, id);
+    if (!profileId || !profiles.metadata(profileId)) throw new TandemError('not_found', 'No profile has this identifier.');
+    return { workspaceId: token.workspaceId, profileId };
+  }
+
+  app.get<{ Params: Params; Querystring: Query }>(`${BASE}/users/profiles/:id/traits`, async (req) => {
+    const { profileId } = profile(req.params, req.headers.authorization);
+    const limit = limitOf(req.query, 10, 200);
+    if (req.query.class !== undefined && !['computed_trait', 'audience'].includes(req.query.class)) throw new TandemError('invalid_request', 'class must be computed_trait or audience.');
+    // Computed traits and audiences are written by their own stages; until one defines any, these classes are empty.
+    const all = req.query.class ? {} : profiles.traits(profileId);
+    const include = req.query.include?.split(',').map((s) => s.trim()).filter(Boolean);
+    const keys = Object.keys(all).filter((k) => (!include || include.includes(k)) && (req.query.next === undefined || k > req.query.next)).sort();
+    const page = keys.slice(0, limit);
+    const next = keys.length > limit ? page[page.length - 1]! : null;
+    const url = req.url.split('?')[0]!;
+    return { traits: Object.fromEntries(page.map((k) => [k, all[k]!.value])), cursor: cursorOf(next ? `${url}?limit=${limit}&next=${encodeURIComponent(next)}` : url, next) };
+  });
+
+  app.get<{ Params: Params; Querystring: Query }>(`${BASE}/users/profiles/:id/events`, async (req) => {
+    const { workspaceId, profileId } = profile(req.params, req.headers.authorization);
+    const limit = limitOf(req.query, 10, 100);
+    let before: { timestamp: number; eventId: string } | undefined;
+    if (req.query.next !== undefined) {
+      const m = /^(\d{1,15})\.(\d{1,15}\.\d{1,5})$/.exec(Buffer.from(req.query.next, 'base64url').toString('latin1'));
+      if (!m) throw new TandemError('invalid_cursor');
+      before = { timestamp: Number(m[1]), eventId: m[2]! };
+    }
+    const refs = profiles.events(profileId, limit + 1, before);
+    const data = refs.slice(0, limit).map(({ eventId }) => {
+      const [recordId, index] = eventId.split('.').map(Number) as [number, number];
+      const record = deps.log.get(workspaceId, recordId);
+      const e = record && selectEvents(record, () => true, index + 1).events.find((x) => x.id === eventId);
+      if (!e) return { message_id: null, event_id: eventId };
+      const p = e.payload;
+      return { type: e.type, event: e.event, message_id: e.messageId, source_id: e.sourceId, timestamp: e.timestamp, received_at: e.receivedAt, properties: p.properties ?? {}, traits: p.traits ?? undefined, context: p.context ?? {} };
+    });
+    const last = refs.length > limit ? refs[limit - 1]! : null;
+    const next = last ? Buffer.from(`${last.timestamp}.${last.eventId}`).toString('base64url') : null;
+    const url = req.url.split('?')[0]!;
+    return { data, cursor: cursorOf(next ? `${url}?limit=${limit}&next=${next}` : url, next) };
+  });
+
+  app.get<{ Params: Params; Querystring: Query }>(`${BASE}/users/profiles/:id/external_ids`, async (req) => {
+    const { profileId } = profile(req.params, req.headers.authorization);
+    const limit = limitOf(req.query, 25, 200);
+    const offset = req.query.next === undefined ? 0 : Number(req.query.next);
+    if (!Number.isInteger(offset) || offset < 0) throw new TandemError('invalid_cursor');
+    const all = profiles.identifiers(profileId);
+    const page = all.slice(offset, offset + limit);
+    const next = offset + limit < all.length ? String(offset + limit) : null;
+    const url = req.url.split('?')[0]!;
+    return {
+      data: page.map((i) => ({ id: i.value, type: i.type, collection: 'users', encoding: 'none', created_at: new Date(i.createdAt).toISOString(), first_message_id: i.messageId, rule: i.rule })),
+      cursor: cursorOf(next ? `${url}?limit=${limit}&next=${next}` : url, next),
+    };
+  });
+
+  app.get<{ Params: Params }>(`${BASE}/users/profiles/:id/metadata`, async (req) => {
+    const { profileId } = profile(req.params, req.headers.authorization);
+    const meta = profiles.metadata(profileId)!;
+    return { metadata: { profile_id: profileId, created_at: new Date(meta.createdAt).toISOString(), updated_at: new Date(meta.updatedAt).toISOString(), expires_at: null } };
+  });
+
+  const account = (params: Params, authorization: string | undefined) => {
+    const token = deps.authenticate(authorization);
+    if (params.spaceId !== token.workspaceId) throw new TandemError('not_found');
+    const id = parseProfileId(params.id);
+    if (id.type !== 'group_id') throw new TandemError('invalid_request', 'Accounts are looked up by group_id.');
+    const found = profiles.account(token.workspaceId, id.value);
+    if (!found) throw new TandemError('not_found', 'No account has this group_id.');
+    return { workspaceId: token.workspaceId, groupId: id.value, found };
+  };
+
+  app.get<{ Params: Params; Querystring: Query }>(`${BASE}/accounts/profiles/:id/traits`, async (req) => {
+    const { found } = account(req.params, req.headers.authorization);
+    const include = req.query.include?.split(',').map((s) => s.trim()).filter(Boolean);
+    const traits = Object.fromEntries(Object.entries(found.traits).filter(([k]) => !include || include.includes(k)).map(([k, v]) => [k, v.value]));
+    return { traits, cursor: cursorOf(req.url.split('?')[0]!, null) };
+  });
+
+  app.get<{ Params: Params }>(`${BASE}/accounts/profiles/:id/links`, async (req) => {
+    const { workspaceId, groupId } = account(req.params, req.headers.authorization);
+    const data = profiles.accountLinks(workspaceId, groupId).map((profileId) => ({
+      to_collection: 'users',
+      external_ids: profiles.identifiers(profileId).map((i) => ({ id: i.value, type: i.type, collection: 'users', encoding: 'none', created_at: new Date(i.createdAt).toISOString() })),
+    }));
+    return { data, cursor: cursorOf(req.url.split('?')[0]!, null) };
+  });
+}

@@ -1,0 +1,49 @@
+import { Worker } from 'node:worker_threads';
+import type { SqliteOptions } from './database.ts';
+import type { StageReply, StageRequest } from './profile-stage-worker.ts';
+
+/** The main thread's handle on the profile stage's thread. */
+export class ProfileStageRunner {
+  readonly #worker: Worker;
+  readonly #waiters = new Map<number, (checkpoint: number) => void>();
+  readonly #onError: (error: string) => void;
+  #seq = 0;
+  #closed = false;
+
+  constructor(options: SqliteOptions, onError: (error: string) => void = () => {}) {
+    this.#onError = onError;
+    this.#worker = new Worker(new URL('./profile-stage-worker.ts', import.meta.url), { workerData: options });
+    this.#worker.on('message', (reply: StageReply) => {
+      if (reply.type === 'drained') {
+        this.#waiters.get(reply.seq)?.(reply.checkpoint);
+        this.#waiters.delete(reply.seq);
+      } else if (reply.type === 'failed') this.#onError(reply.error);
+    });
+    this.#worker.on('error', (err) => this.#onError(String(err)));
+  }
+
+  /** New records were committed to the log. */
+  notify(): void {
+    if (!this.#closed) this.#worker.postMessage({ type: 'tick' } satisfies StageRequest);
+  }
+
+  /** Resolves with the checkpoint once everything committed before the call is processed. */
+  caughtUp(): Promise<number> {
+    const seq = ++this.#seq;
+    return new Promise((resolve) => {
+      this.#waiters.set(seq, resolve);
+      this.#worker.postMessage({ type: 'drain', seq } satisfies StageRequest);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await new Promise<void>((resolve) => {
+      this.#worker.on('message', (reply: StageReply) => reply.type === 'closed' && resolve());
+      this.#worker.once('exit', () => resolve());
+      this.#worker.postMessage({ type: 'close' } satisfies StageRequest);
+    });
+    await this.#worker.terminate();
+  }
+}

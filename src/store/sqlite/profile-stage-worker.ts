@@ -1,0 +1,65 @@
+/**
+ * The profile stage's thread: reads the event log (tandem.db) and owns the writes to state.db.
+ * Woken after each commit; runs until it has caught up with the log.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { createProfileStage } from '../../profiles/stage.ts';
+import { openDatabase, STATE_MIGRATIONS, type SqliteOptions } from './database.ts';
+import { SqliteLogReader } from './event-log.ts';
+import { SqliteProfileStore } from './profile-store.ts';
+
+export type StageRequest = { type: 'tick' } | { type: 'drain'; seq: number } | { type: 'close' };
+export type StageReply = { type: 'drained'; seq: number; checkpoint: number } | { type: 'failed'; error: string } | { type: 'closed' };
+
+const options = workerData as SqliteOptions;
+const port = parentPort!;
+const logDb = openDatabase(options);
+const stateDb = openDatabase({ ...options, file: 'state.db' }, STATE_MIGRATIONS);
+const runOnce = createProfileStage(new SqliteLogReader(logDb), new SqliteProfileStore(stateDb));
+let runOnceCheckpoint = -1;
+let running = false;
+let again = false;
+let drains: number[] = [];
+
+/** Runs batches until nothing is left, yielding between batches so messages get through. */
+function run(): void {
+  if (running) {
+    again = true;
+    return;
+  }
+  running = true;
+  const step = () => {
+    let before: number;
+    let after: number;
+    try {
+      before = runOnceCheckpoint;
+      after = runOnceCheckpoint = runOnce(64);
+    } catch (err) {
+      running = false;
+      port.postMessage({ type: 'failed', error: err instanceof Error ? `${err.message}\n${err.stack}` : String(err) } satisfies StageReply);
+      setTimeout(run, 1000);
+      return;
+    }
+    if (after !== before || again) {
+      again = false;
+      setImmediate(step);
+      return;
+    }
+    running = false;
+    for (const seq of drains) port.postMessage({ type: 'drained', seq, checkpoint: after } satisfies StageReply);
+    drains = [];
+  };
+  step();
+}
+
+port.on('message', (msg: StageRequest) => {
+  if (msg.type === 'close') {
+    logDb.close();
+    stateDb.close();
+    port.postMessage({ type: 'closed' } satisfies StageReply);
+    return;
+  }
+  if (msg.type === 'drain') drains.push(msg.seq);
+  run();
+});
+run();

@@ -1,0 +1,194 @@
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import type { Identifier } from '../../identity/identifiers.ts';
+import { DEFAULT_RULES, type GraphView, type IdentityRules, type Warning } from '../../identity/merge-policy.ts';
+import type { ProfileReader, ProfileWriter, Provenance, TraitValue } from '../../profiles/ports.ts';
+
+const LWW = 'WHERE excluded.ts > {t}.ts OR (excluded.ts = {t}.ts AND excluded.message_id > {t}.message_id)';
+const lww = (table: string) => LWW.replaceAll('{t}', table);
+
+type TraitRow = { key: string; value: string; ts: number; message_id: string };
+const toTraits = (rows: TraitRow[]): Record<string, TraitValue> => Object.fromEntries(rows.map((r) => [r.key, { value: JSON.parse(r.value) as unknown, timestamp: r.ts, messageId: r.message_id }]));
+
+/**
+ * Profiles, identifiers, traits and merges in SQLite (state.db). Only the profile stage writes
+ * (ProfileWriter); the APIs read (ProfileReader) on their own connection.
+ */
+export class SqliteProfileStore implements ProfileWriter, ProfileReader {
+  readonly #db: DatabaseSync;
+  readonly #s: Record<string, StatementSync>;
+  readonly #rules = new Map<string, IdentityRules>();
+
+  constructor(db: DatabaseSync) {
+    this.#db = db;
+    const p = (sql: string) => db.prepare(sql);
+    this.#s = {
+      owner: p('SELECT profile_id FROM identifiers WHERE workspace_id = ? AND type = ? AND value = ?'),
+      counts: p('SELECT type, count(*) AS n FROM identifiers WHERE profile_id = ? GROUP BY type'),
+      mergeCount: p('SELECT merges FROM profiles WHERE id = ?'),
+      rules: p('SELECT rules FROM identity_rules WHERE workspace_id = ?'),
+      createProfile: p('INSERT INTO profiles (id, workspace_id, created_at, updated_at) VALUES (?, ?, ?, ?)'),
+      touch: p('UPDATE profiles SET updated_at = max(updated_at, ?) WHERE id = ?'),
+      link: p('INSERT INTO identifiers (workspace_id, type, value, profile_id, event_id, message_id, rule, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+      moveIdentifiers: p('UPDATE identifiers SET profile_id = ? WHERE profile_id = ?'),
+      moveTraits: p(`INSERT INTO traits (profile_id, key, value, ts, message_id) SELECT ?, key, value, ts, message_id FROM traits WHERE profile_id = ? ON CONFLICT (profile_id, key) DO UPDATE SET value = excluded.value, ts = excluded.ts, message_id = excluded.message_id ${lww('traits')}`),
+      dropTraits: p('DELETE FROM traits WHERE profile_id = ?'),
+      moveHistory: p('UPDATE trait_history SET profile_id = ? WHERE profile_id = ?'),
+      moveEvents: p('UPDATE profile_events SET profile_id = ? WHERE profile_id = ?'),
+      moveLinks: p('UPDATE OR IGNORE account_links SET profile_id = ? WHERE profile_id = ?'),
+      dropLinks: p('DELETE FROM account_links WHERE profile_id = ?'),
+      markMerged: p('UPDATE profiles SET merged_into = ?, updated_at = ? WHERE id = ?'),
+      addMerges: p('UPDATE profiles SET merges = merges + ? + 1, updated_at = max(updated_at, ?) WHERE id = ?'),
+      recordMerge: p('INSERT INTO merges (workspace_id, from_profile, into_profile, via_type, via_value, event_id, rule, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+      setTrait: p(`INSERT INTO traits (profile_id, key, value, ts, message_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT (profile_id, key) DO UPDATE SET value = excluded.value, ts = excluded.ts, message_id = excluded.message_id ${lww('traits')}`),
+      traitHistory: p('INSERT INTO trait_history (profile_id, key, value, ts, message_id, event_id) VALUES (?, ?, ?, ?, ?, ?)'),
+      addEvent: p('INSERT OR IGNORE INTO profile_events (profile_id, ts, event_id) VALUES (?, ?, ?)'),
+      warn: p('INSERT INTO identity_warnings (workspace_id, event_id, warning) VALUES (?, ?, ?)'),
+      upsertAccount: p('INSERT INTO accounts (workspace_id, group_id, created_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET updated_at = max(updated_at, excluded.updated_at)'),
+      setAccountTrait: p(`INSERT INTO account_traits (workspace_id, group_id, key, value, ts, message_id) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace_id, group_id, key) DO UPDATE SET value = excluded.value, ts = excluded.ts, message_id = excluded.message_id ${lww('account_traits')}`),
+      linkAccount: p('INSERT OR IGNORE INTO account_links (workspace_id, group_id, profile_id, event_id) VALUES (?, ?, ?, ?)'),
+      checkpoint: p("SELECT log_id FROM checkpoint WHERE name = 'profiles'"),
+      setCheckpoint: p("INSERT INTO checkpoint (name, log_id) VALUES ('profiles', ?) ON CONFLICT DO UPDATE SET log_id = excluded.log_id"),
+      metadata: p('SELECT created_at, updated_at FROM profiles WHERE id = ? AND merged_into IS NULL'),
+      traits: p('SELECT key, value, ts, message_id FROM traits WHERE profile_id = ? ORDER BY key'),
+      identifiers: p('SELECT type, value, event_id, message_id, rule, created_at FROM identifiers WHERE profile_id = ? ORDER BY created_at, type, value'),
+      eventsFirst: p('SELECT ts, event_id FROM profile_events WHERE profile_id = ? ORDER BY ts DESC, event_id DESC LIMIT ?'),
+      eventsAfter: p('SELECT ts, event_id FROM profile_events WHERE profile_id = ? AND (ts < ? OR (ts = ? AND event_id < ?)) ORDER BY ts DESC, event_id DESC LIMIT ?'),
+      merges: p('SELECT from_profile, into_profile, via_type, via_value, event_id, rule, at FROM merges WHERE into_profile = ? OR from_profile = ? ORDER BY id'),
+      account: p('SELECT created_at, updated_at FROM accounts WHERE workspace_id = ? AND group_id = ?'),
+      accountTraits: p('SELECT key, value, ts, message_id FROM account_traits WHERE workspace_id = ? AND group_id = ? ORDER BY key'),
+      accountLinks: p('SELECT profile_id FROM account_links WHERE workspace_id = ? AND group_id = ? ORDER BY profile_id'),
+    };
+  }
+
+  transaction(fn: () => void): void {
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      fn();
+      this.#db.exec('COMMIT');
+    } catch (err) {
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
+  graph(workspaceId: string): GraphView {
+    const s = this.#s;
+    return {
+      profileOf: (id) => (s.owner!.get(workspaceId, id.type, id.value) as { profile_id: string } | undefined)?.profile_id,
+      counts: (profileId) => Object.fromEntries((s.counts!.all(profileId) as Array<{ type: string; n: number }>).map((r) => [r.type, r.n])),
+      merges: (profileId) => (s.mergeCount!.get(profileId) as { merges: number } | undefined)?.merges ?? 0,
+    };
+  }
+
+  rules(workspaceId: string): IdentityRules {
+    let rules = this.#rules.get(workspaceId);
+    if (!rules) {
+      const row = this.#s.rules!.get(workspaceId) as { rules: string } | undefined;
+      rules = row ? { ...DEFAULT_RULES, ...(JSON.parse(row.rules) as Partial<IdentityRules>) } : DEFAULT_RULES;
+      this.#rules.set(workspaceId, rules);
+    }
+    return rules;
+  }
+
+  createProfile(workspaceId: string, at: number): string {
+    const id = `prof_${crypto.randomUUID()}`;
+    this.#s.createProfile!.run(id, workspaceId, at, at);
+    return id;
+  }
+
+  link(workspaceId: string, profileId: string, id: Identifier, why: Provenance): void {
+    this.#s.link!.run(workspaceId, id.type, id.value, profileId, why.eventId, why.messageId, why.rule, why.at);
+    this.#s.touch!.run(why.at, profileId);
+  }
+
+  merge(workspaceId: string, from: string, into: string, via: Identifier, why: Provenance): void {
+    const s = this.#s;
+    const theirMerges = (s.mergeCount!.get(from) as { merges: number } | undefined)?.merges ?? 0;
+    s.moveIdentifiers!.run(into, from);
+    s.moveTraits!.run(into, from);
+    s.dropTraits!.run(from);
+    s.moveHistory!.run(into, from);
+    s.moveEvents!.run(into, from);
+    s.moveLinks!.run(into, from);
+    s.dropLinks!.run(from);
+    s.markMerged!.run(into, why.at, from);
+    s.addMerges!.run(theirMerges, why.at, into);
+    s.recordMerge!.run(workspaceId, from, into, via.type, via.value, why.eventId, why.rule, why.at);
+  }
+
+  setTraits(_workspaceId: string, profileId: string, traits: Record<string, unknown>, timestamp: number, why: Provenance): void {
+    for (const [key, value] of Object.entries(traits)) {
+      if (value === undefined) continue;
+      const json = JSON.stringify(value);
+      this.#s.setTrait!.run(profileId, key, json, timestamp, why.messageId);
+      this.#s.traitHistory!.run(profileId, key, json, timestamp, why.messageId, why.eventId);
+    }
+    this.#s.touch!.run(why.at, profileId);
+  }
+
+  addEvent(profileId: string, timestamp: number, eventId: string): void {
+    this.#s.addEvent!.run(profileId, timestamp, eventId);
+  }
+
+  warn(workspaceId: string, eventId: string, warnings: Warning[]): void {
+    for (const w of warnings) this.#s.warn!.run(workspaceId, eventId, JSON.stringify(w));
+  }
+
+  upsertAccount(workspaceId: string, groupId: string, traits: Record<string, unknown>, timestamp: number, why: Provenance): void {
+    this.#s.upsertAccount!.run(workspaceId, groupId, why.at, why.at);
+    for (const [key, value] of Object.entries(traits)) {
+      if (value !== undefined) this.#s.setAccountTrait!.run(workspaceId, groupId, key, JSON.stringify(value), timestamp, why.messageId);
+    }
+  }
+
+  linkAccount(workspaceId: string, groupId: string, profileId: string, why: Provenance): void {
+    this.#s.linkAccount!.run(workspaceId, groupId, profileId, why.eventId);
+  }
+
+  checkpoint(): number {
+    return (this.#s.checkpoint!.get() as { log_id: number } | undefined)?.log_id ?? 0;
+  }
+
+  setCheckpoint(logId: number): void {
+    this.#s.setCheckpoint!.run(logId);
+  }
+
+  profileOf(workspaceId: string, id: Identifier): string | undefined {
+    return this.graph(workspaceId).profileOf(id);
+  }
+
+  metadata(profileId: string) {
+    const row = this.#s.metadata!.get(profileId) as { created_at: number; updated_at: number } | undefined;
+    return row && { createdAt: row.created_at, updatedAt: row.updated_at };
+  }
+
+  traits(profileId: string): Record<string, TraitValue> {
+    return toTraits(this.#s.traits!.all(profileId) as TraitRow[]);
+  }
+
+  identifiers(profileId: string) {
+    return (this.#s.identifiers!.all(profileId) as Array<{ type: string; value: string; event_id: string; message_id: string; rule: string; created_at: number }>).map((r) => ({
+      type: r.type, value: r.value, eventId: r.event_id, messageId: r.message_id, rule: r.rule, createdAt: r.created_at,
+    }));
+  }
+
+  events(profileId: string, limit: number, before?: { timestamp: number; eventId: string }) {
+    const rows = (before ? this.#s.eventsAfter!.all(profileId, before.timestamp, before.timestamp, before.eventId, limit) : this.#s.eventsFirst!.all(profileId, limit)) as Array<{ ts: number; event_id: string }>;
+    return rows.map((r) => ({ timestamp: r.ts, eventId: r.event_id }));
+  }
+
+  merges(profileId: string) {
+    return (this.#s.merges!.all(profileId, profileId) as Array<{ from_profile: string; into_profile: string; via_type: string; via_value: string; event_id: string; rule: string; at: number }>).map((r) => ({
+      from: r.from_profile, into: r.into_profile, via: { type: r.via_type, value: r.via_value }, eventId: r.event_id, rule: r.rule, at: r.at,
+    }));
+  }
+
+  account(workspaceId: string, groupId: string) {
+    const row = this.#s.account!.get(workspaceId, groupId) as { created_at: number; updated_at: number } | undefined;
+    return row && { traits: toTraits(this.#s.accountTraits!.all(workspaceId, groupId) as TraitRow[]), createdAt: row.created_at, updatedAt: row.updated_at };
+  }
+
+  accountLinks(workspaceId: string, groupId: string): string[] {
+    return (this.#s.accountLinks!.all(workspaceId, groupId) as Array<{ profile_id: string }>).map((r) => r.profile_id);
+  }
+}
