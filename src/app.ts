@@ -11,6 +11,7 @@ import { eventsApi } from './ingest/events-api.ts';
 import { ingestRoutes } from './ingest/routes.ts';
 import type { Metrics } from './ops/metrics.ts';
 import { OPENAPI } from './ops/openapi.ts';
+import { profileAdminRoutes } from './profiles/admin-routes.ts';
 import { profileApi } from './profiles/profile-api.ts';
 import type { Stores } from './store/ports.ts';
 
@@ -64,6 +65,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     http: { headersTimeout: Math.min(10_000, config.requestTimeoutMs), connectionsCheckingInterval: Math.min(1_000, config.requestTimeoutMs / 2) },
     connectionTimeout: config.requestTimeoutMs,
     return503OnClosing: true,
+    // Unknown or mistyped fields are errors, not silently dropped or coerced.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
     forceCloseConnections: true,
   });
 
@@ -119,6 +122,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     const check = (header: string | undefined, permission: Permission) => authorize(credentials, header, permission);
     await eventsApi(admin, { log: stores.log, live, authorize: (h) => check(h, 'events:read') });
     await accessRoutes(admin, { admin: createAccessAdmin(stores.access, credentials.invalidate), authorize: check });
+    await profileAdminRoutes(admin, { profiles: stores.profiles, log: stores.log, stage: stores.stage, authorize: check, now });
     admin.get('/api/v1/openapi.json', async () => OPENAPI);
   });
 

@@ -162,3 +162,69 @@ describe('Profile API contract', () => {
     assert.equal(accessOnAdmin.statusCode, 403, 'an access token opens no admin route');
   });
 });
+
+describe('identity administration', () => {
+  const admin = (app: TestApp, method: 'GET' | 'PUT' | 'POST', url: string, payload?: unknown, token = ADMIN_TOKEN) =>
+    app.inject({ method, url, headers: { authorization: bearer(token) }, ...(payload ? { payload: payload as Record<string, unknown> } : {}) });
+
+  test('rules are per workspace, validated, and take effect on the next events', async (t) => {
+    const { app, get } = await setup(t);
+    assert.deepEqual((await admin(app, 'GET', '/api/v1/identity/rules')).json().limits, { user_id: 1 });
+    assert.equal((await admin(app, 'PUT', '/api/v1/identity/rules', { mergeCap: 0 })).statusCode, 400);
+    assert.equal((await admin(app, 'PUT', '/api/v1/identity/rules', { blocked: [{ type: 'user_id', pattern: '(' }] })).json().error.code, 'invalid_request');
+    assert.equal((await admin(app, 'PUT', '/api/v1/identity/rules', { surprise: true })).statusCode, 400);
+    const put = await admin(app, 'PUT', '/api/v1/identity/rules', { blocked: [{ type: 'user_id', pattern: '^qa-' }], limits: { user_id: 1, anonymous_id: 2 } });
+    assert.equal(put.statusCode, 200);
+    assert.equal(put.json().mergeCap, 100, 'unspecified rules keep their values');
+    await send(app, [ev({ type: 'identify', userId: 'QA-bot', anonymousId: 'qa-device' }), ev({ type: 'identify', userId: 'u', anonymousId: 'a1' }), ev({ type: 'identify', userId: 'u', anonymousId: 'a2' }), ev({ type: 'identify', userId: 'u', anonymousId: 'a3' })]);
+    assert.equal((await get('users/profiles/user_id:QA-bot/traits')).statusCode, 404, 'a blocked pattern never links');
+    assert.equal((await get('users/profiles/user_id:u/external_ids')).json().data.length, 3, 'anonymous_id limit 2');
+    const explained = (await admin(app, 'GET', '/api/v1/profiles/user_id:u/identities')).json();
+    assert.deepEqual(explained.warnings.map((w: { rule: string }) => w.rule), ['limit:anonymous_id=2']);
+    assert.deepEqual(explained.identifiers.map((i: { rule: string }) => i.rule).sort(), ['new_profile', 'same_event', 'same_event']);
+    const analyst = (await admin(app, 'POST', '/api/v1/tokens', { name: 'an', role: 'analyst' })).json().token;
+    assert.equal((await admin(app, 'PUT', '/api/v1/identity/rules', { mergeCap: 5 }, analyst)).statusCode, 403);
+    assert.equal((await admin(app, 'GET', '/api/v1/identity/rules', undefined, analyst)).statusCode, 200);
+  });
+
+  test('only an explicit admin merge joins two identified users; the merge is an event in the log', async (t) => {
+    const { app, get } = await setup(t);
+    await send(app, [ev({ type: 'identify', userId: 'old-id', traits: { name: 'Old' }, timestamp: '2026-01-01T00:00:00Z' }), ev({ type: 'identify', userId: 'new-id', traits: { plan: 'pro' } })]);
+    await send(app, [ev({ type: 'alias', userId: 'new-id', previousId: 'old-id' })]);
+    const before = (await get('users/profiles/user_id:old-id/metadata')).json().metadata.profile_id;
+    assert.notEqual(before, (await get('users/profiles/user_id:new-id/metadata')).json().metadata.profile_id);
+    const merged = await admin(app, 'POST', '/api/v1/profiles/merge', { from: 'user_id:old-id', into: 'user_id:new-id' });
+    assert.equal(merged.statusCode, 200, merged.body);
+    const after = (await get('users/profiles/user_id:old-id/metadata')).json().metadata.profile_id;
+    assert.equal(after, merged.json().profile_id);
+    assert.deepEqual((await get('users/profiles/user_id:old-id/traits')).json().traits, { name: 'Old', plan: 'pro' });
+    const explained = (await admin(app, 'GET', `/api/v1/profiles/profile_id:${after}/identities`)).json();
+    assert.equal(explained.merges[0].rule, 'admin_merge');
+    const logged = await app.events('type=merge');
+    assert.equal(logged.length, 1);
+    assert.equal(logged[0]!.id, explained.merges[0].event_id);
+    assert.equal((await admin(app, 'POST', '/api/v1/profiles/merge', { from: 'user_id:old-id', into: 'user_id:new-id' })).statusCode, 400);
+    assert.equal((await admin(app, 'POST', '/api/v1/profiles/merge', { from: 'user_id:nobody', into: 'user_id:new-id' })).statusCode, 404);
+  });
+
+  test('split moves an identifier and the events that came only through it, and it does not merge back', async (t) => {
+    const { app, get } = await setup(t);
+    await send(app, [
+      ev({ type: 'page', anonymousId: 'kiosk', name: 'Kiosk only', timestamp: '2026-01-01T00:00:00Z', context: { traits: { kiosk_lang: 'fr' } } }),
+      ev({ type: 'identify', userId: 'dana', anonymousId: 'kiosk', traits: { name: 'Dana' }, timestamp: '2026-01-01T00:01:00Z' }),
+      ev({ type: 'track', userId: 'dana', event: 'Own Device', timestamp: '2026-01-01T00:02:00Z' }),
+    ]);
+    const res = await admin(app, 'POST', '/api/v1/profiles/user_id:dana/split', { identifier: 'anonymous_id:kiosk' });
+    assert.equal(res.statusCode, 200, res.body);
+    const { from, to } = res.json();
+    assert.notEqual(from, to);
+    const kioskEvents = (await get('users/profiles/anonymous_id:kiosk/events')).json().data;
+    assert.deepEqual(kioskEvents.map((e: { type: string }) => e.type), ['page']);
+    assert.deepEqual((await get('users/profiles/anonymous_id:kiosk/traits')).json().traits, { kiosk_lang: 'fr' });
+    assert.deepEqual((await get('users/profiles/user_id:dana/traits')).json().traits, { name: 'Dana' }, 'traits rebuilt from what stayed');
+    await send(app, [ev({ type: 'identify', userId: 'dana', anonymousId: 'kiosk' })]);
+    assert.equal((await get('users/profiles/anonymous_id:kiosk/metadata')).json().metadata.profile_id, to, 'the split holds');
+    assert.equal((await app.events('type=split')).length, 1);
+    assert.equal((await admin(app, 'POST', '/api/v1/profiles/user_id:dana/split', { identifier: 'anonymous_id:kiosk' })).statusCode, 400);
+  });
+});

@@ -10,6 +10,8 @@ export const PERMISSIONS = {
   'keys:manage': ['owner', 'engineer'],
   'tokens:manage': ['owner'],
   'profiles:read': ['owner', 'access'],
+  'identity:read': ['owner', 'engineer', 'analyst'],
+  'identity:manage': ['owner', 'engineer'],
 } as const satisfies Record<string, readonly Role[]>;
 export type Permission = keyof typeof PERMISSIONS;
 

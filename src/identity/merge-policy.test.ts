@@ -21,6 +21,10 @@ class MemoryGraph implements GraphView {
   merges(profileId: string) {
     return this.mergeCount.get(profileId) ?? 0;
   }
+  pinnedIds = new Set<string>();
+  pinned(id: Identifier) {
+    return this.pinnedIds.has(MemoryGraph.key(id));
+  }
   apply(plan: Plan): string | undefined {
     if (plan.links.length === 0 && plan.target === null) return undefined;
     const target = plan.target ?? `p${++this.#next}`;
@@ -125,6 +129,17 @@ describe('merge policy rules', () => {
     assert.deepEqual(results.map((r) => r.plan.merges.length), [1, 1, 0]);
     assert.equal(results[2]!.plan.warnings[0]?.rule, 'merge_cap=2');
     assert.equal(g.merges(hub!), 2);
+  });
+
+  test('an identifier split off by an administrator never merges back automatically', () => {
+    const g = new MemoryGraph();
+    g.send({ type: 'page', anonymousId: 'kiosk' });
+    const alice = g.send({ type: 'identify', userId: 'alice' }).profile;
+    g.pinnedIds.add('anonymous_id:kiosk');
+    const { plan, profile } = g.send({ type: 'identify', userId: 'alice', anonymousId: 'kiosk' });
+    assert.equal(profile, alice);
+    assert.deepEqual(plan.merges, []);
+    assert.equal(plan.warnings[0]?.rule, 'split');
   });
 
   test('blocked values never link anything: identify(null), "undefined", "[object Object]" and friends', () => {

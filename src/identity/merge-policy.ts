@@ -28,6 +28,8 @@ export interface GraphView {
   /** How many identifiers of each type the profile holds. */
   counts(profileId: string): Record<string, number>;
   merges(profileId: string): number;
+  /** Identifiers split off by an administrator: their profile never merges automatically again. */
+  pinned(id: Identifier): boolean;
 }
 
 export type Warning =
@@ -119,6 +121,10 @@ export function planEvent(rawIds: Identifier[], graph: GraphView, rules: Identit
       }
       plan.links.push({ id, rule: 'same_event' });
       counts = add(counts, { [id.type]: 1 });
+      continue;
+    }
+    if (graph.pinned(id)) {
+      plan.warnings.push({ kind: 'merge_refused', id, profileId: target, other: owner, rule: 'split' });
       continue;
     }
     const theirs = graph.counts(owner);

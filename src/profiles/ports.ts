@@ -14,7 +14,15 @@ export interface ProfileWriter {
   merge(workspaceId: string, from: string, into: string, via: Identifier, why: Provenance): void;
   setTraits(workspaceId: string, profileId: string, traits: Record<string, unknown>, timestamp: number, why: Provenance): void;
   addEvent(profileId: string, timestamp: number, eventId: string): void;
-  warn(workspaceId: string, eventId: string, warnings: Warning[]): void;
+  warn(workspaceId: string, eventId: string, profileId: string, warnings: Warning[]): void;
+  /** Moves one identifier to another profile and pins it there (an administrator's split). */
+  moveIdentifier(workspaceId: string, id: Identifier, to: string): void;
+  /** Moves one event, and the trait history it wrote, to another profile. */
+  moveEvent(eventId: string, from: string, to: string): void;
+  /** Recomputes a profile's traits from its trait history (last write wins). */
+  recomputeTraits(profileId: string): void;
+  recordSplit(workspaceId: string, from: string, to: string, id: Identifier, movedEvents: number, why: Provenance): void;
+  setRules(workspaceId: string, rules: IdentityRules): void;
   upsertAccount(workspaceId: string, groupId: string, traits: Record<string, unknown>, timestamp: number, why: Provenance): void;
   linkAccount(workspaceId: string, groupId: string, profileId: string, why: Provenance): void;
   checkpoint(): number;
@@ -32,6 +40,9 @@ export interface ProfileReader {
   /** Event ids, newest first, strictly older than the cursor (timestamp, eventId). */
   events(profileId: string, limit: number, before?: { timestamp: number; eventId: string }): Array<{ timestamp: number; eventId: string }>;
   merges(profileId: string): Array<{ from: string; into: string; via: Identifier; eventId: string; rule: string; at: number }>;
+  splits(profileId: string): Array<{ from: string; to: string; id: Identifier; eventId: string; movedEvents: number; at: number }>;
+  warnings(profileId: string): Array<{ eventId: string; warning: Warning }>;
+  rules(workspaceId: string): IdentityRules;
   account(workspaceId: string, groupId: string): { traits: Record<string, TraitValue>; createdAt: number; updatedAt: number } | undefined;
   accountLinks(workspaceId: string, groupId: string): string[];
   checkpoint(): number;

@@ -1,10 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import { TandemError } from '../errors.ts';
-import type { Identifier } from '../identity/identifiers.ts';
-import { normalizeEmail, normalizePhone } from '../identity/identifiers.ts';
 import { selectEvents } from '../ingest/event-view.ts';
 import type { EventLog, Token } from '../store/ports.ts';
 import type { ProfileReader } from './ports.ts';
+import { parseProfileId } from './profile-ref.ts';
 
 export type ProfileApiDeps = {
   profiles: ProfileReader;
@@ -18,17 +17,6 @@ type Query = { include?: string; limit?: string; next?: string; class?: string }
 
 const BASE = '/v1/spaces/:spaceId/collections';
 const cursorOf = (url: string, next: string | null) => ({ url, has_more: next !== null, next });
-
-/** `type:value`, split at the first colon; emails and phones are looked up normalised. */
-export function parseProfileId(raw: string): Identifier {
-  const i = raw.indexOf(':');
-  if (i <= 0 || i === raw.length - 1) throw new TandemError('invalid_request', 'The profile id must look like user_id:123 or email:a@b.c.');
-  const type = raw.slice(0, i).toLowerCase();
-  let value = raw.slice(i + 1);
-  if (type === 'email') value = normalizeEmail(value) ?? value;
-  else if (type === 'phone') value = normalizePhone(value);
-  return { type, value };
-}
 
 function limitOf(query: Query, fallback: number, max: number): number {
   if (query.limit === undefined) return fallback;

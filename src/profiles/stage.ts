@@ -1,8 +1,9 @@
 import { extractIdentifiers } from '../identity/identifiers.ts';
 import { planEvent, type IdentityRules } from '../identity/merge-policy.ts';
-import { expandRecord, type StoredEvent } from '../ingest/event-view.ts';
+import { expandRecord, selectEvents, type StoredEvent } from '../ingest/event-view.ts';
 import type { EventLog } from '../store/ports.ts';
-import type { ProfileWriter, Provenance } from './ports.ts';
+import type { ProfileReader, ProfileWriter, Provenance } from './ports.ts';
+import { parseProfileId } from './profile-ref.ts';
 
 type Json = Record<string, unknown>;
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -19,7 +20,7 @@ function blockedBy(rules: IdentityRules): (type: string, value: string) => boole
  * write wins by event timestamp, then messageId) and the profile's event list. One transaction
  * per run moves the checkpoint with the state, so each event takes effect exactly once.
  */
-export function createProfileStage(log: Pick<EventLog, 'readForward'>, writer: ProfileWriter, now: () => number = Date.now) {
+export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, writer: ProfileWriter & ProfileReader, now: () => number = Date.now) {
   const blockers = new WeakMap<IdentityRules, (type: string, value: string) => boolean>();
 
   function processEvent(workspaceId: string, e: StoredEvent): void {
@@ -35,7 +36,7 @@ export function createProfileStage(log: Pick<EventLog, 'readForward'>, writer: P
     const target = plan.target ?? writer.createProfile(workspaceId, at);
     for (const m of plan.merges) writer.merge(workspaceId, m.profileId, target, m.via, why(m.rule));
     for (const l of plan.links) writer.link(workspaceId, target, l.id, why(l.rule));
-    if (plan.warnings.length > 0) writer.warn(workspaceId, e.id, plan.warnings);
+    if (plan.warnings.length > 0) writer.warn(workspaceId, e.id, target, plan.warnings);
 
     const timestamp = Date.parse(e.timestamp);
     const context = isObject(payload.context) ? payload.context : {};
@@ -49,6 +50,51 @@ export function createProfileStage(log: Pick<EventLog, 'readForward'>, writer: P
     writer.addEvent(target, timestamp, e.id);
   }
 
+  /** The profile a reference names now: `profile_id:…` or any identifier. */
+  function resolve(workspaceId: string, ref: string): string | undefined {
+    const id = parseProfileId(ref);
+    if (id.type === 'profile_id') return writer.metadata(id.value) ? id.value : undefined;
+    return writer.graph(workspaceId).profileOf(id);
+  }
+
+  /** An administrator's merge: no limit applies, the merge is recorded against this log event. */
+  function adminMerge(workspaceId: string, e: StoredEvent): void {
+    const from = resolve(workspaceId, String(e.payload.from));
+    const into = resolve(workspaceId, String(e.payload.into));
+    if (!from || !into || from === into) return;
+    writer.merge(workspaceId, from, into, parseProfileId(String(e.payload.from)), { eventId: e.id, messageId: e.messageId, rule: 'admin_merge', at: now() });
+  }
+
+  /**
+   * An administrator's split: the identifier moves to a new profile with the events that came
+   * only through it (no other identifier of the old profile in them), traits are rebuilt on both
+   * sides from their history, and the identifier is pinned so it never merges back by itself.
+   */
+  function adminSplit(workspaceId: string, e: StoredEvent): void {
+    const from = resolve(workspaceId, String(e.payload.profile));
+    const id = parseProfileId(String(e.payload.identifier));
+    if (!from || writer.graph(workspaceId).profileOf(id) !== from) return;
+    const at = now();
+    const to = writer.createProfile(workspaceId, at);
+    writer.moveIdentifier(workspaceId, id, to);
+    const remaining = new Set(writer.identifiers(from).map((i) => `${i.type}:${i.value}`));
+    let moved = 0;
+    for (const ref of writer.events(from, Number.MAX_SAFE_INTEGER)) {
+      const [recordId, index] = ref.eventId.split('.').map(Number) as [number, number];
+      const record = log.get(workspaceId, recordId);
+      const event = record && selectEvents(record, () => true, index + 1).events.find((x) => x.id === ref.eventId);
+      if (!event) continue;
+      const keys = extractIdentifiers(event.payload).ids.flatMap((i) => (i.type === 'previous_id' ? [`user_id:${i.value}`, `anonymous_id:${i.value}`] : [`${i.type}:${i.value}`]));
+      if (keys.includes(`${id.type}:${id.value}`) && !keys.some((k) => remaining.has(k))) {
+        writer.moveEvent(ref.eventId, from, to);
+        moved++;
+      }
+    }
+    writer.recomputeTraits(from);
+    writer.recomputeTraits(to);
+    writer.recordSplit(workspaceId, from, to, id, moved, { eventId: e.id, messageId: e.messageId, rule: 'admin_split', at });
+  }
+
   /** Processes up to `maxRecords` log records; returns the checkpoint after the run. */
   return function runOnce(maxRecords = 64): number {
     const from = writer.checkpoint();
@@ -57,7 +103,11 @@ export function createProfileStage(log: Pick<EventLog, 'readForward'>, writer: P
     const last = records[records.length - 1]!.id;
     writer.transaction(() => {
       for (const record of records) {
-        for (const e of expandRecord(record, (v) => PROCESSED.has(v.status))) processEvent(record.workspaceId, e);
+        for (const e of expandRecord(record, (v) => PROCESSED.has(v.status))) {
+          if (record.kind !== 'admin') processEvent(record.workspaceId, e);
+          else if (e.type === 'merge') adminMerge(record.workspaceId, e);
+          else if (e.type === 'split') adminSplit(record.workspaceId, e);
+        }
       }
       writer.setCheckpoint(last);
     });

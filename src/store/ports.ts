@@ -1,4 +1,4 @@
-import type { ProfileReader } from '../profiles/ports.ts';
+import type { ProfileReader, ProfileWriter } from '../profiles/ports.ts';
 
 /**
  * The narrow ports the domains call. Adapters (sqlite/ now, postgres/ with cluster mode) implement
@@ -73,7 +73,7 @@ export interface StageHandle {
 export interface Stores {
   log: EventLog;
   access: AccessStore;
-  profiles: ProfileReader;
+  profiles: ProfileReader & Pick<ProfileWriter, 'setRules'>;
   /** Absent when the stores were opened for administration only (the CLI). */
   stage: StageHandle | undefined;
   ready(): boolean;

@@ -25,7 +25,7 @@ export const STATE_MIGRATIONS = [
   `CREATE TABLE checkpoint (name TEXT PRIMARY KEY, log_id INTEGER NOT NULL);
    CREATE TABLE identity_rules (workspace_id TEXT PRIMARY KEY, rules TEXT NOT NULL);
    CREATE TABLE profiles (id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, merges INTEGER NOT NULL DEFAULT 0, merged_into TEXT);
-   CREATE TABLE identifiers (workspace_id TEXT NOT NULL, type TEXT NOT NULL, value TEXT NOT NULL, profile_id TEXT NOT NULL, event_id TEXT NOT NULL, message_id TEXT NOT NULL, rule TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (workspace_id, type, value));
+   CREATE TABLE identifiers (workspace_id TEXT NOT NULL, type TEXT NOT NULL, value TEXT NOT NULL, profile_id TEXT NOT NULL, event_id TEXT NOT NULL, message_id TEXT NOT NULL, rule TEXT NOT NULL, created_at INTEGER NOT NULL, pinned INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (workspace_id, type, value));
    CREATE INDEX identifiers_profile ON identifiers (profile_id);
    CREATE TABLE traits (profile_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, ts INTEGER NOT NULL, message_id TEXT NOT NULL, PRIMARY KEY (profile_id, key)) WITHOUT ROWID;
    CREATE TABLE trait_history (id INTEGER PRIMARY KEY, profile_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, ts INTEGER NOT NULL, message_id TEXT NOT NULL, event_id TEXT NOT NULL);
@@ -33,7 +33,9 @@ export const STATE_MIGRATIONS = [
    CREATE TABLE profile_events (profile_id TEXT NOT NULL, ts INTEGER NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (profile_id, ts, event_id)) WITHOUT ROWID;
    CREATE TABLE merges (id INTEGER PRIMARY KEY, workspace_id TEXT NOT NULL, from_profile TEXT NOT NULL, into_profile TEXT NOT NULL, via_type TEXT NOT NULL, via_value TEXT NOT NULL, event_id TEXT NOT NULL, rule TEXT NOT NULL, at INTEGER NOT NULL);
    CREATE INDEX merges_into ON merges (into_profile);
-   CREATE TABLE identity_warnings (id INTEGER PRIMARY KEY, workspace_id TEXT NOT NULL, event_id TEXT NOT NULL, warning TEXT NOT NULL);
+   CREATE TABLE identity_warnings (id INTEGER PRIMARY KEY, workspace_id TEXT NOT NULL, event_id TEXT NOT NULL, profile_id TEXT NOT NULL, warning TEXT NOT NULL);
+   CREATE INDEX identity_warnings_profile ON identity_warnings (profile_id);
+   CREATE TABLE splits (id INTEGER PRIMARY KEY, workspace_id TEXT NOT NULL, from_profile TEXT NOT NULL, to_profile TEXT NOT NULL, type TEXT NOT NULL, value TEXT NOT NULL, event_id TEXT NOT NULL, moved_events INTEGER NOT NULL, at INTEGER NOT NULL);
    CREATE TABLE accounts (workspace_id TEXT NOT NULL, group_id TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (workspace_id, group_id));
    CREATE TABLE account_traits (workspace_id TEXT NOT NULL, group_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, ts INTEGER NOT NULL, message_id TEXT NOT NULL, PRIMARY KEY (workspace_id, group_id, key)) WITHOUT ROWID;
    CREATE TABLE account_links (workspace_id TEXT NOT NULL, group_id TEXT NOT NULL, profile_id TEXT NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (workspace_id, group_id, profile_id)) WITHOUT ROWID;

@@ -17,6 +17,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   readonly #db: DatabaseSync;
   readonly #s: Record<string, StatementSync>;
   readonly #rules = new Map<string, IdentityRules>();
+  #version = -1;
 
   constructor(db: DatabaseSync) {
     this.#db = db;
@@ -42,7 +43,17 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       setTrait: p(`INSERT INTO traits (profile_id, key, value, ts, message_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT (profile_id, key) DO UPDATE SET value = excluded.value, ts = excluded.ts, message_id = excluded.message_id ${lww('traits')}`),
       traitHistory: p('INSERT INTO trait_history (profile_id, key, value, ts, message_id, event_id) VALUES (?, ?, ?, ?, ?, ?)'),
       addEvent: p('INSERT OR IGNORE INTO profile_events (profile_id, ts, event_id) VALUES (?, ?, ?)'),
-      warn: p('INSERT INTO identity_warnings (workspace_id, event_id, warning) VALUES (?, ?, ?)'),
+      warn: p('INSERT INTO identity_warnings (workspace_id, event_id, profile_id, warning) VALUES (?, ?, ?, ?)'),
+      pinned: p('SELECT pinned FROM identifiers WHERE workspace_id = ? AND type = ? AND value = ?'),
+      moveIdentifier: p('UPDATE identifiers SET profile_id = ?, pinned = 1 WHERE workspace_id = ? AND type = ? AND value = ?'),
+      moveEvent: p('UPDATE profile_events SET profile_id = ? WHERE profile_id = ? AND event_id = ?'),
+      moveEventHistory: p('UPDATE trait_history SET profile_id = ? WHERE profile_id = ? AND event_id = ?'),
+      rebuildTraits: p(`INSERT INTO traits (profile_id, key, value, ts, message_id) SELECT profile_id, key, value, ts, message_id FROM trait_history WHERE profile_id = ? ON CONFLICT (profile_id, key) DO UPDATE SET value = excluded.value, ts = excluded.ts, message_id = excluded.message_id ${lww('traits')}`),
+      recordSplit: p('INSERT INTO splits (workspace_id, from_profile, to_profile, type, value, event_id, moved_events, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+      splits: p('SELECT from_profile, to_profile, type, value, event_id, moved_events, at FROM splits WHERE from_profile = ? OR to_profile = ? ORDER BY id'),
+      warnings: p('SELECT event_id, warning FROM identity_warnings WHERE profile_id = ? ORDER BY id'),
+      setRules: p('INSERT INTO identity_rules (workspace_id, rules) VALUES (?, ?) ON CONFLICT DO UPDATE SET rules = excluded.rules'),
+      dataVersion: p('PRAGMA data_version'),
       upsertAccount: p('INSERT INTO accounts (workspace_id, group_id, created_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET updated_at = max(updated_at, excluded.updated_at)'),
       setAccountTrait: p(`INSERT INTO account_traits (workspace_id, group_id, key, value, ts, message_id) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace_id, group_id, key) DO UPDATE SET value = excluded.value, ts = excluded.ts, message_id = excluded.message_id ${lww('account_traits')}`),
       linkAccount: p('INSERT OR IGNORE INTO account_links (workspace_id, group_id, profile_id, event_id) VALUES (?, ?, ?, ?)'),
@@ -61,6 +72,12 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   }
 
   transaction(fn: () => void): void {
+    // Another connection (the admin API) may have changed the rules since the last run.
+    const version = (this.#s.dataVersion!.get() as { data_version: number }).data_version;
+    if (version !== this.#version) {
+      this.#version = version;
+      this.#rules.clear();
+    }
     this.#db.exec('BEGIN IMMEDIATE');
     try {
       fn();
@@ -77,6 +94,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       profileOf: (id) => (s.owner!.get(workspaceId, id.type, id.value) as { profile_id: string } | undefined)?.profile_id,
       counts: (profileId) => Object.fromEntries((s.counts!.all(profileId) as Array<{ type: string; n: number }>).map((r) => [r.type, r.n])),
       merges: (profileId) => (s.mergeCount!.get(profileId) as { merges: number } | undefined)?.merges ?? 0,
+      pinned: (id) => (s.pinned!.get(workspaceId, id.type, id.value) as { pinned: number } | undefined)?.pinned === 1,
     };
   }
 
@@ -130,8 +148,41 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     this.#s.addEvent!.run(profileId, timestamp, eventId);
   }
 
-  warn(workspaceId: string, eventId: string, warnings: Warning[]): void {
-    for (const w of warnings) this.#s.warn!.run(workspaceId, eventId, JSON.stringify(w));
+  warn(workspaceId: string, eventId: string, profileId: string, warnings: Warning[]): void {
+    for (const w of warnings) this.#s.warn!.run(workspaceId, eventId, profileId, JSON.stringify(w));
+  }
+
+  moveIdentifier(workspaceId: string, id: Identifier, to: string): void {
+    this.#s.moveIdentifier!.run(to, workspaceId, id.type, id.value);
+  }
+
+  moveEvent(eventId: string, from: string, to: string): void {
+    this.#s.moveEvent!.run(to, from, eventId);
+    this.#s.moveEventHistory!.run(to, from, eventId);
+  }
+
+  recomputeTraits(profileId: string): void {
+    this.#s.dropTraits!.run(profileId);
+    this.#s.rebuildTraits!.run(profileId);
+  }
+
+  recordSplit(workspaceId: string, from: string, to: string, id: Identifier, movedEvents: number, why: Provenance): void {
+    this.#s.recordSplit!.run(workspaceId, from, to, id.type, id.value, why.eventId, movedEvents, why.at);
+  }
+
+  setRules(workspaceId: string, rules: IdentityRules): void {
+    this.#s.setRules!.run(workspaceId, JSON.stringify(rules));
+    this.#rules.delete(workspaceId);
+  }
+
+  splits(profileId: string) {
+    return (this.#s.splits!.all(profileId, profileId) as Array<{ from_profile: string; to_profile: string; type: string; value: string; event_id: string; moved_events: number; at: number }>).map((r) => ({
+      from: r.from_profile, to: r.to_profile, id: { type: r.type, value: r.value }, eventId: r.event_id, movedEvents: r.moved_events, at: r.at,
+    }));
+  }
+
+  warnings(profileId: string) {
+    return (this.#s.warnings!.all(profileId) as Array<{ event_id: string; warning: string }>).map((r) => ({ eventId: r.event_id, warning: JSON.parse(r.warning) as Warning }));
   }
 
   upsertAccount(workspaceId: string, groupId: string, traits: Record<string, unknown>, timestamp: number, why: Provenance): void {

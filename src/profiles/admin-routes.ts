@@ -1,0 +1,114 @@
+import type { FastifyInstance } from 'fastify';
+import { TandemError } from '../errors.ts';
+import { DEFAULT_RULES, type IdentityRules } from '../identity/merge-policy.ts';
+import { encodeMeta } from '../store/event-meta.ts';
+import type { EventLog, StageHandle, Token } from '../store/ports.ts';
+import type { ProfileReader, ProfileWriter } from './ports.ts';
+import { parseProfileId } from './profile-ref.ts';
+
+type Permission = 'identity:read' | 'identity:manage';
+export type ProfileAdminDeps = {
+  profiles: ProfileReader & Pick<ProfileWriter, 'setRules'>;
+  log: Pick<EventLog, 'append'>;
+  stage: StageHandle | undefined;
+  authorize: (header: string | undefined, permission: Permission) => Token;
+  now: () => number;
+};
+
+const TYPE = { type: 'string', pattern: '^[a-z][a-z0-9_]{0,63}$' } as const;
+const RULES_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    limits: { type: 'object', propertyNames: TYPE, additionalProperties: { type: 'integer', minimum: 1, maximum: 1000 } },
+    defaultLimit: { type: 'integer', minimum: 1, maximum: 1000 },
+    priority: { type: 'array', items: TYPE, uniqueItems: true, maxItems: 64 },
+    blocked: { type: 'array', maxItems: 100, items: { type: 'object', additionalProperties: false, required: ['type', 'pattern'], properties: { type: { anyOf: [TYPE, { const: '*' }] }, pattern: { type: 'string', minLength: 1, maxLength: 200 } } } },
+    mergeCap: { type: 'integer', minimum: 1, maximum: 100000 },
+  },
+} as const;
+
+/** Identity rules, the explanation of a profile's identifiers, and hand merges and splits. */
+export async function profileAdminRoutes(app: FastifyInstance, deps: ProfileAdminDeps): Promise<void> {
+  const { profiles } = deps;
+
+  /** Admin reads and changes see every event acknowledged before them. */
+  const settled = async () => {
+    await deps.stage?.caughtUp();
+  };
+
+  const find = (workspaceId: string, ref: string): string => {
+    const id = parseProfileId(ref);
+    const profileId = id.type === 'profile_id' ? id.value : profiles.profileOf(workspaceId, id);
+    if (!profileId || !profiles.metadata(profileId)) throw new TandemError('not_found', 'No profile has this identifier.');
+    return profileId;
+  };
+
+  /** Admin merges and splits are events in the log, so the profile stage applies them in order. */
+  async function adminEvent(workspaceId: string, token: Token, body: Record<string, unknown>): Promise<void> {
+    if (!deps.stage) throw new TandemError('unavailable');
+    const at = deps.now();
+    const messageId = `admin-${crypto.randomUUID()}`;
+    const payload = { ...body, actor: token.id };
+    const meta = encodeMeta([{ messageId, type: String(body.op), status: 'accepted', timestamp: at, reasons: [], userId: undefined, anonymousId: undefined, event: undefined }]);
+    try {
+      await deps.log.append({ workspaceId, sourceId: 'admin', receivedAt: at, kind: 'admin', body: Buffer.from(JSON.stringify({ ...payload, type: body.op })), meta, messageIds: [messageId] });
+    } catch (cause) {
+      throw new TandemError('unavailable', undefined, { cause });
+    }
+    await deps.stage.caughtUp();
+  }
+
+  app.get('/api/v1/identity/rules', async (req) => profiles.rules(deps.authorize(req.headers.authorization, 'identity:read').workspaceId));
+
+  app.put<{ Body: Partial<IdentityRules> }>('/api/v1/identity/rules', { schema: { body: RULES_SCHEMA } }, async (req) => {
+    const { workspaceId } = deps.authorize(req.headers.authorization, 'identity:manage');
+    for (const b of req.body.blocked ?? []) {
+      try {
+        new RegExp(b.pattern, 'iu');
+      } catch {
+        throw new TandemError('invalid_request', `blocked pattern ${JSON.stringify(b.pattern)} is not a valid regular expression.`);
+      }
+    }
+    const rules: IdentityRules = { ...DEFAULT_RULES, ...profiles.rules(workspaceId), ...req.body };
+    profiles.setRules(workspaceId, rules);
+    return rules;
+  });
+
+  app.get<{ Params: { ref: string } }>('/api/v1/profiles/:ref/identities', async (req) => {
+    const { workspaceId } = deps.authorize(req.headers.authorization, 'identity:read');
+    await settled();
+    const profileId = find(workspaceId, req.params.ref);
+    const iso = (t: number) => new Date(t).toISOString();
+    return {
+      profile_id: profileId,
+      identifiers: profiles.identifiers(profileId).map((i) => ({ type: i.type, value: i.value, rule: i.rule, event_id: i.eventId, message_id: i.messageId, linked_at: iso(i.createdAt) })),
+      merges: profiles.merges(profileId).map((m) => ({ from: m.from, into: m.into, via: m.via, rule: m.rule, event_id: m.eventId, at: iso(m.at) })),
+      splits: profiles.splits(profileId).map((s) => ({ from: s.from, to: s.to, identifier: s.id, moved_events: s.movedEvents, event_id: s.eventId, at: iso(s.at) })),
+      warnings: profiles.warnings(profileId).map((w) => ({ event_id: w.eventId, ...w.warning })),
+    };
+  });
+
+  const refBody = (required: string[]) => ({ type: 'object', additionalProperties: false, required, properties: Object.fromEntries(required.map((k) => [k, { type: 'string', minLength: 3, maxLength: 1100 }])) });
+
+  app.post<{ Body: { from: string; into: string } }>('/api/v1/profiles/merge', { schema: { body: refBody(['from', 'into']) } }, async (req) => {
+    const token = deps.authorize(req.headers.authorization, 'identity:manage');
+    await settled();
+    const from = find(token.workspaceId, req.body.from);
+    const into = find(token.workspaceId, req.body.into);
+    if (from === into) throw new TandemError('invalid_request', 'Both identifiers already belong to one profile.');
+    await adminEvent(token.workspaceId, token, { op: 'merge', from: `profile_id:${from}`, into: `profile_id:${into}` });
+    return { profile_id: into, merged: from };
+  });
+
+  app.post<{ Params: { ref: string }; Body: { identifier: string } }>('/api/v1/profiles/:ref/split', { schema: { body: refBody(['identifier']) } }, async (req) => {
+    const token = deps.authorize(req.headers.authorization, 'identity:manage');
+    await settled();
+    const from = find(token.workspaceId, req.params.ref);
+    const id = parseProfileId(req.body.identifier);
+    if (profiles.profileOf(token.workspaceId, id) !== from) throw new TandemError('invalid_request', 'The identifier does not belong to this profile.');
+    if (profiles.identifiers(from).length < 2) throw new TandemError('invalid_request', 'A profile with one identifier cannot be split.');
+    await adminEvent(token.workspaceId, token, { op: 'split', profile: `profile_id:${from}`, identifier: `${id.type}:${id.value}` });
+    return { from, to: profiles.profileOf(token.workspaceId, id), identifier: id };
+  });
+}
