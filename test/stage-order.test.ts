@@ -1,37 +1,26 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { judgeEvent } from '../src/ingest/normalize.ts';
-import { createProfileStage } from '../src/profiles/stage.ts';
-import { encodeMeta } from '../src/store/event-meta.ts';
-import type { LogRecord } from '../src/store/ports.ts';
-import { openDatabase, STATE_MIGRATIONS } from '../src/store/sqlite/database.ts';
-import { SqliteProfileStore } from '../src/store/sqlite/profile-store.ts';
 import { tempDir } from './helpers.ts';
+import { stageHarness } from './stage-harness.ts';
 
 type Event = Record<string, unknown>;
 
 /** Runs the real profile stage over the events in the given order; returns profiles as comparable data. */
 function resolveAll(dir: string, name: string, events: Event[]) {
-  const db = openDatabase({ dataDir: dir, sync: 'normal', file: `${name}.db` }, STATE_MIGRATIONS);
+  const h = stageHarness(dir, name);
   try {
-    const store = new SqliteProfileStore(db);
-    const records: LogRecord[] = events.map((e, i) => {
-      const verdict = judgeEvent(e, undefined, undefined, 1_800_000_000_000, { futureToleranceMs: 86_400_000, minTimestampMs: 0 }, 0);
-      return { id: i + 1, workspaceId: 'w', sourceId: 's', receivedAt: 1_800_000_000_000, kind: 'batch', body: Buffer.from(JSON.stringify({ batch: [e] })), meta: encodeMeta([verdict]) };
-    });
-    const log = { readForward: (after: number, limit: number) => records.slice(after, after + limit), get: (_w: string, id: number) => records[id - 1] };
-    const run = createProfileStage(log, store, () => 0);
-    while (run(16) < records.length);
+    h.send(...events);
     const profiles = new Map<string, { ids: string[]; traits: Record<string, unknown> }>();
-    for (const row of db.prepare('SELECT type, value, profile_id FROM identifiers').all() as Array<{ type: string; value: string; profile_id: string }>) {
-      const p = profiles.get(row.profile_id) ?? { ids: [], traits: Object.fromEntries(Object.entries(store.traits(row.profile_id)).map(([k, v]) => [k, v.value])) };
-      p.ids.push(`${row.type}:${row.value}`);
-      profiles.set(row.profile_id, p);
+    for (const profileId of new Set(events.flatMap((e) => ['userId', 'anonymousId'].map((f) => (e[f] ? h.profile(f === 'userId' ? 'user_id' : 'anonymous_id', String(e[f])) : undefined))).filter((p): p is string => p !== undefined))) {
+      profiles.set(profileId, {
+        ids: h.store.identifiers(profileId).map((i) => `${i.type}:${i.value}`).sort(),
+        traits: Object.fromEntries(Object.entries(h.store.traits(profileId)).map(([k, v]) => [k, v.value])),
+      });
     }
-    return [...profiles.values()].map((p) => ({ ids: p.ids.sort(), traits: p.traits })).sort((a, b) => a.ids[0]!.localeCompare(b.ids[0]!));
+    return [...profiles.values()].sort((a, b) => a.ids[0]!.localeCompare(b.ids[0]!));
   } finally {
-    db.close();
+    h.close();
   }
 }
 

@@ -12,6 +12,8 @@ export const PERMISSIONS = {
   'profiles:read': ['owner', 'access'],
   'identity:read': ['owner', 'engineer', 'analyst'],
   'identity:manage': ['owner', 'engineer'],
+  'traits:read': ['owner', 'engineer', 'marketer', 'analyst'],
+  'traits:manage': ['owner', 'engineer', 'marketer'],
 } as const satisfies Record<string, readonly Role[]>;
 export type Permission = keyof typeof PERMISSIONS;
 

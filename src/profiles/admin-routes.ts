@@ -1,12 +1,13 @@
 import type { FastifyInstance } from 'fastify';
 import { TandemError } from '../errors.ts';
 import { DEFAULT_RULES, type IdentityRules } from '../identity/merge-policy.ts';
+import { COMPUTED_TRAIT_SCHEMA, type ComputedTrait } from './computed-traits.ts';
 import { encodeMeta } from '../store/event-meta.ts';
 import type { EventLog, StageHandle, Token } from '../store/ports.ts';
 import type { ProfileReader, ProfileWriter } from './ports.ts';
 import { parseProfileId } from './profile-ref.ts';
 
-type Permission = 'identity:read' | 'identity:manage';
+type Permission = 'identity:read' | 'identity:manage' | 'traits:manage' | 'traits:read';
 export type ProfileAdminDeps = {
   profiles: ProfileReader & Pick<ProfileWriter, 'setRules'>;
   log: Pick<EventLog, 'append'>;
@@ -58,6 +59,22 @@ export async function profileAdminRoutes(app: FastifyInstance, deps: ProfileAdmi
     }
     await deps.stage.caughtUp();
   }
+
+  app.get('/api/v1/computed-traits', async (req) => ({ data: profiles.computedTraits(deps.authorize(req.headers.authorization, 'traits:read').workspaceId) }));
+
+  app.post<{ Body: ComputedTrait }>('/api/v1/computed-traits', { schema: { body: COMPUTED_TRAIT_SCHEMA } }, async (req, reply) => {
+    const token = deps.authorize(req.headers.authorization, 'traits:manage');
+    const existed = profiles.computedTraits(token.workspaceId).some((t) => t.key === req.body.key);
+    await adminEvent(token.workspaceId, token, { op: 'computed_trait', trait: req.body });
+    return reply.code(existed ? 200 : 201).send(req.body);
+  });
+
+  app.delete<{ Params: { key: string } }>('/api/v1/computed-traits/:key', async (req, reply) => {
+    const token = deps.authorize(req.headers.authorization, 'traits:manage');
+    if (!profiles.computedTraits(token.workspaceId).some((t) => t.key === req.params.key)) throw new TandemError('not_found');
+    await adminEvent(token.workspaceId, token, { op: 'computed_trait_delete', key: req.params.key });
+    return reply.code(204).send();
+  });
 
   app.get('/api/v1/identity/rules', async (req) => profiles.rules(deps.authorize(req.headers.authorization, 'identity:read').workspaceId));
 

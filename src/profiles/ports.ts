@@ -1,5 +1,6 @@
 import type { Identifier } from '../identity/identifiers.ts';
 import type { GraphView, IdentityRules, Warning } from '../identity/merge-policy.ts';
+import type { ComputedTrait } from './computed-traits.ts';
 
 /** Where an identifier, trait or merge came from: the event and the rule. */
 export type Provenance = { eventId: string; messageId: string; rule: string; at: number };
@@ -23,6 +24,16 @@ export interface ProfileWriter {
   recomputeTraits(profileId: string): void;
   recordSplit(workspaceId: string, from: string, to: string, id: Identifier, movedEvents: number, why: Provenance): void;
   setRules(workspaceId: string, rules: IdentityRules): void;
+  defineComputedTrait(workspaceId: string, trait: ComputedTrait, at: number): void;
+  deleteComputedTrait(workspaceId: string, key: string): void;
+  addContribution(workspaceId: string, profileId: string, key: string, timestamp: number, eventId: string, value: unknown): void;
+  /** Recomputes one computed trait of one profile from its contributions inside the window. */
+  recompute(profileId: string, trait: ComputedTrait, now: number): void;
+  /** Drops contributions that left the window; returns the profiles whose value may have changed. */
+  expire(workspaceId: string, trait: ComputedTrait, now: number): string[];
+  /** The profile an event was attributed to. */
+  profileOfEvent(eventId: string): string | undefined;
+  workspaces(): string[];
   upsertAccount(workspaceId: string, groupId: string, traits: Record<string, unknown>, timestamp: number, why: Provenance): void;
   linkAccount(workspaceId: string, groupId: string, profileId: string, why: Provenance): void;
   checkpoint(): number;
@@ -43,6 +54,8 @@ export interface ProfileReader {
   splits(profileId: string): Array<{ from: string; to: string; id: Identifier; eventId: string; movedEvents: number; at: number }>;
   warnings(profileId: string): Array<{ eventId: string; warning: Warning }>;
   rules(workspaceId: string): IdentityRules;
+  computedTraits(workspaceId: string): ComputedTrait[];
+  computedValues(profileId: string): Record<string, unknown>;
   account(workspaceId: string, groupId: string): { traits: Record<string, TraitValue>; createdAt: number; updatedAt: number } | undefined;
   accountLinks(workspaceId: string, groupId: string): string[];
   checkpoint(): number;

@@ -42,14 +42,16 @@ export async function profileApi(app: FastifyInstance, deps: ProfileApiDeps): Pr
     const { profileId } = profile(req.params, req.headers.authorization);
     const limit = limitOf(req.query, 10, 200);
     if (req.query.class !== undefined && !['computed_trait', 'audience'].includes(req.query.class)) throw new TandemError('invalid_request', 'class must be computed_trait or audience.');
-    // Computed traits and audiences are written by their own stages; until one defines any, these classes are empty.
-    const all = req.query.class ? {} : profiles.traits(profileId);
+    // Audiences are written by their own stage; until it exists that class is empty.
+    const custom = Object.fromEntries(Object.entries(profiles.traits(profileId)).map(([k, v]) => [k, v.value]));
+    const computed = profiles.computedValues(profileId);
+    const all: Record<string, unknown> = req.query.class === 'computed_trait' ? computed : req.query.class === 'audience' ? {} : { ...custom, ...computed };
     const include = req.query.include?.split(',').map((s) => s.trim()).filter(Boolean);
     const keys = Object.keys(all).filter((k) => (!include || include.includes(k)) && (req.query.next === undefined || k > req.query.next)).sort();
     const page = keys.slice(0, limit);
     const next = keys.length > limit ? page[page.length - 1]! : null;
     const url = req.url.split('?')[0]!;
-    return { traits: Object.fromEntries(page.map((k) => [k, all[k]!.value])), cursor: cursorOf(next ? `${url}?limit=${limit}&next=${encodeURIComponent(next)}` : url, next) };
+    return { traits: Object.fromEntries(page.map((k) => [k, all[k]])), cursor: cursorOf(next ? `${url}?limit=${limit}&next=${encodeURIComponent(next)}` : url, next) };
   });
 
   app.get<{ Params: Params; Querystring: Query }>(`${BASE}/users/profiles/:id/events`, async (req) => {

@@ -2,6 +2,7 @@ import { extractIdentifiers } from '../identity/identifiers.ts';
 import { planEvent, type IdentityRules } from '../identity/merge-policy.ts';
 import { expandRecord, selectEvents, type StoredEvent } from '../ingest/event-view.ts';
 import type { EventLog } from '../store/ports.ts';
+import { contribution, type ComputedTrait } from './computed-traits.ts';
 import type { ProfileReader, ProfileWriter, Provenance } from './ports.ts';
 import { parseProfileId } from './profile-ref.ts';
 
@@ -48,6 +49,45 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
       writer.linkAccount(workspaceId, groupId, target, why('group'));
     }
     writer.addEvent(target, timestamp, e.id);
+    const matched: ComputedTrait[] = [];
+    for (const trait of writer.computedTraits(workspaceId)) {
+      const value = contribution(trait, e);
+      if (value === undefined) continue;
+      writer.addContribution(workspaceId, target, trait.key, timestamp, e.id, value);
+      matched.push(trait);
+    }
+    if (plan.merges.length > 0) recomputeAll(workspaceId, target);
+    else for (const trait of matched) writer.recompute(target, trait, now());
+  }
+
+  function recomputeAll(workspaceId: string, profileId: string): void {
+    for (const trait of writer.computedTraits(workspaceId)) writer.recompute(profileId, trait, now());
+  }
+
+  /**
+   * A new or changed computed trait: its definition, then a backfill over every event the
+   * stage processed before this one, attributed to the profiles those events belong to now.
+   */
+  function defineTrait(workspaceId: string, e: StoredEvent, upTo: number): void {
+    const trait = e.payload.trait as ComputedTrait;
+    writer.defineComputedTrait(workspaceId, trait, now());
+    const touched = new Set<string>();
+    for (let after = 0; after < upTo; ) {
+      const records = log.readForward(after, 256).filter((r) => r.id < upTo);
+      if (records.length === 0) break;
+      for (const record of records) {
+        after = record.id;
+        if (record.workspaceId !== workspaceId || record.kind === 'admin') continue;
+        for (const past of expandRecord(record, (v) => PROCESSED.has(v.status) && (v.event === trait.event))) {
+          const value = contribution(trait, past);
+          const profileId = value === undefined ? undefined : writer.profileOfEvent(past.id);
+          if (!profileId) continue;
+          writer.addContribution(workspaceId, profileId, trait.key, Date.parse(past.timestamp), past.id, value);
+          touched.add(profileId);
+        }
+      }
+    }
+    for (const profileId of touched) writer.recompute(profileId, trait, now());
   }
 
   /** The profile a reference names now: `profile_id:…` or any identifier. */
@@ -63,6 +103,7 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
     const into = resolve(workspaceId, String(e.payload.into));
     if (!from || !into || from === into) return;
     writer.merge(workspaceId, from, into, parseProfileId(String(e.payload.from)), { eventId: e.id, messageId: e.messageId, rule: 'admin_merge', at: now() });
+    recomputeAll(workspaceId, into);
   }
 
   /**
@@ -92,11 +133,29 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
     }
     writer.recomputeTraits(from);
     writer.recomputeTraits(to);
+    recomputeAll(workspaceId, from);
+    recomputeAll(workspaceId, to);
     writer.recordSplit(workspaceId, from, to, id, moved, { eventId: e.id, messageId: e.messageId, rule: 'admin_split', at });
   }
 
+  /** Windowed computed traits lapse on time: drop what left the window and recompute. */
+  function expireWindows(): number {
+    let changed = 0;
+    writer.transaction(() => {
+      for (const workspaceId of writer.workspaces()) {
+        for (const trait of writer.computedTraits(workspaceId)) {
+          for (const profileId of writer.expire(workspaceId, trait, now())) {
+            writer.recompute(profileId, trait, now());
+            changed++;
+          }
+        }
+      }
+    });
+    return changed;
+  }
+
   /** Processes up to `maxRecords` log records; returns the checkpoint after the run. */
-  return function runOnce(maxRecords = 64): number {
+  function runOnce(maxRecords = 64): number {
     const from = writer.checkpoint();
     const records = log.readForward(from, maxRecords);
     if (records.length === 0) return from;
@@ -107,10 +166,14 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
           if (record.kind !== 'admin') processEvent(record.workspaceId, e);
           else if (e.type === 'merge') adminMerge(record.workspaceId, e);
           else if (e.type === 'split') adminSplit(record.workspaceId, e);
+          else if (e.type === 'computed_trait') defineTrait(record.workspaceId, e, record.id);
+          else if (e.type === 'computed_trait_delete') writer.deleteComputedTrait(record.workspaceId, String(e.payload.key));
         }
       }
       writer.setCheckpoint(last);
     });
     return last;
-  };
+  }
+
+  return { runOnce, expireWindows };
 }

@@ -39,7 +39,14 @@ export const STATE_MIGRATIONS = [
    CREATE TABLE accounts (workspace_id TEXT NOT NULL, group_id TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (workspace_id, group_id));
    CREATE TABLE account_traits (workspace_id TEXT NOT NULL, group_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, ts INTEGER NOT NULL, message_id TEXT NOT NULL, PRIMARY KEY (workspace_id, group_id, key)) WITHOUT ROWID;
    CREATE TABLE account_links (workspace_id TEXT NOT NULL, group_id TEXT NOT NULL, profile_id TEXT NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (workspace_id, group_id, profile_id)) WITHOUT ROWID;
-   CREATE INDEX account_links_profile ON account_links (profile_id);`,
+   CREATE INDEX account_links_profile ON account_links (profile_id);
+   CREATE INDEX profile_events_event ON profile_events (event_id);
+   CREATE TABLE computed_traits (workspace_id TEXT NOT NULL, key TEXT NOT NULL, definition TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (workspace_id, key));
+   CREATE TABLE ct_values (id INTEGER PRIMARY KEY, workspace_id TEXT NOT NULL, profile_id TEXT NOT NULL, key TEXT NOT NULL, ts INTEGER NOT NULL, event_id TEXT NOT NULL, value TEXT NOT NULL, num REAL);
+   CREATE INDEX ct_values_profile ON ct_values (profile_id, key, ts);
+   CREATE INDEX ct_values_expiry ON ct_values (workspace_id, key, ts);
+   CREATE INDEX ct_values_event ON ct_values (event_id);
+   CREATE TABLE computed_values (profile_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (profile_id, key)) WITHOUT ROWID;`,
 ];
 
 export type SqliteOptions = { dataDir: string; sync: 'full' | 'normal'; file?: string };

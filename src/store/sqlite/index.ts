@@ -24,7 +24,7 @@ export function openSqliteStores(options: SqliteStoreOptions): Stores {
   return {
     log,
     access: new SqliteAccessStore(db),
-    profiles: new SqliteProfileStore(stateDb),
+    profiles: new SqliteProfileStore(stateDb, { checkEachRead: true }),
     stage,
     ready: () => {
       db.prepare('SELECT 1').get();

@@ -15,7 +15,14 @@ const options = workerData as SqliteOptions;
 const port = parentPort!;
 const logDb = openDatabase(options);
 const stateDb = openDatabase({ ...options, file: 'state.db' }, STATE_MIGRATIONS);
-const runOnce = createProfileStage(new SqliteLogReader(logDb), new SqliteProfileStore(stateDb));
+const { runOnce, expireWindows } = createProfileStage(new SqliteLogReader(logDb), new SqliteProfileStore(stateDb));
+const expiry = setInterval(() => {
+  try {
+    expireWindows();
+  } catch (err) {
+    port.postMessage({ type: 'failed', error: err instanceof Error ? err.message : String(err) } satisfies StageReply);
+  }
+}, (workerData as { expiryMs?: number }).expiryMs ?? 60_000);
 let runOnceCheckpoint = -1;
 let running = false;
 let again = false;
@@ -54,6 +61,7 @@ function run(): void {
 
 port.on('message', (msg: StageRequest) => {
   if (msg.type === 'close') {
+    clearInterval(expiry);
     logDb.close();
     stateDb.close();
     port.postMessage({ type: 'closed' } satisfies StageReply);

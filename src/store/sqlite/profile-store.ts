@@ -1,6 +1,7 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { Identifier } from '../../identity/identifiers.ts';
 import { DEFAULT_RULES, type GraphView, type IdentityRules, type Warning } from '../../identity/merge-policy.ts';
+import type { ComputedTrait } from '../../profiles/computed-traits.ts';
 import type { ProfileReader, ProfileWriter, Provenance, TraitValue } from '../../profiles/ports.ts';
 
 const LWW = 'WHERE excluded.ts > {t}.ts OR (excluded.ts = {t}.ts AND excluded.message_id > {t}.message_id)';
@@ -8,6 +9,21 @@ const lww = (table: string) => LWW.replaceAll('{t}', table);
 
 type TraitRow = { key: string; value: string; ts: number; message_id: string };
 const toTraits = (rows: TraitRow[]): Record<string, TraitValue> => Object.fromEntries(rows.map((r) => [r.key, { value: JSON.parse(r.value) as unknown, timestamp: r.ts, messageId: r.message_id }]));
+
+const WINDOW = 'FROM ct_values WHERE profile_id = ? AND key = ? AND ts >= ?';
+/** One query per kind, over a profile's contributions inside the window. */
+const AGGREGATES: Record<ComputedTrait['kind'], string> = {
+  count: `SELECT count(*) AS v ${WINDOW}`,
+  sum: `SELECT coalesce(sum(num), 0) AS v ${WINDOW}`,
+  min: `SELECT min(num) AS v ${WINDOW}`,
+  max: `SELECT max(num) AS v ${WINDOW}`,
+  average: `SELECT avg(num) AS v ${WINDOW}`,
+  first: `SELECT value AS v ${WINDOW} ORDER BY ts, event_id LIMIT 1`,
+  last: `SELECT value AS v ${WINDOW} ORDER BY ts DESC, event_id DESC LIMIT 1`,
+  most_frequent: `SELECT value AS v ${WINDOW} GROUP BY value ORDER BY count(*) DESC, max(ts) DESC, value LIMIT 1`,
+  unique_list: `SELECT DISTINCT value AS v ${WINDOW} ORDER BY value LIMIT 100`,
+  unique_count: `SELECT count(DISTINCT value) AS v ${WINDOW}`,
+};
 
 /**
  * Profiles, identifiers, traits and merges in SQLite (state.db). Only the profile stage writes
@@ -17,10 +33,16 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   readonly #db: DatabaseSync;
   readonly #s: Record<string, StatementSync>;
   readonly #rules = new Map<string, IdentityRules>();
+  readonly #computed = new Map<string, ComputedTrait[]>();
+  readonly #aggregates = new Map<string, StatementSync>();
   #version = -1;
 
-  constructor(db: DatabaseSync) {
+  readonly #checkEachRead: boolean;
+
+  /** `checkEachRead`: a reader beside the stage's writer notices its changes before using a cache. */
+  constructor(db: DatabaseSync, options: { checkEachRead?: boolean } = {}) {
     this.#db = db;
+    this.#checkEachRead = options.checkEachRead ?? false;
     const p = (sql: string) => db.prepare(sql);
     this.#s = {
       owner: p('SELECT profile_id FROM identifiers WHERE workspace_id = ? AND type = ? AND value = ?'),
@@ -54,6 +76,21 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       warnings: p('SELECT event_id, warning FROM identity_warnings WHERE profile_id = ? ORDER BY id'),
       setRules: p('INSERT INTO identity_rules (workspace_id, rules) VALUES (?, ?) ON CONFLICT DO UPDATE SET rules = excluded.rules'),
       dataVersion: p('PRAGMA data_version'),
+      defineCt: p('INSERT INTO computed_traits (workspace_id, key, definition, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET definition = excluded.definition'),
+      deleteCt: p('DELETE FROM computed_traits WHERE workspace_id = ? AND key = ?'),
+      deleteCtValues: p('DELETE FROM ct_values WHERE workspace_id = ? AND key = ?'),
+      deleteComputed: p('DELETE FROM computed_values WHERE key = ? AND profile_id IN (SELECT id FROM profiles WHERE workspace_id = ?)'),
+      listCt: p('SELECT definition FROM computed_traits WHERE workspace_id = ? ORDER BY key'),
+      addCtValue: p('INSERT INTO ct_values (workspace_id, profile_id, key, ts, event_id, value, num) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      setComputed: p('INSERT INTO computed_values (profile_id, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at'),
+      dropComputed: p('DELETE FROM computed_values WHERE profile_id = ? AND key = ?'),
+      computedValues: p('SELECT key, value FROM computed_values WHERE profile_id = ? ORDER BY key'),
+      moveCtValues: p('UPDATE ct_values SET profile_id = ? WHERE profile_id = ?'),
+      moveCtEvent: p('UPDATE ct_values SET profile_id = ? WHERE profile_id = ? AND event_id = ?'),
+      dropComputedOf: p('DELETE FROM computed_values WHERE profile_id = ?'),
+      expire: p('DELETE FROM ct_values WHERE workspace_id = ? AND key = ? AND ts < ? RETURNING profile_id'),
+      profileOfEvent: p('SELECT profile_id FROM profile_events WHERE event_id = ?'),
+      workspaces: p('SELECT DISTINCT workspace_id FROM computed_traits'),
       upsertAccount: p('INSERT INTO accounts (workspace_id, group_id, created_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET updated_at = max(updated_at, excluded.updated_at)'),
       setAccountTrait: p(`INSERT INTO account_traits (workspace_id, group_id, key, value, ts, message_id) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace_id, group_id, key) DO UPDATE SET value = excluded.value, ts = excluded.ts, message_id = excluded.message_id ${lww('account_traits')}`),
       linkAccount: p('INSERT OR IGNORE INTO account_links (workspace_id, group_id, profile_id, event_id) VALUES (?, ?, ?, ?)'),
@@ -71,13 +108,18 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     };
   }
 
-  transaction(fn: () => void): void {
-    // Another connection (the admin API) may have changed the rules since the last run.
+  /** Drops the caches when another connection committed since they were filled. */
+  #fresh(): void {
     const version = (this.#s.dataVersion!.get() as { data_version: number }).data_version;
     if (version !== this.#version) {
       this.#version = version;
       this.#rules.clear();
+      this.#computed.clear();
     }
+  }
+
+  transaction(fn: () => void): void {
+    this.#fresh();
     this.#db.exec('BEGIN IMMEDIATE');
     try {
       fn();
@@ -99,6 +141,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   }
 
   rules(workspaceId: string): IdentityRules {
+    if (this.#checkEachRead) this.#fresh();
     let rules = this.#rules.get(workspaceId);
     if (!rules) {
       const row = this.#s.rules!.get(workspaceId) as { rules: string } | undefined;
@@ -127,6 +170,8 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     s.dropTraits!.run(from);
     s.moveHistory!.run(into, from);
     s.moveEvents!.run(into, from);
+    s.moveCtValues!.run(into, from);
+    s.dropComputedOf!.run(from);
     s.moveLinks!.run(into, from);
     s.dropLinks!.run(from);
     s.markMerged!.run(into, why.at, from);
@@ -159,6 +204,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   moveEvent(eventId: string, from: string, to: string): void {
     this.#s.moveEvent!.run(to, from, eventId);
     this.#s.moveEventHistory!.run(to, from, eventId);
+    this.#s.moveCtEvent!.run(to, from, eventId);
   }
 
   recomputeTraits(profileId: string): void {
@@ -173,6 +219,65 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   setRules(workspaceId: string, rules: IdentityRules): void {
     this.#s.setRules!.run(workspaceId, JSON.stringify(rules));
     this.#rules.delete(workspaceId);
+  }
+
+  defineComputedTrait(workspaceId: string, trait: ComputedTrait, at: number): void {
+    this.#s.deleteCtValues!.run(workspaceId, trait.key);
+    this.#s.deleteComputed!.run(trait.key, workspaceId);
+    this.#s.defineCt!.run(workspaceId, trait.key, JSON.stringify(trait), at);
+    this.#computed.delete(workspaceId);
+  }
+
+  deleteComputedTrait(workspaceId: string, key: string): void {
+    this.#s.deleteCt!.run(workspaceId, key);
+    this.#s.deleteCtValues!.run(workspaceId, key);
+    this.#s.deleteComputed!.run(key, workspaceId);
+    this.#computed.delete(workspaceId);
+  }
+
+  computedTraits(workspaceId: string): ComputedTrait[] {
+    if (this.#checkEachRead) this.#fresh();
+    let list = this.#computed.get(workspaceId);
+    if (!list) {
+      list = (this.#s.listCt!.all(workspaceId) as Array<{ definition: string }>).map((r) => JSON.parse(r.definition) as ComputedTrait);
+      this.#computed.set(workspaceId, list);
+    }
+    return list;
+  }
+
+  addContribution(workspaceId: string, profileId: string, key: string, timestamp: number, eventId: string, value: unknown): void {
+    this.#s.addCtValue!.run(workspaceId, profileId, key, timestamp, eventId, JSON.stringify(value), typeof value === 'number' ? value : null);
+  }
+
+  recompute(profileId: string, trait: ComputedTrait, now: number): void {
+    const from = trait.windowDays === undefined ? -8.64e15 : now - trait.windowDays * 86_400_000;
+    let statement = this.#aggregates.get(trait.kind);
+    if (!statement) this.#aggregates.set(trait.kind, (statement = this.#db.prepare(AGGREGATES[trait.kind])));
+    const rows = statement.all(profileId, trait.key, from) as Array<{ v: unknown }>;
+    let value: unknown;
+    if (trait.kind === 'unique_list') value = rows.map((r) => JSON.parse(r.v as string) as unknown);
+    else if (['first', 'last', 'most_frequent'].includes(trait.kind)) value = rows[0] ? (JSON.parse(rows[0].v as string) as unknown) : null;
+    else value = rows[0]?.v ?? null;
+    if (value === null && trait.kind !== 'count' && trait.kind !== 'unique_count') this.#s.dropComputed!.run(profileId, trait.key);
+    else this.#s.setComputed!.run(profileId, trait.key, JSON.stringify(value), now);
+  }
+
+  expire(workspaceId: string, trait: ComputedTrait, now: number): string[] {
+    if (trait.windowDays === undefined) return [];
+    const rows = this.#s.expire!.all(workspaceId, trait.key, now - trait.windowDays * 86_400_000) as Array<{ profile_id: string }>;
+    return [...new Set(rows.map((r) => r.profile_id))];
+  }
+
+  profileOfEvent(eventId: string): string | undefined {
+    return (this.#s.profileOfEvent!.get(eventId) as { profile_id: string } | undefined)?.profile_id;
+  }
+
+  workspaces(): string[] {
+    return (this.#s.workspaces!.all() as Array<{ workspace_id: string }>).map((r) => r.workspace_id);
+  }
+
+  computedValues(profileId: string): Record<string, unknown> {
+    return Object.fromEntries((this.#s.computedValues!.all(profileId) as Array<{ key: string; value: string }>).map((r) => [r.key, JSON.parse(r.value) as unknown]));
   }
 
   splits(profileId: string) {

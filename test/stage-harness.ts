@@ -1,0 +1,43 @@
+import { judgeEvent } from '../src/ingest/normalize.ts';
+import { createProfileStage } from '../src/profiles/stage.ts';
+import { encodeMeta } from '../src/store/event-meta.ts';
+import type { LogRecord } from '../src/store/ports.ts';
+import { openDatabase, STATE_MIGRATIONS } from '../src/store/sqlite/database.ts';
+import { SqliteProfileStore } from '../src/store/sqlite/profile-store.ts';
+
+type Event = Record<string, unknown>;
+
+/**
+ * The real profile stage on a real state database, fed from an in-memory log, with a clock the
+ * test controls: for properties and time-dependent behaviour without threads or HTTP.
+ */
+export function stageHarness(dir: string, name: string, clock: { now: number } = { now: 1_800_000_000_000 }) {
+  const db = openDatabase({ dataDir: dir, sync: 'normal', file: `${name}.db` }, STATE_MIGRATIONS);
+  const store = new SqliteProfileStore(db);
+  const records: LogRecord[] = [];
+  const log = { readForward: (after: number, limit: number) => records.slice(after, after + limit), get: (_w: string, id: number) => records[id - 1] };
+  const stage = createProfileStage(log, store, () => clock.now);
+  const push = (kind: string, body: unknown, meta: string) => records.push({ id: records.length + 1, workspaceId: 'w', sourceId: 's', receivedAt: clock.now, kind, body: Buffer.from(JSON.stringify(body)), meta });
+  return {
+    store,
+    clock,
+    close: () => db.close(),
+    send(...events: Event[]) {
+      for (const e of events) {
+        const verdict = judgeEvent(e, undefined, undefined, clock.now, { futureToleranceMs: 86_400_000, minTimestampMs: 0 }, 0);
+        push('batch', { batch: [e] }, encodeMeta([verdict]));
+      }
+      while (stage.runOnce(64) < records.length);
+    },
+    admin(op: string, payload: Record<string, unknown>) {
+      push('admin', { ...payload, op, type: op }, encodeMeta([{ messageId: `admin-${records.length}`, type: op, status: 'accepted', timestamp: clock.now, reasons: [], userId: undefined, anonymousId: undefined, event: undefined }]));
+      while (stage.runOnce(64) < records.length);
+    },
+    expire: () => stage.expireWindows(),
+    profile: (type: string, value: string) => store.profileOf('w', { type, value }),
+    computed(type: string, value: string) {
+      const p = store.profileOf('w', { type, value });
+      return p ? store.computedValues(p) : undefined;
+    },
+  };
+}
