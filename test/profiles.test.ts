@@ -158,6 +158,12 @@ describe('Profile API contract', () => {
     assert.equal((await get('users/profiles/user_id:sec/traits?limit=1000')).json().error.code, 'validation_error');
     const other = await app.inject({ method: 'GET', url: '/v1/spaces/acme/collections/users/profiles/user_id:sec/traits', headers: { authorization: basic(ACCESS) } });
     assert.equal(other.statusCode, 404, 'another space: no data');
+    app.stores.access.ensureWorkspace('acme', 'Acme');
+    app.stores.access.createToken('acme', 'acme api', 'access', hashToken('tdm_acme_access_token_00001'));
+    const profileId = (await get('users/profiles/user_id:sec/metadata')).json().metadata.profile_id;
+    const acmeGet = (what: string) => app.inject({ method: 'GET', url: `/v1/spaces/acme/collections/users/profiles/${what}/traits`, headers: { authorization: basic('tdm_acme_access_token_00001') } });
+    assert.equal((await acmeGet(`profile_id:${profileId}`)).statusCode, 404, "another workspace's profile by its id: no data");
+    assert.equal((await acmeGet('user_id:sec')).statusCode, 404);
     const accessOnAdmin = await app.inject({ method: 'GET', url: '/api/v1/events', headers: { authorization: bearer(ACCESS) } });
     assert.equal(accessOnAdmin.statusCode, 403, 'an access token opens no admin route');
   });

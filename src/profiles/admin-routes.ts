@@ -40,8 +40,8 @@ export async function profileAdminRoutes(app: FastifyInstance, deps: ProfileAdmi
 
   const find = (workspaceId: string, ref: string): string => {
     const id = parseProfileId(ref);
-    const profileId = id.type === 'profile_id' ? id.value : profiles.profileOf(workspaceId, id);
-    if (!profileId || !profiles.metadata(profileId)) throw new TandemError('not_found', 'No profile has this identifier.');
+    const profileId = id.type === 'profile_id' ? (profiles.metadata(id.value)?.workspaceId === workspaceId ? id.value : undefined) : profiles.profileOf(workspaceId, id);
+    if (!profileId) throw new TandemError('not_found', 'No profile has this identifier.');
     return profileId;
   };
 

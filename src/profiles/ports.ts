@@ -45,7 +45,9 @@ export type TraitValue = { value: unknown; timestamp: number; messageId: string 
 /** What the Profile API and the admin API read. */
 export interface ProfileReader {
   profileOf(workspaceId: string, id: Identifier): string | undefined;
-  metadata(profileId: string): { createdAt: number; updatedAt: number } | undefined;
+  metadata(profileId: string): { workspaceId: string; createdAt: number; updatedAt: number } | undefined;
+  /** Custom and computed trait values in one read (computed win on a name clash). */
+  traitValues(profileId: string): Record<string, unknown>;
   traits(profileId: string): Record<string, TraitValue>;
   identifiers(profileId: string): Array<Identifier & { eventId: string; messageId: string; rule: string; createdAt: number }>;
   /** Event ids, newest first, strictly older than the cursor (timestamp, eventId). */

@@ -33,8 +33,9 @@ export async function profileApi(app: FastifyInstance, deps: ProfileApiDeps): Pr
     const token = deps.authenticate(authorization);
     if (params.spaceId !== token.workspaceId) throw new TandemError('not_found');
     const id = parseProfileId(params.id);
-    const profileId = id.type === 'profile_id' ? (profiles.metadata(id.value) ? id.value : undefined) : profiles.profileOf(token.workspaceId, id);
-    if (!profileId || !profiles.metadata(profileId)) throw new TandemError('not_found', 'No profile has this identifier.');
+    // Identifiers only ever point at live profiles of their workspace; a profile id must be checked.
+    const profileId = id.type === 'profile_id' ? (profiles.metadata(id.value)?.workspaceId === token.workspaceId ? id.value : undefined) : profiles.profileOf(token.workspaceId, id);
+    if (!profileId) throw new TandemError('not_found', 'No profile has this identifier.');
     return { workspaceId: token.workspaceId, profileId };
   }
 
@@ -43,9 +44,7 @@ export async function profileApi(app: FastifyInstance, deps: ProfileApiDeps): Pr
     const limit = limitOf(req.query, 10, 200);
     if (req.query.class !== undefined && !['computed_trait', 'audience'].includes(req.query.class)) throw new TandemError('invalid_request', 'class must be computed_trait or audience.');
     // Audiences are written by their own stage; until it exists that class is empty.
-    const custom = Object.fromEntries(Object.entries(profiles.traits(profileId)).map(([k, v]) => [k, v.value]));
-    const computed = profiles.computedValues(profileId);
-    const all: Record<string, unknown> = req.query.class === 'computed_trait' ? computed : req.query.class === 'audience' ? {} : { ...custom, ...computed };
+    const all = req.query.class === 'computed_trait' ? profiles.computedValues(profileId) : req.query.class === 'audience' ? {} : profiles.traitValues(profileId);
     const include = req.query.include?.split(',').map((s) => s.trim()).filter(Boolean);
     const keys = Object.keys(all).filter((k) => (!include || include.includes(k)) && (req.query.next === undefined || k > req.query.next)).sort();
     const page = keys.slice(0, limit);

@@ -93,7 +93,7 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
   /** The profile a reference names now: `profile_id:…` or any identifier. */
   function resolve(workspaceId: string, ref: string): string | undefined {
     const id = parseProfileId(ref);
-    if (id.type === 'profile_id') return writer.metadata(id.value) ? id.value : undefined;
+    if (id.type === 'profile_id') return writer.metadata(id.value)?.workspaceId === workspaceId ? id.value : undefined;
     return writer.graph(workspaceId).profileOf(id);
   }
 

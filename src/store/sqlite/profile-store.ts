@@ -96,7 +96,8 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       linkAccount: p('INSERT OR IGNORE INTO account_links (workspace_id, group_id, profile_id, event_id) VALUES (?, ?, ?, ?)'),
       checkpoint: p("SELECT log_id FROM checkpoint WHERE name = 'profiles'"),
       setCheckpoint: p("INSERT INTO checkpoint (name, log_id) VALUES ('profiles', ?) ON CONFLICT DO UPDATE SET log_id = excluded.log_id"),
-      metadata: p('SELECT created_at, updated_at FROM profiles WHERE id = ? AND merged_into IS NULL'),
+      metadata: p('SELECT workspace_id, created_at, updated_at FROM profiles WHERE id = ? AND merged_into IS NULL'),
+      traitValues: p('SELECT key, value, 0 AS computed FROM traits WHERE profile_id = ? UNION ALL SELECT key, value, 1 FROM computed_values WHERE profile_id = ? ORDER BY computed'),
       traits: p('SELECT key, value, ts, message_id FROM traits WHERE profile_id = ? ORDER BY key'),
       identifiers: p('SELECT type, value, event_id, message_id, rule, created_at FROM identifiers WHERE profile_id = ? ORDER BY created_at, type, value'),
       eventsFirst: p('SELECT ts, event_id FROM profile_events WHERE profile_id = ? ORDER BY ts DESC, event_id DESC LIMIT ?'),
@@ -314,8 +315,14 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   }
 
   metadata(profileId: string) {
-    const row = this.#s.metadata!.get(profileId) as { created_at: number; updated_at: number } | undefined;
-    return row && { createdAt: row.created_at, updatedAt: row.updated_at };
+    const row = this.#s.metadata!.get(profileId) as { workspace_id: string; created_at: number; updated_at: number } | undefined;
+    return row && { workspaceId: row.workspace_id, createdAt: row.created_at, updatedAt: row.updated_at };
+  }
+
+  traitValues(profileId: string): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const r of this.#s.traitValues!.all(profileId, profileId) as Array<{ key: string; value: string }>) out[r.key] = JSON.parse(r.value);
+    return out;
   }
 
   traits(profileId: string): Record<string, TraitValue> {
