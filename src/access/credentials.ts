@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { TandemError } from '../errors.ts';
+import { oncePerTurn } from '../ops/once-per-turn.ts';
 import type { AccessStore, Role, Token, WriteKey } from '../store/ports.ts';
 
 export const ROLES = ['owner', 'engineer', 'marketer', 'analyst', 'access'] as const satisfies readonly Role[];
@@ -29,14 +30,14 @@ export function createCredentials(store: AccessStore) {
   let version = store.version();
   const keys = new Map<string, WriteKey | null>();
   const tokens = new Map<string, Token | null>();
-  const fresh = (): void => {
+  const fresh = oncePerTurn(() => {
     const v = store.version();
     if (v !== version) {
       version = v;
       keys.clear();
       tokens.clear();
     }
-  };
+  });
   const cached = <T>(cache: Map<string, T | null>, key: string, load: () => T | undefined): T | undefined => {
     fresh();
     let hit = cache.get(key);

@@ -48,6 +48,8 @@ export interface ProfileReader {
   metadata(profileId: string): { workspaceId: string; createdAt: number; updatedAt: number } | undefined;
   /** Custom and computed trait values in one read (computed win on a name clash). */
   traitValues(profileId: string): Record<string, unknown>;
+  /** The same, looked up by identifier in one read: the Profile API's hot path. */
+  traitValuesOf(workspaceId: string, id: Identifier): { profileId: string; values: Record<string, unknown> } | undefined;
   traits(profileId: string): Record<string, TraitValue>;
   identifiers(profileId: string): Array<Identifier & { eventId: string; messageId: string; rule: string; createdAt: number }>;
   /** Event ids, newest first, strictly older than the cursor (timestamp, eventId). */

@@ -39,12 +39,27 @@ export async function profileApi(app: FastifyInstance, deps: ProfileApiDeps): Pr
     return { workspaceId: token.workspaceId, profileId };
   }
 
+  /** All trait values by identifier, in one read when no class is asked for (the hot path). */
+  function traitsFor(params: Params, authorization: string | undefined, cls: string | undefined): Record<string, unknown> {
+    if (cls === undefined) {
+      const token = deps.authenticate(authorization);
+      if (params.spaceId !== token.workspaceId) throw new TandemError('not_found');
+      const id = parseProfileId(params.id);
+      if (id.type !== 'profile_id') {
+        const found = profiles.traitValuesOf(token.workspaceId, id);
+        if (!found) throw new TandemError('not_found', 'No profile has this identifier.');
+        return found.values;
+      }
+    }
+    const { profileId } = profile(params, authorization);
+    // Audiences are written by their own stage; until it exists that class is empty.
+    return cls === 'computed_trait' ? profiles.computedValues(profileId) : cls === 'audience' ? {} : profiles.traitValues(profileId);
+  }
+
   app.get<{ Params: Params; Querystring: Query }>(`${BASE}/users/profiles/:id/traits`, async (req) => {
-    const { profileId } = profile(req.params, req.headers.authorization);
     const limit = limitOf(req.query, 10, 200);
     if (req.query.class !== undefined && !['computed_trait', 'audience'].includes(req.query.class)) throw new TandemError('invalid_request', 'class must be computed_trait or audience.');
-    // Audiences are written by their own stage; until it exists that class is empty.
-    const all = req.query.class === 'computed_trait' ? profiles.computedValues(profileId) : req.query.class === 'audience' ? {} : profiles.traitValues(profileId);
+    const all = traitsFor(req.params, req.headers.authorization, req.query.class);
     const include = req.query.include?.split(',').map((s) => s.trim()).filter(Boolean);
     const keys = Object.keys(all).filter((k) => (!include || include.includes(k)) && (req.query.next === undefined || k > req.query.next)).sort();
     const page = keys.slice(0, limit);

@@ -25,7 +25,7 @@ export const STATE_MIGRATIONS = [
   `CREATE TABLE checkpoint (name TEXT PRIMARY KEY, log_id INTEGER NOT NULL);
    CREATE TABLE identity_rules (workspace_id TEXT PRIMARY KEY, rules TEXT NOT NULL);
    CREATE TABLE profiles (id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, merges INTEGER NOT NULL DEFAULT 0, merged_into TEXT);
-   CREATE TABLE identifiers (workspace_id TEXT NOT NULL, type TEXT NOT NULL, value TEXT NOT NULL, profile_id TEXT NOT NULL, event_id TEXT NOT NULL, message_id TEXT NOT NULL, rule TEXT NOT NULL, created_at INTEGER NOT NULL, pinned INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (workspace_id, type, value));
+   CREATE TABLE identifiers (workspace_id TEXT NOT NULL, type TEXT NOT NULL, value TEXT NOT NULL, profile_id TEXT NOT NULL, event_id TEXT NOT NULL, message_id TEXT NOT NULL, rule TEXT NOT NULL, created_at INTEGER NOT NULL, pinned INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (workspace_id, type, value)) WITHOUT ROWID;
    CREATE INDEX identifiers_profile ON identifiers (profile_id);
    CREATE TABLE traits (profile_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, ts INTEGER NOT NULL, message_id TEXT NOT NULL, PRIMARY KEY (profile_id, key)) WITHOUT ROWID;
    CREATE TABLE trait_history (id INTEGER PRIMARY KEY, profile_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, ts INTEGER NOT NULL, message_id TEXT NOT NULL, event_id TEXT NOT NULL);
@@ -57,7 +57,7 @@ export function openDatabase(options: SqliteOptions, migrations: readonly string
   const db = new DatabaseSync(join(options.dataDir, options.file ?? 'tandem.db'), { timeout: 5000 });
   // 16 KB pages: request bodies of tens of KB span fewer overflow pages (set before the first table).
   db.exec('PRAGMA page_size = 16384');
-  db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.sync === 'full' ? 'FULL' : 'NORMAL'}; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;`);
+  db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.sync === 'full' ? 'FULL' : 'NORMAL'}; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824;`);
   const version = () => (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
   if (version() < migrations.length) {
     db.exec('BEGIN IMMEDIATE');

@@ -1,6 +1,7 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { Identifier } from '../../identity/identifiers.ts';
 import { DEFAULT_RULES, type GraphView, type IdentityRules, type Warning } from '../../identity/merge-policy.ts';
+import { oncePerTurn } from '../../ops/once-per-turn.ts';
 import type { ComputedTrait } from '../../profiles/computed-traits.ts';
 import type { ProfileReader, ProfileWriter, Provenance, TraitValue } from '../../profiles/ports.ts';
 
@@ -98,6 +99,8 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       setCheckpoint: p("INSERT INTO checkpoint (name, log_id) VALUES ('profiles', ?) ON CONFLICT DO UPDATE SET log_id = excluded.log_id"),
       metadata: p('SELECT workspace_id, created_at, updated_at FROM profiles WHERE id = ? AND merged_into IS NULL'),
       traitValues: p('SELECT key, value, 0 AS computed FROM traits WHERE profile_id = ? UNION ALL SELECT key, value, 1 FROM computed_values WHERE profile_id = ? ORDER BY computed'),
+      traitValuesOf: p(`SELECT i.profile_id AS profile_id, t.key AS key, t.value AS value, 0 AS computed FROM identifiers i LEFT JOIN traits t ON t.profile_id = i.profile_id WHERE i.workspace_id = ? AND i.type = ? AND i.value = ?
+        UNION ALL SELECT i.profile_id, c.key, c.value, 1 FROM identifiers i JOIN computed_values c ON c.profile_id = i.profile_id WHERE i.workspace_id = ? AND i.type = ? AND i.value = ?`),
       traits: p('SELECT key, value, ts, message_id FROM traits WHERE profile_id = ? ORDER BY key'),
       identifiers: p('SELECT type, value, event_id, message_id, rule, created_at FROM identifiers WHERE profile_id = ? ORDER BY created_at, type, value'),
       eventsFirst: p('SELECT ts, event_id FROM profile_events WHERE profile_id = ? ORDER BY ts DESC, event_id DESC LIMIT ?'),
@@ -118,6 +121,8 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       this.#computed.clear();
     }
   }
+
+  readonly #freshForReads = oncePerTurn(() => this.#fresh());
 
   transaction(fn: () => void): void {
     this.#fresh();
@@ -142,7 +147,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   }
 
   rules(workspaceId: string): IdentityRules {
-    if (this.#checkEachRead) this.#fresh();
+    if (this.#checkEachRead) this.#freshForReads();
     let rules = this.#rules.get(workspaceId);
     if (!rules) {
       const row = this.#s.rules!.get(workspaceId) as { rules: string } | undefined;
@@ -237,7 +242,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   }
 
   computedTraits(workspaceId: string): ComputedTrait[] {
-    if (this.#checkEachRead) this.#fresh();
+    if (this.#checkEachRead) this.#freshForReads();
     let list = this.#computed.get(workspaceId);
     if (!list) {
       list = (this.#s.listCt!.all(workspaceId) as Array<{ definition: string }>).map((r) => JSON.parse(r.definition) as ComputedTrait);
@@ -317,6 +322,19 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   metadata(profileId: string) {
     const row = this.#s.metadata!.get(profileId) as { workspace_id: string; created_at: number; updated_at: number } | undefined;
     return row && { workspaceId: row.workspace_id, createdAt: row.created_at, updatedAt: row.updated_at };
+  }
+
+  traitValuesOf(workspaceId: string, id: Identifier): { profileId: string; values: Record<string, unknown> } | undefined {
+    const rows = this.#s.traitValuesOf!.all(workspaceId, id.type, id.value, workspaceId, id.type, id.value) as Array<{ profile_id: string; key: string | null; value: string | null; computed: number }>;
+    if (rows.length === 0) return undefined;
+    const values: Record<string, unknown> = {};
+    const computed = new Set<string>();
+    for (const r of rows) {
+      if (r.key === null || (r.computed === 0 && computed.has(r.key))) continue;
+      values[r.key] = JSON.parse(r.value!);
+      if (r.computed === 1) computed.add(r.key);
+    }
+    return { profileId: rows[0]!.profile_id, values };
   }
 
   traitValues(profileId: string): Record<string, unknown> {
