@@ -54,7 +54,9 @@ export function createCredentials(store: AccessStore) {
       return found && found.revokedAt === null ? found : undefined;
     },
     token(bearer: string): Token | undefined {
-      const found = cached(tokens, hashToken(bearer), () => store.findTokenByHash(hashToken(bearer)));
+      // Keyed by the token itself: the cache lives only in this process's memory, and the hash is
+      // computed once per token instead of once per request.
+      const found = cached(tokens, bearer, () => store.findTokenByHash(hashToken(bearer)));
       return found && found.revokedAt === null ? found : undefined;
     },
     /** Call after this process changed keys or tokens. */

@@ -99,8 +99,9 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       setCheckpoint: p("INSERT INTO checkpoint (name, log_id) VALUES ('profiles', ?) ON CONFLICT DO UPDATE SET log_id = excluded.log_id"),
       metadata: p('SELECT workspace_id, created_at, updated_at FROM profiles WHERE id = ? AND merged_into IS NULL'),
       traitValues: p('SELECT key, value, 0 AS computed FROM traits WHERE profile_id = ? UNION ALL SELECT key, value, 1 FROM computed_values WHERE profile_id = ? ORDER BY computed'),
-      traitValuesOf: p(`SELECT i.profile_id AS profile_id, t.key AS key, t.value AS value, 0 AS computed FROM identifiers i LEFT JOIN traits t ON t.profile_id = i.profile_id WHERE i.workspace_id = ? AND i.type = ? AND i.value = ?
-        UNION ALL SELECT i.profile_id, c.key, c.value, 1 FROM identifiers i JOIN computed_values c ON c.profile_id = i.profile_id WHERE i.workspace_id = ? AND i.type = ? AND i.value = ?`),
+      traitValuesOf: p(`WITH p AS MATERIALIZED (SELECT profile_id FROM identifiers WHERE workspace_id = ? AND type = ? AND value = ?)
+        SELECT p.profile_id AS profile_id, t.key AS key, t.value AS value, 0 AS computed FROM p LEFT JOIN traits t ON t.profile_id = p.profile_id
+        UNION ALL SELECT p.profile_id, c.key, c.value, 1 FROM p JOIN computed_values c ON c.profile_id = p.profile_id`),
       traits: p('SELECT key, value, ts, message_id FROM traits WHERE profile_id = ? ORDER BY key'),
       identifiers: p('SELECT type, value, event_id, message_id, rule, created_at FROM identifiers WHERE profile_id = ? ORDER BY created_at, type, value'),
       eventsFirst: p('SELECT ts, event_id FROM profile_events WHERE profile_id = ? ORDER BY ts DESC, event_id DESC LIMIT ?'),
@@ -325,7 +326,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   }
 
   traitValuesOf(workspaceId: string, id: Identifier): { profileId: string; values: Record<string, unknown> } | undefined {
-    const rows = this.#s.traitValuesOf!.all(workspaceId, id.type, id.value, workspaceId, id.type, id.value) as Array<{ profile_id: string; key: string | null; value: string | null; computed: number }>;
+    const rows = this.#s.traitValuesOf!.all(workspaceId, id.type, id.value) as Array<{ profile_id: string; key: string | null; value: string | null; computed: number }>;
     if (rows.length === 0) return undefined;
     const values: Record<string, unknown> = {};
     const computed = new Set<string>();
