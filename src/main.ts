@@ -12,7 +12,8 @@ const USAGE = `Usage: tandem <command>
   keys create [--source NAME]                    create a write key for a source (default: "default")
   keys list                                      list write keys
   keys revoke KEY                                revoke a write key at once
-  tokens create --name NAME --role ROLE          create a bearer token (owner|engineer|marketer|analyst)
+  tokens create --name NAME --role ROLE          create a token (owner|engineer|marketer|analyst for the admin API,
+                                                 access for the Profile API)
   tokens list                                    list tokens (secrets are never shown again)
   tokens revoke ID                               revoke a token at once
 

@@ -165,7 +165,7 @@ describe('operations', () => {
     const app = await openTestApp(t);
     const doc = (await app.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json();
     assert.equal(doc.openapi, '3.1.0');
-    for (const path of ['/api/v1/events', '/api/v1/events/stream', '/api/v1/write-keys', '/api/v1/tokens']) assert.ok(doc.paths[path], path);
+    for (const path of ['/api/v1/events', '/api/v1/events/stream', '/api/v1/write-keys', '/api/v1/tokens', '/api/v1/identity/rules', '/api/v1/profiles/merge', '/api/v1/profiles/{ref}/split', '/api/v1/profiles/{ref}/identities', '/api/v1/computed-traits']) assert.ok(doc.paths[path], path);
   });
 
   test('unknown routes are 404 in the shape of their API; errors carry no stack traces', async (t) => {

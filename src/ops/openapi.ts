@@ -46,8 +46,30 @@ export const OPENAPI = {
     '/api/v1/write-keys/{key}': { delete: { summary: 'Revoke a write key', parameters: [{ name: 'key', in: 'path', required: true, schema: { type: 'string' } }], responses: { '204': { description: 'Revoked' }, ...errors } } },
     '/api/v1/tokens': {
       get: { summary: 'Bearer tokens of the workspace (without secrets)', responses: { '200': { description: 'Tokens' }, ...errors } },
-      post: { summary: 'Create a bearer token; the secret is returned once', requestBody: { content: { 'application/json': { schema: { type: 'object', required: ['name', 'role'], properties: { name: { type: 'string' }, role: { type: 'string', enum: ['owner', 'engineer', 'marketer', 'analyst'] } } } } } }, responses: { '201': { description: 'The token' }, ...errors } },
+      post: { summary: 'Create a bearer token; the secret is returned once', requestBody: { content: { 'application/json': { schema: { type: 'object', required: ['name', 'role'], properties: { name: { type: 'string' }, role: { type: 'string', enum: ['owner', 'engineer', 'marketer', 'analyst', 'access'] } } } } } }, responses: { '201': { description: 'The token' }, ...errors } },
     },
+    '/api/v1/identity/rules': {
+      get: { summary: 'Identity rules of the workspace (limits, priority, blocked patterns, merge cap)', responses: { '200': { description: 'Rules' }, ...errors } },
+      put: {
+        summary: 'Change identity rules; unspecified fields keep their values',
+        requestBody: { content: { 'application/json': { schema: { type: 'object', properties: { limits: { type: 'object' }, defaultLimit: { type: 'integer' }, priority: { type: 'array', items: { type: 'string' } }, blocked: { type: 'array' }, mergeCap: { type: 'integer' } } } } } },
+        responses: { '200': { description: 'The rules now in force' }, ...errors },
+      },
+    },
+    '/api/v1/profiles/{ref}/identities': {
+      get: { summary: "Why each identifier belongs to the profile: the event and rule of every link, merges, splits and refused links", parameters: [{ name: 'ref', in: 'path', required: true, description: 'type:value, e.g. user_id:42 or profile_id:prof_…', schema: { type: 'string' } }], responses: { '200': { description: 'Explanation' }, ...errors } },
+    },
+    '/api/v1/profiles/merge': {
+      post: { summary: 'Merge two profiles by hand (no limit applies); recorded as an event in the log', requestBody: { content: { 'application/json': { schema: { type: 'object', required: ['from', 'into'], properties: { from: { type: 'string' }, into: { type: 'string' } } } } } }, responses: { '200': { description: 'Merged' }, ...errors } },
+    },
+    '/api/v1/profiles/{ref}/split': {
+      post: { summary: 'Move an identifier, and the events that came only through it, to a new profile', parameters: [{ name: 'ref', in: 'path', required: true, schema: { type: 'string' } }], requestBody: { content: { 'application/json': { schema: { type: 'object', required: ['identifier'], properties: { identifier: { type: 'string' } } } } } }, responses: { '200': { description: 'Split' }, ...errors } },
+    },
+    '/api/v1/computed-traits': {
+      get: { summary: 'Computed traits of the workspace', responses: { '200': { description: 'Definitions' }, ...errors } },
+      post: { summary: 'Define (or redefine) a computed trait; it backfills over stored history', requestBody: { content: { 'application/json': { schema: { type: 'object', required: ['key', 'kind', 'event'], properties: { key: { type: 'string' }, kind: { type: 'string', enum: ['count', 'sum', 'min', 'max', 'average', 'first', 'last', 'most_frequent', 'unique_list', 'unique_count'] }, event: { type: 'string' }, property: { type: 'string' }, filters: { type: 'array' }, windowDays: { type: 'number' } } } } } }, responses: { '201': { description: 'Defined' }, ...errors } },
+    },
+    '/api/v1/computed-traits/{key}': { delete: { summary: 'Delete a computed trait and its values', parameters: [{ name: 'key', in: 'path', required: true, schema: { type: 'string' } }], responses: { '204': { description: 'Deleted' }, ...errors } } },
     '/api/v1/tokens/{id}': { delete: { summary: 'Revoke a token; takes effect at once', parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }], responses: { '204': { description: 'Revoked' }, ...errors } } },
   },
 } as const;
