@@ -81,7 +81,25 @@ const add = (a: Record<string, number>, b: Record<string, number>): Record<strin
  * identifiers together stay within every limit (so two different user_ids never merge) and
  * the merge cap holds. Limits are never broken halfway: a refused link is a warning.
  */
-export function planEvent(rawIds: Identifier[], graph: GraphView, rules: IdentityRules): Plan {
+/** The graph as it stands while one event is planned: each question is asked of the store once. */
+function memoized(graph: GraphView): GraphView {
+  const owners = new Map<string, string | undefined>();
+  const counts = new Map<string, Record<string, number>>();
+  const merges = new Map<string, number>();
+  return {
+    profileOf: (id) => {
+      const key = `${id.type}:${id.value}`;
+      if (!owners.has(key)) owners.set(key, graph.profileOf(id));
+      return owners.get(key);
+    },
+    counts: (p) => counts.get(p) ?? counts.set(p, graph.counts(p)).get(p)!,
+    merges: (p) => merges.get(p) ?? merges.set(p, graph.merges(p)).get(p)!,
+    pinned: (id) => graph.pinned(id),
+  };
+}
+
+export function planEvent(rawIds: Identifier[], store: GraphView, rules: IdentityRules): Plan {
+  const graph = memoized(store);
   const ids = resolvePrevious(rawIds, graph)
     .map((id, order) => ({ id, order }))
     .sort((a, b) => rank(rules, a.id.type) - rank(rules, b.id.type) || a.order - b.order)
