@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { decodeMeta } from '../src/store/event-meta.ts';
-import { openDatabase } from '../src/store/sqlite/database.ts';
+import { openDatabase, STATE_MIGRATIONS } from '../src/store/sqlite/database.ts';
 import { basic, tempDir, WRITE_KEY } from './helpers.ts';
 import { startServer } from './process.ts';
 
@@ -55,4 +55,28 @@ test(`SIGKILL under ingest load, ${CYCLES} times: every acknowledged messageId i
     for (const id of acked) assert.equal(counts.get(id), 1, `cycle ${cycle}: ${id} acknowledged, stored ${counts.get(id) ?? 0} times`);
   }
   assert.ok(acked.size > CYCLES * 10, `load reached the server (${acked.size} acknowledged)`);
+
+  // The profile stage was killed as often: once it catches up, every stored event is on a
+  // profile exactly once (its state and checkpoint commit together).
+  const server = await startServer(dataDir);
+  try {
+    const db = openDatabase({ dataDir, sync: 'full' });
+    const state = openDatabase({ dataDir, sync: 'normal', file: 'state.db' }, STATE_MIGRATIONS);
+    try {
+      const last = (db.prepare('SELECT max(id) AS id FROM log').get() as { id: number }).id;
+      const checkpoint = () => (state.prepare("SELECT log_id FROM checkpoint WHERE name = 'profiles'").get() as { log_id: number } | undefined)?.log_id ?? 0;
+      for (let i = 0; i < 600 && checkpoint() < last; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(checkpoint(), last, 'the stage caught up after the crashes');
+      const { counts } = storedCounts(dataDir);
+      const events = (state.prepare('SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM profile_events').get() as { n: number; d: number });
+      assert.equal(events.n, events.d);
+      assert.equal(events.n, [...counts.values()].reduce((a, b) => a + b, 0), 'each stored event is on exactly one profile');
+    } finally {
+      db.close();
+      state.close();
+    }
+  } finally {
+    server.child.kill('SIGKILL');
+    await server.exited;
+  }
 });
