@@ -50,7 +50,3 @@ export class TandemError extends Error {
     this.detail = detail;
   }
 }
-
-export function isErrorCode(code: unknown): code is ErrorCode {
-  return typeof code === 'string' && Object.hasOwn(ERRORS, code);
-}

@@ -23,7 +23,7 @@ const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null 
 /** Fields the server owns: whatever the client sent under these names is replaced or dropped. */
 const SERVER_OWNED = ['writeKey', 'receivedAt', 'workspaceId', 'sourceId', 'projectId'];
 
-export const eventId = (recordId: number, index: number): string => `${recordId}.${index}`;
+const eventId = (recordId: number, index: number): string => `${recordId}.${index}`;
 
 /** The events of one log record whose verdicts pass `keep` and whose index is below `below`, in body order. */
 export function selectEvents(record: LogRecord, keep: (v: EventMeta) => boolean, below = Infinity): { total: number; events: StoredEvent[] } {

@@ -11,10 +11,10 @@ export type EventPage = { data: StoredEvent[]; next: string | null };
 const FILTER_KEYS = ['messageId', 'userId', 'anonymousId', 'type', 'status'] as const;
 const STATUSES = ['accepted', 'flagged', 'quarantined', 'duplicate'];
 /** Events examined per page at most; past that the page ends early with a cursor to go on. */
-export const SCAN_BUDGET = 50_000;
+const SCAN_BUDGET = 50_000;
 const RECORDS_PER_READ = 64;
 
-export function matches(filter: EventFilter): (v: EventMeta) => boolean {
+function matches(filter: EventFilter): (v: EventMeta) => boolean {
   return (v) =>
     (filter.status ? v.status === filter.status : v.status !== 'duplicate') &&
     (!filter.messageId || v.messageId === filter.messageId) &&

@@ -25,8 +25,6 @@ const PATHS: Record<string, IngestKind> = {
   '/v1/batch': 'batch', '/v1/b': 'batch', '/b': 'batch', '/v1/import': 'batch',
 };
 
-export const INGEST_PATHS = Object.keys(PATHS);
-
 /** The Segment-compatible Tracking API. Errors use `{success: false, error: {code, message}}`. */
 export async function ingestRoutes(app: FastifyInstance, deps: IngestRouteDeps): Promise<void> {
   await app.register(cors, { origin: true, methods: ['GET', 'POST'], allowedHeaders: ['Content-Type', 'Authorization', 'Content-Encoding'], maxAge: 86400 });

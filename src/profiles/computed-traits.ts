@@ -39,7 +39,7 @@ export const COMPUTED_TRAIT_SCHEMA = {
 
 type Json = Record<string, unknown>;
 
-export function propertyOf(properties: unknown, path: string): unknown {
+function propertyOf(properties: unknown, path: string): unknown {
   let v: unknown = properties;
   for (const part of path.split('.')) {
     if (typeof v !== 'object' || v === null || Array.isArray(v) || !Object.hasOwn(v, part)) return undefined;
