@@ -68,12 +68,6 @@ function resolvePrevious(ids: Identifier[], graph: GraphView): Identifier[] {
   });
 }
 
-const add = (a: Record<string, number>, b: Record<string, number>): Record<string, number> => {
-  const out = { ...a };
-  for (const [t, n] of Object.entries(b)) out[t] = (out[t] ?? 0) + n;
-  return out;
-};
-
 /**
  * Decides, without changing anything, where one event's identifiers go. The highest-priority
  * identifier decides the profile: it joins the profile of the next identifiers only when no
@@ -108,22 +102,22 @@ export function planEvent(rawIds: Identifier[], store: GraphView, rules: Identit
   if (ids.length === 0) return plan;
 
   const first = ids[0]!;
-  let counts: Record<string, number> = {};
-  let merges = 0;
+  // What the target holds: its stored identifiers (asked of the store only when a link or a
+  // merge needs them) plus what this plan adds.
+  let base: string | undefined;
+  const extra: Record<string, number> = {};
+  let extraMerges = 0;
+  const countOf = (type: string) => (base ? (graph.counts(base)[type] ?? 0) : 0) + (extra[type] ?? 0);
+  const mergesSoFar = () => (base ? graph.merges(base) : 0) + extraMerges;
+
   const firstOwner = graph.profileOf(first);
   if (firstOwner) {
-    plan.target = firstOwner;
-    counts = graph.counts(firstOwner);
-    merges = graph.merges(firstOwner);
+    plan.target = base = firstOwner;
   } else {
     const joinable = ids.map((id) => graph.profileOf(id)).find((p): p is string => p !== undefined && (graph.counts(p)[first.type] ?? 0) + 1 <= limitOf(rules, first.type));
-    if (joinable) {
-      plan.target = joinable;
-      counts = graph.counts(joinable);
-      merges = graph.merges(joinable);
-    }
+    if (joinable) plan.target = base = joinable;
     plan.links.push({ id: first, rule: joinable ? 'joined_by_identifier' : 'new_profile' });
-    counts = add(counts, { [first.type]: 1 });
+    extra[first.type] = (extra[first.type] ?? 0) + 1;
   }
   const target = plan.target ?? 'new';
   const merged = new Set<string>([target]);
@@ -133,12 +127,12 @@ export function planEvent(rawIds: Identifier[], store: GraphView, rules: Identit
     if (owner !== undefined && merged.has(owner)) continue;
     if (owner === undefined) {
       if (plan.links.some((l) => l.id.type === id.type && l.id.value === id.value)) continue;
-      if ((counts[id.type] ?? 0) + 1 > limitOf(rules, id.type)) {
+      if (countOf(id.type) + 1 > limitOf(rules, id.type)) {
         plan.warnings.push({ kind: 'limit', id, profileId: target, rule: `limit:${id.type}=${limitOf(rules, id.type)}` });
         continue;
       }
       plan.links.push({ id, rule: 'same_event' });
-      counts = add(counts, { [id.type]: 1 });
+      extra[id.type] = (extra[id.type] ?? 0) + 1;
       continue;
     }
     if (graph.pinned(id)) {
@@ -146,21 +140,20 @@ export function planEvent(rawIds: Identifier[], store: GraphView, rules: Identit
       continue;
     }
     const theirs = graph.counts(owner);
-    const together = add(counts, theirs);
-    const broken = Object.keys(theirs).find((t) => together[t]! > limitOf(rules, t));
+    const broken = Object.keys(theirs).find((t) => countOf(t) + theirs[t]! > limitOf(rules, t));
     if (broken) {
       plan.warnings.push({ kind: 'merge_refused', id, profileId: target, other: owner, rule: `limit:${broken}=${limitOf(rules, broken)}` });
       continue;
     }
-    const mergesAfter = merges + graph.merges(owner) + 1;
+    const mergesAfter = mergesSoFar() + graph.merges(owner) + 1;
     if (mergesAfter > rules.mergeCap) {
       plan.warnings.push({ kind: 'merge_refused', id, profileId: target, other: owner, rule: `merge_cap=${rules.mergeCap}` });
       continue;
     }
     plan.merges.push({ profileId: owner, via: id, rule: 'shared_identifier' });
     merged.add(owner);
-    counts = together;
-    merges = mergesAfter;
+    for (const [t, n] of Object.entries(theirs)) extra[t] = (extra[t] ?? 0) + n;
+    extraMerges += graph.merges(owner) + 1;
   }
   return plan;
 }
