@@ -24,6 +24,7 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'invalid_request',
   FST_ERR_VALIDATION: 'invalid_request',
   FST_ERR_BAD_URL: 'invalid_request',
+  FST_ERR_MAX_PARAM_LENGTH: 'url_too_long',
   FST_ERR_ASYNC_CONSTRAINT: 'invalid_request',
 };
 
@@ -57,7 +58,29 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const { stores, metrics } = deps;
   const now = deps.now ?? Date.now;
   const log = deps.logger ?? logger(config.logLevel);
+  /** Every error, Fastify's own included, answered with a registry code in its API's shape. */
+  function answerError(err: FastifyError | TandemError, request: FastifyRequest, reply: FastifyReply) {
+    let code: ErrorCode;
+    if (err instanceof TandemError) code = err.code;
+    else if (err.code && FASTIFY_CODES[err.code]) code = FASTIFY_CODES[err.code]!;
+    else if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) code = err.statusCode === 413 ? 'body_too_large' : err.statusCode === 404 ? 'not_found' : 'invalid_request';
+    else code = 'internal_error';
+    if (code === 'internal_error' || code === 'unavailable') request.log.error({ err, url: request.routeOptions.url }, 'request failed');
+    const status = ERRORS[code].status;
+    const message = err instanceof TandemError ? err.message : ERRORS[code].message;
+    if (code === 'rate_limited') reply.header('retry-after', '1');
+    if (isProfileApiUrl(request.url)) return reply.code(status).send({ error: { code: profileApiCode(code), message } });
+    if (isIngestUrl(request.url)) {
+      metrics.rejected.inc({ code });
+      return reply.code(status).send({ success: false, error: { code, message } });
+    }
+    return reply.code(status).send({ error: { code, message } });
+  }
+
   const app = Fastify({
+    frameworkErrors: answerError,
+    // Identifiers reach 1,024 characters, percent-encoded up to three times that.
+    routerOptions: { maxParamLength: 4096 },
     loggerInstance: log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.maxBodyBytes,
@@ -80,23 +103,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     }
   });
 
-  app.setErrorHandler((err: FastifyError | TandemError, request: FastifyRequest, reply: FastifyReply) => {
-    let code: ErrorCode;
-    if (err instanceof TandemError) code = err.code;
-    else if (err.code && FASTIFY_CODES[err.code]) code = FASTIFY_CODES[err.code]!;
-    else if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) code = err.statusCode === 413 ? 'body_too_large' : err.statusCode === 404 ? 'not_found' : 'invalid_request';
-    else code = 'internal_error';
-    if (code === 'internal_error' || code === 'unavailable') request.log.error({ err, url: request.routeOptions.url }, 'request failed');
-    const status = ERRORS[code].status;
-    const message = err instanceof TandemError ? err.message : ERRORS[code].message;
-    if (code === 'rate_limited') reply.header('retry-after', '1');
-    if (isProfileApiUrl(request.url)) return reply.code(status).send({ error: { code: profileApiCode(code), message } });
-    if (isIngestUrl(request.url)) {
-      metrics.rejected.inc({ code });
-      return reply.code(status).send({ success: false, error: { code, message } });
-    }
-    return reply.code(status).send({ error: { code, message } });
-  });
+  app.setErrorHandler(answerError);
   app.setNotFoundHandler((request, reply) => reply.code(404).send(isIngestUrl(request.url) ? { success: false, error: { code: 'not_found', message: ERRORS.not_found.message } } : { error: { code: 'not_found', message: ERRORS.not_found.message } }));
 
   const credentials = createCredentials(stores.access);

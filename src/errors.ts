@@ -31,6 +31,7 @@ export const ERRORS = {
   invalid_request: { status: 400, message: 'The request is not valid.' },
   invalid_cursor: { status: 400, message: 'The cursor is not valid.' },
   request_timeout: { status: 408, message: 'The request took too long to arrive.' },
+  url_too_long: { status: 414, message: 'A part of the URL is longer than the server accepts.' },
   unavailable: { status: 503, message: 'The store is unavailable; nothing was acknowledged.' },
   internal_error: { status: 500, message: 'Internal error; nothing was acknowledged.' },
 } as const satisfies Record<string, { status: number; message: string }>;

@@ -174,6 +174,9 @@ describe('operations', () => {
     assert.deepEqual(ingest.json(), { success: false, error: { code: 'not_found', message: 'Not found.' } });
     const admin = await app.inject({ method: 'GET', url: '/api/v1/nope', headers: { authorization: bearer() } });
     assert.deepEqual(admin.json(), { error: { code: 'not_found', message: 'Not found.' } });
+    const long = await app.inject({ method: 'GET', url: `/api/v1/profiles/${'a'.repeat(5000)}/identities`, headers: { authorization: bearer() } });
+    assert.equal(long.statusCode, 414);
+    assert.deepEqual(long.json(), { error: { code: 'url_too_long', message: 'A part of the URL is longer than the server accepts.' } }, 'Fastify\'s own errors are generic too: the URL is not echoed');
     const bad = await app.inject({ method: 'POST', url: '/api/v1/tokens', headers: { authorization: bearer(), 'content-type': 'application/json' }, payload: '{"name":' });
     assert.equal(bad.statusCode, 400);
     assert.doesNotMatch(bad.body, /at |\.ts|node_modules/);
