@@ -11,7 +11,8 @@ import { eventsApi } from './ingest/events-api.ts';
 import { ingestRoutes } from './ingest/routes.ts';
 import type { Metrics } from './ops/metrics.ts';
 import { OPENAPI } from './ops/openapi.ts';
-import { profileAdminRoutes } from './profiles/admin-routes.ts';
+import { audienceRoutes } from './audiences/routes.ts';
+import { createAdminEvents, profileAdminRoutes } from './profiles/admin-routes.ts';
 import { profileApi } from './profiles/profile-api.ts';
 import type { Stores } from './store/ports.ts';
 
@@ -130,6 +131,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     await eventsApi(admin, { log: stores.log, live, authorize: (h) => check(h, 'events:read') });
     await accessRoutes(admin, { admin: createAccessAdmin(stores.access, credentials.invalidate), authorize: check });
     await profileAdminRoutes(admin, { profiles: stores.profiles, log: stores.log, stage: stores.stage, authorize: check, now });
+    await audienceRoutes(admin, { profiles: stores.profiles, authorize: check, adminEvent: createAdminEvents({ log: stores.log, stage: stores.stage, now }) });
     admin.get('/api/v1/openapi.json', async () => OPENAPI);
   });
 

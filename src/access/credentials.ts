@@ -15,6 +15,8 @@ export const PERMISSIONS = {
   'identity:manage': ['owner', 'engineer'],
   'traits:read': ['owner', 'engineer', 'marketer', 'analyst'],
   'traits:manage': ['owner', 'engineer', 'marketer'],
+  'audiences:read': ['owner', 'engineer', 'marketer', 'analyst'],
+  'audiences:manage': ['owner', 'engineer', 'marketer'],
 } as const satisfies Record<string, readonly Role[]>;
 export type Permission = keyof typeof PERMISSIONS;
 

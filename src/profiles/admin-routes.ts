@@ -45,20 +45,7 @@ export async function profileAdminRoutes(app: FastifyInstance, deps: ProfileAdmi
     return profileId;
   };
 
-  /** Admin merges and splits are events in the log, so the profile stage applies them in order. */
-  async function adminEvent(workspaceId: string, token: Token, body: Record<string, unknown>): Promise<void> {
-    if (!deps.stage) throw new TandemError('unavailable');
-    const at = deps.now();
-    const messageId = `admin-${crypto.randomUUID()}`;
-    const payload = { ...body, actor: token.id };
-    const meta = encodeMeta([{ messageId, type: String(body.op), status: 'accepted', timestamp: at, reasons: [], userId: undefined, anonymousId: undefined, event: undefined }]);
-    try {
-      await deps.log.append({ workspaceId, sourceId: 'admin', receivedAt: at, kind: 'admin', body: Buffer.from(JSON.stringify({ ...payload, type: body.op })), meta, messageIds: [messageId] });
-    } catch (cause) {
-      throw new TandemError('unavailable', undefined, { cause });
-    }
-    await deps.stage.caughtUp();
-  }
+  const adminEvent = createAdminEvents(deps);
 
   app.get('/api/v1/computed-traits', async (req) => ({ data: profiles.computedTraits(deps.authorize(req.headers.authorization, 'traits:read').workspaceId) }));
 
@@ -128,4 +115,24 @@ export async function profileAdminRoutes(app: FastifyInstance, deps: ProfileAdmi
     await adminEvent(token.workspaceId, token, { op: 'split', profile: `profile_id:${from}`, identifier: `${id.type}:${id.value}` });
     return { from, to: profiles.profileOf(token.workspaceId, id), identifier: id };
   });
+}
+
+/**
+ * Admin changes to profiles (merges, splits, computed traits, audiences) are events in the log,
+ * so the profile stage applies them in order with everything else; the call returns once it has.
+ */
+export function createAdminEvents(deps: Pick<ProfileAdminDeps, 'log' | 'stage' | 'now'>) {
+  return async function adminEvent(workspaceId: string, token: Token, body: Record<string, unknown>): Promise<void> {
+    if (!deps.stage) throw new TandemError('unavailable');
+    const at = deps.now();
+    const messageId = `admin-${crypto.randomUUID()}`;
+    const payload = { ...body, actor: token.id };
+    const meta = encodeMeta([{ messageId, type: String(body.op), status: 'accepted', timestamp: at, reasons: [], userId: undefined, anonymousId: undefined, event: undefined }]);
+    try {
+      await deps.log.append({ workspaceId, sourceId: 'admin', receivedAt: at, kind: 'admin', body: Buffer.from(JSON.stringify({ ...payload, type: body.op })), meta, messageIds: [messageId] });
+    } catch (cause) {
+      throw new TandemError('unavailable', undefined, { cause });
+    }
+    await deps.stage.caughtUp();
+  };
 }

@@ -26,7 +26,7 @@ export const COMPUTED_TRAIT_SCHEMA = {
   additionalProperties: false,
   required: ['key', 'kind', 'event'],
   properties: {
-    key: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]{0,63}$' },
+    key: { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9_]{0,63}$' },
     kind: { enum: KINDS },
     event: NAME,
     property: NAME,

@@ -1,5 +1,6 @@
 import type { Identifier } from '../identity/identifiers.ts';
 import type { GraphView, IdentityRules, Warning } from '../identity/merge-policy.ts';
+import type { Audience } from '../audiences/definition.ts';
 import type { ComputedTrait } from './computed-traits.ts';
 
 /** Where an identifier, trait or merge came from: the event and the rule. */
@@ -34,6 +35,12 @@ export interface ProfileWriter {
   /** The profile an event was attributed to. */
   profileOfEvent(eventId: string): string | undefined;
   workspaces(): string[];
+  defineAudience(workspaceId: string, audience: Audience, at: number): void;
+  deleteAudience(workspaceId: string, key: string): void;
+  /** Records an entry or exit (with its time and cause); returns what changed, if anything. */
+  setMembership(workspaceId: string, key: string, profileId: string, member: boolean, at: number, eventId: string): 'enter' | 'exit' | null;
+  /** Every live profile of a workspace, for backfills. */
+  profileIds(workspaceId: string): string[];
   upsertAccount(workspaceId: string, groupId: string, traits: Record<string, unknown>, timestamp: number, why: Provenance): void;
   linkAccount(workspaceId: string, groupId: string, profileId: string, why: Provenance): void;
   checkpoint(): number;
@@ -60,6 +67,12 @@ export interface ProfileReader {
   rules(workspaceId: string): IdentityRules;
   computedTraits(workspaceId: string): ComputedTrait[];
   computedValues(profileId: string): Record<string, unknown>;
+  /** Computed values including the hidden ones behind audience event conditions. */
+  allComputedValues(profileId: string): Record<string, unknown>;
+  audiences(workspaceId: string): Audience[];
+  memberships(profileId: string): string[];
+  audienceSize(workspaceId: string, key: string): number;
+  audienceHistory(workspaceId: string, key: string, limit: number): Array<{ profileId: string; change: 'enter' | 'exit'; at: number; eventId: string }>;
   account(workspaceId: string, groupId: string): { traits: Record<string, TraitValue>; createdAt: number; updatedAt: number } | undefined;
   accountLinks(workspaceId: string, groupId: string): string[];
   checkpoint(): number;

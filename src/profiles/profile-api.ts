@@ -52,8 +52,8 @@ export async function profileApi(app: FastifyInstance, deps: ProfileApiDeps): Pr
       }
     }
     const { profileId } = profile(params, authorization);
-    // Audiences are written by their own stage; until it exists that class is empty.
-    return cls === 'computed_trait' ? profiles.computedValues(profileId) : cls === 'audience' ? {} : profiles.traitValues(profileId);
+    if (cls === 'audience') return Object.fromEntries(profiles.memberships(profileId).map((key) => [key, true]));
+    return cls === 'computed_trait' ? profiles.computedValues(profileId) : profiles.traitValues(profileId);
   }
 
   app.get<{ Params: Params; Querystring: Query }>(`${BASE}/users/profiles/:id/traits`, async (req) => {

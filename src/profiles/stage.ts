@@ -2,6 +2,8 @@ import { extractIdentifiers } from '../identity/identifiers.ts';
 import { planEvent, type IdentityRules } from '../identity/merge-policy.ts';
 import { expandRecord, selectEvents, type StoredEvent } from '../ingest/event-view.ts';
 import type { EventLog } from '../store/ports.ts';
+import { dependencyOrder, eventTraits, references, type Audience } from '../audiences/definition.ts';
+import { evaluate } from '../audiences/evaluate.ts';
 import { contribution, type ComputedTrait } from './computed-traits.ts';
 import type { ProfileReader, ProfileWriter, Provenance } from './ports.ts';
 import { parseProfileId } from './profile-ref.ts';
@@ -58,6 +60,73 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
     }
     if (plan.merges.length > 0) recomputeAll(workspaceId, target);
     else for (const trait of matched) writer.recompute(target, trait, now());
+    for (const m of plan.merges) leaveAll(workspaceId, m.profileId, e.id);
+    const changed = plan.merges.length > 0 ? 'all' : new Set([...Object.keys(traits), ...matched.map((t) => t.key)]);
+    evaluateAudiences(workspaceId, target, changed, e.id);
+  }
+
+  const orders = new WeakMap<Audience[], Array<{ audience: Audience; keys: Set<string>; audiences: Set<string> }>>();
+  function ordered(list: Audience[]) {
+    let o = orders.get(list);
+    if (!o) orders.set(list, (o = dependencyOrder(list).map((audience) => ({ audience, ...references(audience.definition) }))));
+    return o;
+  }
+
+  /**
+   * Re-evaluates, for one profile, the audiences that read what changed (trait and computed
+   * keys, or other audiences whose membership just changed), in dependency order, recording
+   * each entry and exit with its cause.
+   */
+  function evaluateAudiences(workspaceId: string, profileId: string, changed: Set<string> | 'all', cause: string, only?: string): void {
+    const list = writer.audiences(workspaceId);
+    if (list.length === 0) return;
+    let values: Record<string, unknown> | undefined;
+    let members: Set<string> | undefined;
+    const moved = new Set<string>();
+    for (const { audience, keys, audiences } of ordered(list)) {
+      const due = only ? audience.key === only || [...audiences].some((a) => moved.has(a)) : changed === 'all' || [...keys].some((k) => changed.has(k)) || [...audiences].some((a) => moved.has(a));
+      if (!due) continue;
+      values ??= { ...Object.fromEntries(Object.entries(writer.traits(profileId)).map(([k, v]) => [k, v.value])), ...writer.allComputedValues(profileId) };
+      members ??= new Set(writer.memberships(profileId));
+      const snapshot = values;
+      const inside = members;
+      const isIn = evaluate(audience.definition, { value: (k) => snapshot[k], member: (k) => inside.has(k), now: now() });
+      const change = writer.setMembership(workspaceId, audience.key, profileId, isIn, now(), cause);
+      if (change) {
+        moved.add(audience.key);
+        if (isIn) members.add(audience.key);
+        else members.delete(audience.key);
+      }
+    }
+  }
+
+  /** A profile merged away leaves every audience; the profile it joined is evaluated anew. */
+  function leaveAll(workspaceId: string, profileId: string, cause: string): void {
+    for (const key of writer.memberships(profileId)) writer.setMembership(workspaceId, key, profileId, false, now(), cause);
+  }
+
+  /** A new or changed audience: its hidden event traits (backfilled), then every profile. */
+  function defineAudience(workspaceId: string, e: StoredEvent, upTo: number): void {
+    const audience = e.payload.audience as Audience;
+    const existing = new Set(writer.computedTraits(workspaceId).map((t) => t.key));
+    for (const trait of eventTraits(audience.definition)) if (!existing.has(trait.key)) defineTrait(workspaceId, trait, upTo);
+    writer.defineAudience(workspaceId, audience, now());
+    try {
+      dependencyOrder(writer.audiences(workspaceId));
+    } catch {
+      writer.deleteAudience(workspaceId, audience.key);
+      return;
+    }
+    for (const profileId of writer.profileIds(workspaceId)) evaluateAudiences(workspaceId, profileId, 'all', e.id, audience.key);
+  }
+
+  function deleteAudience(workspaceId: string, key: string, cause: string): void {
+    const audience = writer.audiences(workspaceId).find((a) => a.key === key);
+    if (!audience) return;
+    for (const profileId of writer.profileIds(workspaceId)) if (writer.memberships(profileId).includes(key)) writer.setMembership(workspaceId, key, profileId, false, now(), cause);
+    writer.deleteAudience(workspaceId, key);
+    const stillUsed = new Set(writer.audiences(workspaceId).flatMap((a) => eventTraits(a.definition).map((t) => t.key)));
+    for (const trait of eventTraits(audience.definition)) if (!stillUsed.has(trait.key)) writer.deleteComputedTrait(workspaceId, trait.key);
   }
 
   function recomputeAll(workspaceId: string, profileId: string): void {
@@ -68,8 +137,7 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
    * A new or changed computed trait: its definition, then a backfill over every event the
    * stage processed before this one, attributed to the profiles those events belong to now.
    */
-  function defineTrait(workspaceId: string, e: StoredEvent, upTo: number): void {
-    const trait = e.payload.trait as ComputedTrait;
+  function defineTrait(workspaceId: string, trait: ComputedTrait, upTo: number): void {
     writer.defineComputedTrait(workspaceId, trait, now());
     const touched = new Set<string>();
     for (let after = 0; after < upTo; ) {
@@ -104,6 +172,8 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
     if (!from || !into || from === into) return;
     writer.merge(workspaceId, from, into, parseProfileId(String(e.payload.from)), { eventId: e.id, messageId: e.messageId, rule: 'admin_merge', at: now() });
     recomputeAll(workspaceId, into);
+    leaveAll(workspaceId, from, e.id);
+    evaluateAudiences(workspaceId, into, 'all', e.id);
   }
 
   /**
@@ -135,6 +205,8 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
     writer.recomputeTraits(to);
     recomputeAll(workspaceId, from);
     recomputeAll(workspaceId, to);
+    evaluateAudiences(workspaceId, from, 'all', e.id);
+    evaluateAudiences(workspaceId, to, 'all', e.id);
     writer.recordSplit(workspaceId, from, to, id, moved, { eventId: e.id, messageId: e.messageId, rule: 'admin_split', at });
   }
 
@@ -146,6 +218,7 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
         for (const trait of writer.computedTraits(workspaceId)) {
           for (const profileId of writer.expire(workspaceId, trait, now())) {
             writer.recompute(profileId, trait, now());
+            evaluateAudiences(workspaceId, profileId, new Set([trait.key]), 'window');
             changed++;
           }
         }
@@ -166,7 +239,9 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
           if (record.kind !== 'admin') processEvent(record.workspaceId, e);
           else if (e.type === 'merge') adminMerge(record.workspaceId, e);
           else if (e.type === 'split') adminSplit(record.workspaceId, e);
-          else if (e.type === 'computed_trait') defineTrait(record.workspaceId, e, record.id);
+          else if (e.type === 'computed_trait') defineTrait(record.workspaceId, e.payload.trait as ComputedTrait, record.id);
+          else if (e.type === 'audience') defineAudience(record.workspaceId, e, record.id);
+          else if (e.type === 'audience_delete') deleteAudience(record.workspaceId, String(e.payload.key), e.id);
           else if (e.type === 'computed_trait_delete') writer.deleteComputedTrait(record.workspaceId, String(e.payload.key));
         }
       }

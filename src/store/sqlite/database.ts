@@ -46,7 +46,13 @@ export const STATE_MIGRATIONS = [
    CREATE INDEX ct_values_profile ON ct_values (profile_id, key, ts);
    CREATE INDEX ct_values_expiry ON ct_values (workspace_id, key, ts);
    CREATE INDEX ct_values_event ON ct_values (event_id);
-   CREATE TABLE computed_values (profile_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (profile_id, key)) WITHOUT ROWID;`,
+   CREATE TABLE computed_values (profile_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (profile_id, key)) WITHOUT ROWID;
+   CREATE TABLE audiences (workspace_id TEXT NOT NULL, key TEXT NOT NULL, name TEXT NOT NULL, definition TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (workspace_id, key));
+   CREATE TABLE audience_members (workspace_id TEXT NOT NULL, audience_key TEXT NOT NULL, profile_id TEXT NOT NULL, since INTEGER NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (workspace_id, audience_key, profile_id)) WITHOUT ROWID;
+   CREATE INDEX audience_members_profile ON audience_members (profile_id);
+   CREATE TABLE audience_history (id INTEGER PRIMARY KEY, workspace_id TEXT NOT NULL, audience_key TEXT NOT NULL, profile_id TEXT NOT NULL, change TEXT NOT NULL, at INTEGER NOT NULL, event_id TEXT NOT NULL);
+   CREATE INDEX audience_history_audience ON audience_history (workspace_id, audience_key, id);
+   CREATE INDEX audience_history_profile ON audience_history (profile_id, id);`,
 ];
 
 export type SqliteOptions = { dataDir: string; sync: 'full' | 'normal'; file?: string };

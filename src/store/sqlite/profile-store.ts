@@ -2,6 +2,7 @@ import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { Identifier } from '../../identity/identifiers.ts';
 import { DEFAULT_RULES, type GraphView, type IdentityRules, type Warning } from '../../identity/merge-policy.ts';
 import { oncePerTurn } from '../../ops/once-per-turn.ts';
+import type { Audience } from '../../audiences/definition.ts';
 import type { ComputedTrait } from '../../profiles/computed-traits.ts';
 import type { ProfileReader, ProfileWriter, Provenance, TraitValue } from '../../profiles/ports.ts';
 
@@ -11,6 +12,8 @@ const lww = (table: string) => LWW.replaceAll('{t}', table);
 type TraitRow = { key: string; value: string; ts: number; message_id: string };
 const toTraits = (rows: TraitRow[]): Record<string, TraitValue> => Object.fromEntries(rows.map((r) => [r.key, { value: JSON.parse(r.value) as unknown, timestamp: r.ts, messageId: r.message_id }]));
 
+/** Computed traits behind audience event conditions: kept, but never shown as traits. */
+const HIDDEN = '__';
 const WINDOW = 'FROM ct_values WHERE profile_id = ? AND key = ? AND ts >= ?';
 /** One query per kind, over a profile's contributions inside the window. */
 const AGGREGATES: Record<ComputedTrait['kind'], string> = {
@@ -36,6 +39,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   readonly #rules = new Map<string, IdentityRules>();
   readonly #computed = new Map<string, ComputedTrait[]>();
   readonly #aggregates = new Map<string, StatementSync>();
+  readonly #audiences = new Map<string, Audience[]>();
   #version = -1;
 
   readonly #checkEachRead: boolean;
@@ -92,6 +96,17 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       expire: p('DELETE FROM ct_values WHERE workspace_id = ? AND key = ? AND ts < ? RETURNING profile_id'),
       profileOfEvent: p('SELECT profile_id FROM profile_events WHERE event_id = ?'),
       workspaces: p('SELECT DISTINCT workspace_id FROM computed_traits'),
+      defineAudience: p('INSERT INTO audiences (workspace_id, key, name, definition, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET name = excluded.name, definition = excluded.definition, updated_at = excluded.updated_at'),
+      deleteAudience: p('DELETE FROM audiences WHERE workspace_id = ? AND key = ?'),
+      listAudiences: p('SELECT key, name, definition FROM audiences WHERE workspace_id = ? ORDER BY key'),
+      isMember: p('SELECT 1 FROM audience_members WHERE workspace_id = ? AND audience_key = ? AND profile_id = ?'),
+      addMember: p('INSERT INTO audience_members (workspace_id, audience_key, profile_id, since, event_id) VALUES (?, ?, ?, ?, ?)'),
+      dropMember: p('DELETE FROM audience_members WHERE workspace_id = ? AND audience_key = ? AND profile_id = ?'),
+      history: p('INSERT INTO audience_history (workspace_id, audience_key, profile_id, change, at, event_id) VALUES (?, ?, ?, ?, ?, ?)'),
+      memberships: p('SELECT audience_key FROM audience_members WHERE profile_id = ? ORDER BY audience_key'),
+      audienceSize: p('SELECT count(*) AS n FROM audience_members WHERE workspace_id = ? AND audience_key = ?'),
+      audienceHistory: p('SELECT profile_id, change, at, event_id FROM audience_history WHERE workspace_id = ? AND audience_key = ? ORDER BY id DESC LIMIT ?'),
+      profileIds: p('SELECT id FROM profiles WHERE workspace_id = ? AND merged_into IS NULL ORDER BY id'),
       upsertAccount: p('INSERT INTO accounts (workspace_id, group_id, created_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET updated_at = max(updated_at, excluded.updated_at)'),
       setAccountTrait: p(`INSERT INTO account_traits (workspace_id, group_id, key, value, ts, message_id) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace_id, group_id, key) DO UPDATE SET value = excluded.value, ts = excluded.ts, message_id = excluded.message_id ${lww('account_traits')}`),
       linkAccount: p('INSERT OR IGNORE INTO account_links (workspace_id, group_id, profile_id, event_id) VALUES (?, ?, ?, ?)'),
@@ -120,6 +135,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       this.#version = version;
       this.#rules.clear();
       this.#computed.clear();
+      this.#audiences.clear();
     }
   }
 
@@ -284,7 +300,58 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   }
 
   computedValues(profileId: string): Record<string, unknown> {
+    return Object.fromEntries((this.#s.computedValues!.all(profileId) as Array<{ key: string; value: string }>).filter((r) => !r.key.startsWith(HIDDEN)).map((r) => [r.key, JSON.parse(r.value) as unknown]));
+  }
+
+  /** Every computed value, hidden ones (behind audience event conditions) included. */
+  allComputedValues(profileId: string): Record<string, unknown> {
     return Object.fromEntries((this.#s.computedValues!.all(profileId) as Array<{ key: string; value: string }>).map((r) => [r.key, JSON.parse(r.value) as unknown]));
+  }
+
+  defineAudience(workspaceId: string, audience: Audience, at: number): void {
+    this.#s.defineAudience!.run(workspaceId, audience.key, audience.name, JSON.stringify(audience.definition), at, at);
+    this.#audiences.delete(workspaceId);
+  }
+
+  deleteAudience(workspaceId: string, key: string): void {
+    this.#s.deleteAudience!.run(workspaceId, key);
+    this.#audiences.delete(workspaceId);
+  }
+
+  audiences(workspaceId: string): Audience[] {
+    if (this.#checkEachRead) this.#freshForReads();
+    let list = this.#audiences.get(workspaceId);
+    if (!list) {
+      list = (this.#s.listAudiences!.all(workspaceId) as Array<{ key: string; name: string; definition: string }>).map((r) => ({ key: r.key, name: r.name, definition: JSON.parse(r.definition) as Audience['definition'] }));
+      this.#audiences.set(workspaceId, list);
+    }
+    return list;
+  }
+
+  setMembership(workspaceId: string, key: string, profileId: string, member: boolean, at: number, eventId: string): 'enter' | 'exit' | null {
+    const was = this.#s.isMember!.get(workspaceId, key, profileId) !== undefined;
+    if (was === member) return null;
+    if (member) this.#s.addMember!.run(workspaceId, key, profileId, at, eventId);
+    else this.#s.dropMember!.run(workspaceId, key, profileId);
+    const change = member ? 'enter' : 'exit';
+    this.#s.history!.run(workspaceId, key, profileId, change, at, eventId);
+    return change;
+  }
+
+  profileIds(workspaceId: string): string[] {
+    return (this.#s.profileIds!.all(workspaceId) as Array<{ id: string }>).map((r) => r.id);
+  }
+
+  memberships(profileId: string): string[] {
+    return (this.#s.memberships!.all(profileId) as Array<{ audience_key: string }>).map((r) => r.audience_key);
+  }
+
+  audienceSize(workspaceId: string, key: string): number {
+    return (this.#s.audienceSize!.get(workspaceId, key) as { n: number }).n;
+  }
+
+  audienceHistory(workspaceId: string, key: string, limit: number) {
+    return (this.#s.audienceHistory!.all(workspaceId, key, limit) as Array<{ profile_id: string; change: 'enter' | 'exit'; at: number; event_id: string }>).map((r) => ({ profileId: r.profile_id, change: r.change, at: r.at, eventId: r.event_id }));
   }
 
   splits(profileId: string) {
@@ -331,7 +398,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     const values: Record<string, unknown> = {};
     const computed = new Set<string>();
     for (const r of rows) {
-      if (r.key === null || (r.computed === 0 && computed.has(r.key))) continue;
+      if (r.key === null || (r.computed === 0 && computed.has(r.key)) || (r.computed === 1 && r.key.startsWith(HIDDEN))) continue;
       values[r.key] = JSON.parse(r.value!);
       if (r.computed === 1) computed.add(r.key);
     }
@@ -340,7 +407,10 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
 
   traitValues(profileId: string): Record<string, unknown> {
     const out: Record<string, unknown> = {};
-    for (const r of this.#s.traitValues!.all(profileId, profileId) as Array<{ key: string; value: string }>) out[r.key] = JSON.parse(r.value);
+    for (const r of this.#s.traitValues!.all(profileId, profileId) as Array<{ key: string; value: string; computed: number }>) {
+      if (r.computed === 1 && r.key.startsWith(HIDDEN)) continue;
+      out[r.key] = JSON.parse(r.value);
+    }
     return out;
   }
 

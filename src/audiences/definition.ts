@@ -1,0 +1,179 @@
+import type { ComputedTrait, Filter } from '../profiles/computed-traits.ts';
+
+/**
+ * An audience is a JSON tree of conditions. Event conditions compile to hidden computed traits
+ * (count of matching events, optionally in a window), so they are kept current, backfilled and
+ * lapse on time by the same machinery as computed traits; the tree is then evaluated over a
+ * profile's traits, computed values and memberships.
+ */
+export type Comparison =
+  | { op: 'exists' | 'not_exists' }
+  | { op: '=' | '!='; value: string | number | boolean }
+  | { op: '>' | '>=' | '<' | '<='; value: number | string }
+  | { op: 'in'; value: Array<string | number | boolean> }
+  | { op: 'contains'; value: string | number | boolean }
+  | { op: 'before' | 'after'; value: string }
+  | { op: 'within_days' | 'older_than_days'; value: number };
+
+export type AudienceNode =
+  | { and: AudienceNode[] }
+  | { or: AudienceNode[] }
+  | { not: AudienceNode }
+  | ({ trait: string } & Comparison)
+  | { event: string; where?: Filter[]; withinDays?: number; count?: { op: '>=' | '>' | '=' | '<' | '<='; value: number } }
+  | { audience: string };
+
+export type Audience = { key: string; name: string; definition: AudienceNode };
+
+export class DefinitionError extends Error {
+  readonly path: string;
+  constructor(path: string, message: string) {
+    super(`${path}: ${message}`);
+    this.path = path;
+  }
+}
+
+const KEY = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+const TRAIT_OPS = ['exists', 'not_exists', '=', '!=', '>', '>=', '<', '<=', 'in', 'contains', 'before', 'after', 'within_days', 'older_than_days'];
+const COUNT_OPS = ['>=', '>', '=', '<', '<='];
+const FILTER_OPS = ['=', '!=', '>', '>=', '<', '<=', 'exists', 'in', 'contains'];
+const MAX_NODES = 200;
+const isScalar = (v: unknown) => typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v)) || typeof v === 'boolean';
+
+/** Checks a definition; throws a DefinitionError naming the JSON path of the bad node. */
+export function validateDefinition(node: unknown, path = '$', budget = { nodes: 0 }): AudienceNode {
+  if (++budget.nodes > MAX_NODES) throw new DefinitionError(path, `a definition has at most ${MAX_NODES} nodes`);
+  if (typeof node !== 'object' || node === null || Array.isArray(node)) throw new DefinitionError(path, 'must be an object');
+  const n = node as Record<string, unknown>;
+  const keys = Object.keys(n);
+  if ('and' in n || 'or' in n) {
+    const op = 'and' in n ? 'and' : 'or';
+    if (keys.length !== 1) throw new DefinitionError(path, `${op} takes no other fields`);
+    const children = n[op];
+    if (!Array.isArray(children) || children.length === 0) throw new DefinitionError(`${path}.${op}`, 'must be a non-empty array');
+    children.forEach((c, i) => validateDefinition(c, `${path}.${op}[${i}]`, budget));
+    return node as AudienceNode;
+  }
+  if ('not' in n) {
+    if (keys.length !== 1) throw new DefinitionError(path, 'not takes no other fields');
+    validateDefinition(n.not, `${path}.not`, budget);
+    return node as AudienceNode;
+  }
+  if ('audience' in n) {
+    if (keys.length !== 1 || typeof n.audience !== 'string' || !KEY.test(n.audience)) throw new DefinitionError(path, 'audience must name an audience key');
+    return node as AudienceNode;
+  }
+  if ('trait' in n) {
+    if (typeof n.trait !== 'string' || n.trait.length === 0 || n.trait.length > 200) throw new DefinitionError(`${path}.trait`, 'must be a trait name');
+    if (typeof n.op !== 'string' || !TRAIT_OPS.includes(n.op)) throw new DefinitionError(`${path}.op`, `must be one of ${TRAIT_OPS.join(', ')}`);
+    const extra = keys.filter((k) => !['trait', 'op', 'value'].includes(k));
+    if (extra.length) throw new DefinitionError(`${path}.${extra[0]}`, 'is not a field of a trait condition');
+    const v = n.value;
+    const bad = (why: string) => new DefinitionError(`${path}.value`, why);
+    switch (n.op) {
+      case 'exists':
+      case 'not_exists':
+        if (v !== undefined) throw bad('takes no value');
+        break;
+      case 'in':
+        if (!Array.isArray(v) || v.length === 0 || v.length > 1000 || !v.every(isScalar)) throw bad('must be a non-empty list of strings, numbers or booleans');
+        break;
+      case '>': case '>=': case '<': case '<=':
+        if (!(typeof v === 'number' && Number.isFinite(v)) && typeof v !== 'string') throw bad('must be a number or a string');
+        break;
+      case 'before': case 'after':
+        if (typeof v !== 'string' || Number.isNaN(Date.parse(v))) throw bad('must be a date');
+        break;
+      case 'within_days': case 'older_than_days':
+        if (typeof v !== 'number' || !(v > 0) || v > 36500) throw bad('must be a number of days');
+        break;
+      default:
+        if (!isScalar(v)) throw bad('must be a string, number or boolean');
+    }
+    return node as AudienceNode;
+  }
+  if ('event' in n) {
+    if (typeof n.event !== 'string' || n.event.length === 0 || n.event.length > 200) throw new DefinitionError(`${path}.event`, 'must be an event name');
+    const extra = keys.filter((k) => !['event', 'where', 'withinDays', 'count'].includes(k));
+    if (extra.length) throw new DefinitionError(`${path}.${extra[0]}`, 'is not a field of an event condition');
+    if (n.withinDays !== undefined && (typeof n.withinDays !== 'number' || !(n.withinDays > 0) || n.withinDays > 3650)) throw new DefinitionError(`${path}.withinDays`, 'must be a number of days');
+    if (n.where !== undefined) {
+      if (!Array.isArray(n.where) || n.where.length > 20) throw new DefinitionError(`${path}.where`, 'must be a list of at most 20 filters');
+      n.where.forEach((f: unknown, i: number) => {
+        const fp = `${path}.where[${i}]`;
+        if (typeof f !== 'object' || f === null) throw new DefinitionError(fp, 'must be an object');
+        const ff = f as Record<string, unknown>;
+        if (typeof ff.property !== 'string' || ff.property.length === 0) throw new DefinitionError(`${fp}.property`, 'must be a property path');
+        if (typeof ff.op !== 'string' || !FILTER_OPS.includes(ff.op)) throw new DefinitionError(`${fp}.op`, `must be one of ${FILTER_OPS.join(', ')}`);
+      });
+    }
+    if (n.count !== undefined) {
+      const c = n.count as Record<string, unknown>;
+      if (typeof c !== 'object' || c === null || !COUNT_OPS.includes(c.op as string) || typeof c.value !== 'number' || !Number.isInteger(c.value) || c.value < 0) throw new DefinitionError(`${path}.count`, 'must be {op, value} with a whole number');
+    }
+    return node as AudienceNode;
+  }
+  throw new DefinitionError(path, 'must be one of and, or, not, trait, event, audience');
+}
+
+/** A stable key for the hidden computed trait behind an event condition. */
+export function eventTraitKey(node: { event: string; where?: Filter[]; withinDays?: number }): string {
+  const spec = JSON.stringify([node.event, node.where ?? [], node.withinDays ?? null]);
+  let h = 2166136261;
+  for (let i = 0; i < spec.length; i++) h = Math.imul(h ^ spec.charCodeAt(i), 16777619) >>> 0;
+  return `__ev_${h.toString(36)}_${spec.length.toString(36)}`;
+}
+
+/** The hidden computed traits an audience needs, one per distinct event condition. */
+export function eventTraits(node: AudienceNode): ComputedTrait[] {
+  const out = new Map<string, ComputedTrait>();
+  const walk = (n: AudienceNode): void => {
+    if ('and' in n) n.and.forEach(walk);
+    else if ('or' in n) n.or.forEach(walk);
+    else if ('not' in n) walk(n.not);
+    else if ('event' in n) {
+      const key = eventTraitKey(n);
+      out.set(key, { key, kind: 'count', event: n.event, ...(n.where ? { filters: n.where } : {}), ...(n.withinDays ? { windowDays: n.withinDays } : {}) });
+    }
+  };
+  walk(node);
+  return [...out.values()];
+}
+
+/** The trait keys, computed keys and audiences a definition reads: what triggers re-evaluation. */
+export function references(node: AudienceNode): { keys: Set<string>; audiences: Set<string> } {
+  const keys = new Set<string>();
+  const audiences = new Set<string>();
+  const walk = (n: AudienceNode): void => {
+    if ('and' in n) n.and.forEach(walk);
+    else if ('or' in n) n.or.forEach(walk);
+    else if ('not' in n) walk(n.not);
+    else if ('event' in n) keys.add(eventTraitKey(n));
+    else if ('trait' in n) keys.add(n.trait);
+    else audiences.add(n.audience);
+  };
+  walk(node);
+  return { keys, audiences };
+}
+
+/** Audience keys in an order where each comes after those it depends on; throws on a cycle. */
+export function dependencyOrder(audiences: Audience[]): Audience[] {
+  const byKey = new Map(audiences.map((a) => [a.key, a]));
+  const out: Audience[] = [];
+  const state = new Map<string, 'visiting' | 'done'>();
+  const visit = (a: Audience, path: string[]): void => {
+    const s = state.get(a.key);
+    if (s === 'done') return;
+    if (s === 'visiting') throw new DefinitionError('$', `audiences reference each other in a cycle: ${[...path, a.key].join(' → ')}`);
+    state.set(a.key, 'visiting');
+    for (const dep of references(a.definition).audiences) {
+      const d = byKey.get(dep);
+      if (!d) throw new DefinitionError('$', `audience ${JSON.stringify(dep)} does not exist`);
+      visit(d, [...path, a.key]);
+    }
+    state.set(a.key, 'done');
+    out.push(a);
+  };
+  for (const a of audiences) visit(a, []);
+  return out;
+}

@@ -1,0 +1,64 @@
+import type { FastifyInstance } from 'fastify';
+import { TandemError } from '../errors.ts';
+import type { ProfileReader } from '../profiles/ports.ts';
+import type { Token } from '../store/ports.ts';
+import { DefinitionError, dependencyOrder, validateDefinition, type Audience } from './definition.ts';
+
+export type AudienceRouteDeps = {
+  profiles: ProfileReader;
+  authorize: (header: string | undefined, permission: 'audiences:read' | 'audiences:manage') => Token;
+  /** Appends an admin event to the log and waits until the profile stage applied it. */
+  adminEvent: (workspaceId: string, token: Token, body: Record<string, unknown>) => Promise<void>;
+};
+
+const BODY = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['key', 'definition'],
+  properties: { key: { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9_]{0,63}$' }, name: { type: 'string', maxLength: 200 }, definition: { type: 'object' } },
+} as const;
+
+/** Audience definitions: create or change (with a backfill over every profile), list, read, delete. */
+export async function audienceRoutes(app: FastifyInstance, deps: AudienceRouteDeps): Promise<void> {
+  const { profiles } = deps;
+  const describe = (workspaceId: string, a: Audience) => ({ key: a.key, name: a.name, definition: a.definition, size: profiles.audienceSize(workspaceId, a.key) });
+
+  app.get('/api/v1/audiences', async (req) => {
+    const { workspaceId } = deps.authorize(req.headers.authorization, 'audiences:read');
+    return { data: profiles.audiences(workspaceId).map((a) => describe(workspaceId, a)) };
+  });
+
+  app.get<{ Params: { key: string } }>('/api/v1/audiences/:key', async (req) => {
+    const { workspaceId } = deps.authorize(req.headers.authorization, 'audiences:read');
+    const audience = profiles.audiences(workspaceId).find((a) => a.key === req.params.key);
+    if (!audience) throw new TandemError('not_found');
+    const history = profiles.audienceHistory(workspaceId, audience.key, 100).map((h) => ({ profile_id: h.profileId, change: h.change, at: new Date(h.at).toISOString(), event_id: h.eventId }));
+    return { ...describe(workspaceId, audience), history };
+  });
+
+  app.post<{ Body: { key: string; name?: string; definition: unknown } }>('/api/v1/audiences', { schema: { body: BODY } }, async (req, reply) => {
+    const token = deps.authorize(req.headers.authorization, 'audiences:manage');
+    let audience: Audience;
+    try {
+      audience = { key: req.body.key, name: req.body.name ?? req.body.key, definition: validateDefinition(req.body.definition) };
+      const others = profiles.audiences(token.workspaceId).filter((a) => a.key !== audience.key);
+      dependencyOrder([...others, audience]);
+    } catch (err) {
+      if (err instanceof DefinitionError) throw new TandemError('invalid_definition', err.message);
+      throw err;
+    }
+    const existed = profiles.audiences(token.workspaceId).some((a) => a.key === audience.key);
+    await deps.adminEvent(token.workspaceId, token, { op: 'audience', audience });
+    return reply.code(existed ? 200 : 201).send(describe(token.workspaceId, audience));
+  });
+
+  app.delete<{ Params: { key: string } }>('/api/v1/audiences/:key', async (req, reply) => {
+    const token = deps.authorize(req.headers.authorization, 'audiences:manage');
+    const list = profiles.audiences(token.workspaceId);
+    if (!list.some((a) => a.key === req.params.key)) throw new TandemError('not_found');
+    const dependent = list.find((a) => JSON.stringify(a.definition).includes(`"audience":${JSON.stringify(req.params.key)}`));
+    if (dependent) throw new TandemError('invalid_request', `Audience ${JSON.stringify(dependent.key)} uses it.`);
+    await deps.adminEvent(token.workspaceId, token, { op: 'audience_delete', key: req.params.key });
+    return reply.code(204).send();
+  });
+}
