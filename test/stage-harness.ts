@@ -35,6 +35,10 @@ export function stageHarness(dir: string, name: string, clock: { now: number } =
     },
     expire: () => stage.expireWindows(),
     profile: (type: string, value: string) => store.profileOf('w', { type, value }),
+    audiences(type: string, value: string) {
+      const p = store.profileOf('w', { type, value });
+      return p ? store.memberships(p) : undefined;
+    },
     computed(type: string, value: string) {
       const p = store.profileOf('w', { type, value });
       return p ? store.computedValues(p) : undefined;
