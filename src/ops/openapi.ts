@@ -70,6 +70,14 @@ export const OPENAPI = {
       post: { summary: 'Define (or redefine) a computed trait; it backfills over stored history', requestBody: { content: { 'application/json': { schema: { type: 'object', required: ['key', 'kind', 'event'], properties: { key: { type: 'string' }, kind: { type: 'string', enum: ['count', 'sum', 'min', 'max', 'average', 'first', 'last', 'most_frequent', 'unique_list', 'unique_count'] }, event: { type: 'string' }, property: { type: 'string' }, filters: { type: 'array' }, windowDays: { type: 'number' } } } } } }, responses: { '201': { description: 'Defined' }, ...errors } },
     },
     '/api/v1/computed-traits/{key}': { delete: { summary: 'Delete a computed trait and its values', parameters: [{ name: 'key', in: 'path', required: true, schema: { type: 'string' } }], responses: { '204': { description: 'Deleted' }, ...errors } } },
+    '/api/v1/audiences': {
+      get: { summary: 'Audiences of the workspace, with their sizes', responses: { '200': { description: 'Audiences' }, ...errors } },
+      post: { summary: 'Create or change an audience; it is evaluated over every profile before the call returns', requestBody: { content: { 'application/json': { schema: { type: 'object', required: ['key', 'definition'], properties: { key: { type: 'string' }, name: { type: 'string' }, definition: { type: 'object' } } } } } }, responses: { '201': { description: 'Created' }, '200': { description: 'Changed' }, ...errors } },
+    },
+    '/api/v1/audiences/{key}': {
+      get: { summary: 'An audience: definition, size and its latest entries and exits', parameters: [{ name: 'key', in: 'path', required: true, schema: { type: 'string' } }], responses: { '200': { description: 'Audience' }, ...errors } },
+      delete: { summary: 'Delete an audience (refused while another audience uses it)', parameters: [{ name: 'key', in: 'path', required: true, schema: { type: 'string' } }], responses: { '204': { description: 'Deleted' }, ...errors } },
+    },
     '/api/v1/tokens/{id}': { delete: { summary: 'Revoke a token; takes effect at once', parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }], responses: { '204': { description: 'Revoked' }, ...errors } } },
   },
 } as const;
