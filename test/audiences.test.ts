@@ -61,9 +61,15 @@ describe('audiences through the APIs', () => {
     const post = (payload: unknown) => app.inject({ method: 'POST', url: '/api/v1/audiences', headers: { authorization: bearer(marketer) }, payload: payload as Record<string, unknown> });
     await app.send('/v1/batch', { batch: [identify('dee', { plan: 'pro' }), { ...order('dee', Date.now() - DAY, 60) }, { ...order('dee', Date.now() - 2 * DAY, 90) }] });
     assert.equal((await post(CHURNED)).statusCode, 201);
-    const created = await post(VIP);
+    const created = await post({ key: VIP.key, name: VIP.name, text: 'traits.plan = "pro" and performed "Order Completed" at least 2 times in last 30 days where total > 50 and not in audience "churned"' });
     assert.equal(created.statusCode, 201, created.body);
+    assert.deepEqual(created.json().definition, VIP.definition, 'the text form means the same tree');
+    assert.equal(created.json().text, 'traits.plan = "pro" and performed "Order Completed" at least 2 times in last 30 days where total > 50 and not in audience "churned"');
     assert.equal(created.json().size, 1, 'backfilled over existing profiles');
+    const typo = await post({ key: 'typo', text: 'traits.plan == "pro"' });
+    assert.equal(typo.json().error.code, 'invalid_definition');
+    assert.match(typo.json().error.message, /text:14/);
+    assert.equal((await post({ key: 'both', text: 'traits.a exists', definition: { trait: 'a', op: 'exists' } })).statusCode, 400);
     const bad = await post({ key: 'x', definition: { and: [{ trait: 'plan', op: 'like', value: 'p%' }] } });
     assert.equal(bad.statusCode, 400);
     assert.equal(bad.json().error.code, 'invalid_definition');

@@ -3,6 +3,7 @@ import { TandemError } from '../errors.ts';
 import type { ProfileReader } from '../profiles/ports.ts';
 import type { Token } from '../store/ports.ts';
 import { DefinitionError, dependencyOrder, validateDefinition, type Audience } from './definition.ts';
+import { parseAudience, printAudience } from './text.ts';
 
 export type AudienceRouteDeps = {
   profiles: ProfileReader;
@@ -14,14 +15,14 @@ export type AudienceRouteDeps = {
 const BODY = {
   type: 'object',
   additionalProperties: false,
-  required: ['key', 'definition'],
-  properties: { key: { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9_]{0,63}$' }, name: { type: 'string', maxLength: 200 }, definition: { type: 'object' } },
+  required: ['key'],
+  properties: { key: { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9_]{0,63}$' }, name: { type: 'string', maxLength: 200 }, definition: { type: 'object' }, text: { type: 'string', maxLength: 10000 } },
 } as const;
 
 /** Audience definitions: create or change (with a backfill over every profile), list, read, delete. */
 export async function audienceRoutes(app: FastifyInstance, deps: AudienceRouteDeps): Promise<void> {
   const { profiles } = deps;
-  const describe = (workspaceId: string, a: Audience) => ({ key: a.key, name: a.name, definition: a.definition, size: profiles.audienceSize(workspaceId, a.key) });
+  const describe = (workspaceId: string, a: Audience) => ({ key: a.key, name: a.name, definition: a.definition, text: printAudience(a.definition), size: profiles.audienceSize(workspaceId, a.key) });
 
   app.get('/api/v1/audiences', async (req) => {
     const { workspaceId } = deps.authorize(req.headers.authorization, 'audiences:read');
@@ -36,11 +37,13 @@ export async function audienceRoutes(app: FastifyInstance, deps: AudienceRouteDe
     return { ...describe(workspaceId, audience), history };
   });
 
-  app.post<{ Body: { key: string; name?: string; definition: unknown } }>('/api/v1/audiences', { schema: { body: BODY } }, async (req, reply) => {
+  app.post<{ Body: { key: string; name?: string; definition?: unknown; text?: string } }>('/api/v1/audiences', { schema: { body: BODY } }, async (req, reply) => {
     const token = deps.authorize(req.headers.authorization, 'audiences:manage');
+    if ((req.body.definition === undefined) === (req.body.text === undefined)) throw new TandemError('invalid_request', 'Give either definition (the JSON tree) or text (the short form).');
     let audience: Audience;
     try {
-      audience = { key: req.body.key, name: req.body.name ?? req.body.key, definition: validateDefinition(req.body.definition) };
+      const definition = req.body.text !== undefined ? parseAudience(req.body.text) : validateDefinition(req.body.definition);
+      audience = { key: req.body.key, name: req.body.name ?? req.body.key, definition };
       const others = profiles.audiences(token.workspaceId).filter((a) => a.key !== audience.key);
       dependencyOrder([...others, audience]);
     } catch (err) {

@@ -72,7 +72,7 @@ export const OPENAPI = {
     '/api/v1/computed-traits/{key}': { delete: { summary: 'Delete a computed trait and its values', parameters: [{ name: 'key', in: 'path', required: true, schema: { type: 'string' } }], responses: { '204': { description: 'Deleted' }, ...errors } } },
     '/api/v1/audiences': {
       get: { summary: 'Audiences of the workspace, with their sizes', responses: { '200': { description: 'Audiences' }, ...errors } },
-      post: { summary: 'Create or change an audience; it is evaluated over every profile before the call returns', requestBody: { content: { 'application/json': { schema: { type: 'object', required: ['key', 'definition'], properties: { key: { type: 'string' }, name: { type: 'string' }, definition: { type: 'object' } } } } } }, responses: { '201': { description: 'Created' }, '200': { description: 'Changed' }, ...errors } },
+      post: { summary: 'Create or change an audience; it is evaluated over every profile before the call returns', requestBody: { content: { 'application/json': { schema: { type: 'object', required: ['key'], properties: { key: { type: 'string' }, name: { type: 'string' }, definition: { type: 'object', description: 'the JSON tree' }, text: { type: 'string', description: 'or the short text form' } } } } } }, responses: { '201': { description: 'Created' }, '200': { description: 'Changed' }, ...errors } },
     },
     '/api/v1/audiences/{key}': {
       get: { summary: 'An audience: definition, size and its latest entries and exits', parameters: [{ name: 'key', in: 'path', required: true, schema: { type: 'string' } }], responses: { '200': { description: 'Audience' }, ...errors } },
