@@ -53,6 +53,24 @@ describe('audience membership', () => {
   });
 });
 
+test('preview equals the saved result, and leaves nothing behind', (t) => {
+  const h = stageHarness(tempDir(t), 'preview', { now: T0 });
+  t.after(() => h.close());
+  h.send(...EVENTS);
+  h.admin('audience', { audience: CHURNED });
+  const definitions = [VIP.definition, { trait: 'plan', op: '=', value: 'pro' }, { or: [{ event: 'Order Completed', count: { op: '>=', value: 3 } }, { trait: 'plan', op: '=', value: 'free' }] }];
+  definitions.forEach((definition, i) => {
+    const audience = { key: `a${i}`, name: `a${i}`, definition };
+    h.admin('audience_preview', { audience, previewId: `p${i}`, sample: 100 });
+    const preview = h.store.preview('w', `p${i}`) as { size: number; sample: Array<{ profile_id: string }> };
+    assert.equal(h.store.audiences('w').some((a) => a.key === audience.key), false, 'nothing saved');
+    h.admin('audience', { audience });
+    const saved = h.store.profileIds('w').filter((p) => h.store.memberships(p).includes(audience.key));
+    assert.equal(preview.size, saved.length);
+    assert.deepEqual(preview.sample.map((s) => s.profile_id).sort(), saved.sort());
+  });
+});
+
 describe('audiences through the APIs', () => {
   test('marketers create them, the Profile API shows memberships, and bad definitions are refused', async (t) => {
     const app = await openTestApp(t);
@@ -61,11 +79,17 @@ describe('audiences through the APIs', () => {
     const post = (payload: unknown) => app.inject({ method: 'POST', url: '/api/v1/audiences', headers: { authorization: bearer(marketer) }, payload: payload as Record<string, unknown> });
     await app.send('/v1/batch', { batch: [identify('dee', { plan: 'pro' }), { ...order('dee', Date.now() - DAY, 60) }, { ...order('dee', Date.now() - 2 * DAY, 90) }] });
     assert.equal((await post(CHURNED)).statusCode, 201);
+    await app.send('/v1/batch', { batch: [identify('eli', { plan: 'pro' }), order('eli', Date.now() - DAY, 20)] });
+    const preview = await app.inject({ method: 'POST', url: '/api/v1/audiences/preview', headers: { authorization: bearer(marketer) }, payload: { key: VIP.key, definition: VIP.definition } });
+    assert.equal(preview.statusCode, 200, preview.body);
+    assert.equal(preview.json().size, 1);
+    assert.deepEqual(preview.json().sample[0].identifiers, [{ type: 'user_id', value: 'dee' }]);
+    assert.equal((await app.inject({ method: 'GET', url: '/api/v1/audiences/vip_buyers', headers: { authorization: bearer(marketer) } })).statusCode, 404, 'a preview saves nothing');
     const created = await post({ key: VIP.key, name: VIP.name, text: 'traits.plan = "pro" and performed "Order Completed" at least 2 times in last 30 days where total > 50 and not in audience "churned"' });
     assert.equal(created.statusCode, 201, created.body);
     assert.deepEqual(created.json().definition, VIP.definition, 'the text form means the same tree');
     assert.equal(created.json().text, 'traits.plan = "pro" and performed "Order Completed" at least 2 times in last 30 days where total > 50 and not in audience "churned"');
-    assert.equal(created.json().size, 1, 'backfilled over existing profiles');
+    assert.equal(created.json().size, preview.json().size, 'backfilled over existing profiles, as the preview said');
     const typo = await post({ key: 'typo', text: 'traits.plan == "pro"' });
     assert.equal(typo.json().error.code, 'invalid_definition');
     assert.match(typo.json().error.message, /text:14/);

@@ -37,19 +37,34 @@ export async function audienceRoutes(app: FastifyInstance, deps: AudienceRouteDe
     return { ...describe(workspaceId, audience), history };
   });
 
-  app.post<{ Body: { key: string; name?: string; definition?: unknown; text?: string } }>('/api/v1/audiences', { schema: { body: BODY } }, async (req, reply) => {
-    const token = deps.authorize(req.headers.authorization, 'audiences:manage');
-    if ((req.body.definition === undefined) === (req.body.text === undefined)) throw new TandemError('invalid_request', 'Give either definition (the JSON tree) or text (the short form).');
-    let audience: Audience;
+  type Body = { key: string; name?: string; definition?: unknown; text?: string };
+  /** The audience a request describes, checked: either form, valid, and no cycle with the others. */
+  function audienceOf(workspaceId: string, body: Body): Audience {
+    if ((body.definition === undefined) === (body.text === undefined)) throw new TandemError('invalid_request', 'Give either definition (the JSON tree) or text (the short form).');
     try {
-      const definition = req.body.text !== undefined ? parseAudience(req.body.text) : validateDefinition(req.body.definition);
-      audience = { key: req.body.key, name: req.body.name ?? req.body.key, definition };
-      const others = profiles.audiences(token.workspaceId).filter((a) => a.key !== audience.key);
-      dependencyOrder([...others, audience]);
+      const definition = body.text !== undefined ? parseAudience(body.text) : validateDefinition(body.definition);
+      const audience = { key: body.key, name: body.name ?? body.key, definition };
+      dependencyOrder([...profiles.audiences(workspaceId).filter((a) => a.key !== audience.key), audience]);
+      return audience;
     } catch (err) {
       if (err instanceof DefinitionError) throw new TandemError('invalid_definition', err.message);
       throw err;
     }
+  }
+
+  app.post<{ Body: Body }>('/api/v1/audiences/preview', { schema: { body: BODY } }, async (req) => {
+    const token = deps.authorize(req.headers.authorization, 'audiences:manage');
+    const audience = audienceOf(token.workspaceId, req.body);
+    const previewId = crypto.randomUUID();
+    await deps.adminEvent(token.workspaceId, token, { op: 'audience_preview', audience, previewId, sample: 10 });
+    const result = profiles.preview(token.workspaceId, previewId) as { size: number; sample: unknown[] } | undefined;
+    if (!result) throw new TandemError('unavailable');
+    return { key: audience.key, definition: audience.definition, text: printAudience(audience.definition), ...result };
+  });
+
+  app.post<{ Body: Body }>('/api/v1/audiences', { schema: { body: BODY } }, async (req, reply) => {
+    const token = deps.authorize(req.headers.authorization, 'audiences:manage');
+    const audience = audienceOf(token.workspaceId, req.body);
     const existed = profiles.audiences(token.workspaceId).some((a) => a.key === audience.key);
     await deps.adminEvent(token.workspaceId, token, { op: 'audience', audience });
     return reply.code(existed ? 200 : 201).send(describe(token.workspaceId, audience));

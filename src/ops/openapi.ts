@@ -74,6 +74,9 @@ export const OPENAPI = {
       get: { summary: 'Audiences of the workspace, with their sizes', responses: { '200': { description: 'Audiences' }, ...errors } },
       post: { summary: 'Create or change an audience; it is evaluated over every profile before the call returns', requestBody: { content: { 'application/json': { schema: { type: 'object', required: ['key'], properties: { key: { type: 'string' }, name: { type: 'string' }, definition: { type: 'object', description: 'the JSON tree' }, text: { type: 'string', description: 'or the short text form' } } } } } }, responses: { '201': { description: 'Created' }, '200': { description: 'Changed' }, ...errors } },
     },
+    '/api/v1/audiences/preview': {
+      post: { summary: 'Size and a sample of matching profiles for a definition, without saving it', requestBody: { content: { 'application/json': { schema: { type: 'object', required: ['key'], properties: { key: { type: 'string' }, definition: { type: 'object' }, text: { type: 'string' } } } } } }, responses: { '200': { description: 'Preview' }, ...errors } },
+    },
     '/api/v1/audiences/{key}': {
       get: { summary: 'An audience: definition, size and its latest entries and exits', parameters: [{ name: 'key', in: 'path', required: true, schema: { type: 'string' } }], responses: { '200': { description: 'Audience' }, ...errors } },
       delete: { summary: 'Delete an audience (refused while another audience uses it)', parameters: [{ name: 'key', in: 'path', required: true, schema: { type: 'string' } }], responses: { '204': { description: 'Deleted' }, ...errors } },

@@ -39,6 +39,9 @@ export interface ProfileWriter {
   deleteAudience(workspaceId: string, key: string): void;
   /** Records an entry or exit (with its time and cause); returns what changed, if anything. */
   setMembership(workspaceId: string, key: string, profileId: string, member: boolean, at: number, eventId: string): 'enter' | 'exit' | null;
+  /** Runs `fn` and undoes everything it wrote, returning what it computed (previews). */
+  tentatively<T>(fn: () => T): T;
+  savePreview(workspaceId: string, id: string, result: unknown, at: number): void;
   /** Every live profile of a workspace, for backfills. */
   profileIds(workspaceId: string): string[];
   upsertAccount(workspaceId: string, groupId: string, traits: Record<string, unknown>, timestamp: number, why: Provenance): void;
@@ -72,6 +75,7 @@ export interface ProfileReader {
   audiences(workspaceId: string): Audience[];
   memberships(profileId: string): string[];
   audienceSize(workspaceId: string, key: string): number;
+  preview(workspaceId: string, id: string): unknown;
   audienceHistory(workspaceId: string, key: string, limit: number): Array<{ profileId: string; change: 'enter' | 'exit'; at: number; eventId: string }>;
   account(workspaceId: string, groupId: string): { traits: Record<string, TraitValue>; createdAt: number; updatedAt: number } | undefined;
   accountLinks(workspaceId: string, groupId: string): string[];

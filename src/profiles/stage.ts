@@ -120,6 +120,22 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
     for (const profileId of writer.profileIds(workspaceId)) evaluateAudiences(workspaceId, profileId, 'all', e.id, audience.key);
   }
 
+  /**
+   * What saving an audience would give, computed by the very code that saves it, then undone:
+   * so a preview always equals the saved result.
+   */
+  function previewAudience(workspaceId: string, e: StoredEvent, upTo: number): void {
+    const audience = e.payload.audience as Audience;
+    const sampleSize = Number(e.payload.sample ?? 10);
+    const result = writer.tentatively(() => {
+      defineAudience(workspaceId, e, upTo);
+      if (!writer.audiences(workspaceId).some((a) => a.key === audience.key)) return { error: 'cycle' };
+      const members = writer.profileIds(workspaceId).filter((p) => writer.memberships(p).includes(audience.key));
+      return { size: members.length, sample: members.slice(0, sampleSize).map((p) => ({ profile_id: p, identifiers: writer.identifiers(p).slice(0, 5).map((i) => ({ type: i.type, value: i.value })) })) };
+    });
+    writer.savePreview(workspaceId, String(e.payload.previewId), result, now());
+  }
+
   function deleteAudience(workspaceId: string, key: string, cause: string): void {
     const audience = writer.audiences(workspaceId).find((a) => a.key === key);
     if (!audience) return;
@@ -241,6 +257,7 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
           else if (e.type === 'split') adminSplit(record.workspaceId, e);
           else if (e.type === 'computed_trait') defineTrait(record.workspaceId, e.payload.trait as ComputedTrait, record.id);
           else if (e.type === 'audience') defineAudience(record.workspaceId, e, record.id);
+          else if (e.type === 'audience_preview') previewAudience(record.workspaceId, e, record.id);
           else if (e.type === 'audience_delete') deleteAudience(record.workspaceId, String(e.payload.key), e.id);
           else if (e.type === 'computed_trait_delete') writer.deleteComputedTrait(record.workspaceId, String(e.payload.key));
         }

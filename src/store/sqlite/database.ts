@@ -52,7 +52,8 @@ export const STATE_MIGRATIONS = [
    CREATE INDEX audience_members_profile ON audience_members (profile_id);
    CREATE TABLE audience_history (id INTEGER PRIMARY KEY, workspace_id TEXT NOT NULL, audience_key TEXT NOT NULL, profile_id TEXT NOT NULL, change TEXT NOT NULL, at INTEGER NOT NULL, event_id TEXT NOT NULL);
    CREATE INDEX audience_history_audience ON audience_history (workspace_id, audience_key, id);
-   CREATE INDEX audience_history_profile ON audience_history (profile_id, id);`,
+   CREATE INDEX audience_history_profile ON audience_history (profile_id, id);
+   CREATE TABLE audience_previews (id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, result TEXT NOT NULL, at INTEGER NOT NULL);`,
 ];
 
 export type SqliteOptions = { dataDir: string; sync: 'full' | 'normal'; file?: string };

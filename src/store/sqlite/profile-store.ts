@@ -107,6 +107,8 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       audienceSize: p('SELECT count(*) AS n FROM audience_members WHERE workspace_id = ? AND audience_key = ?'),
       audienceHistory: p('SELECT profile_id, change, at, event_id FROM audience_history WHERE workspace_id = ? AND audience_key = ? ORDER BY id DESC LIMIT ?'),
       profileIds: p('SELECT id FROM profiles WHERE workspace_id = ? AND merged_into IS NULL ORDER BY id'),
+      savePreview: p('INSERT INTO audience_previews (id, workspace_id, result, at) VALUES (?, ?, ?, ?)'),
+      preview: p('SELECT result FROM audience_previews WHERE workspace_id = ? AND id = ?'),
       upsertAccount: p('INSERT INTO accounts (workspace_id, group_id, created_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET updated_at = max(updated_at, excluded.updated_at)'),
       setAccountTrait: p(`INSERT INTO account_traits (workspace_id, group_id, key, value, ts, message_id) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace_id, group_id, key) DO UPDATE SET value = excluded.value, ts = excluded.ts, message_id = excluded.message_id ${lww('account_traits')}`),
       linkAccount: p('INSERT OR IGNORE INTO account_links (workspace_id, group_id, profile_id, event_id) VALUES (?, ?, ?, ?)'),
@@ -336,6 +338,28 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     const change = member ? 'enter' : 'exit';
     this.#s.history!.run(workspaceId, key, profileId, change, at, eventId);
     return change;
+  }
+
+  tentatively<T>(fn: () => T): T {
+    this.#db.exec('SAVEPOINT tentative');
+    try {
+      return fn();
+    } finally {
+      this.#db.exec('ROLLBACK TO tentative');
+      this.#db.exec('RELEASE tentative');
+      this.#rules.clear();
+      this.#computed.clear();
+      this.#audiences.clear();
+    }
+  }
+
+  savePreview(workspaceId: string, id: string, result: unknown, at: number): void {
+    this.#s.savePreview!.run(id, workspaceId, JSON.stringify(result), at);
+  }
+
+  preview(workspaceId: string, id: string): unknown {
+    const row = this.#s.preview!.get(workspaceId, id) as { result: string } | undefined;
+    return row && (JSON.parse(row.result) as unknown);
   }
 
   profileIds(workspaceId: string): string[] {
