@@ -53,6 +53,18 @@ describe('audience membership', () => {
   });
 });
 
+test('conditions relative to now are re-evaluated as time passes, without a new event', (t) => {
+  const clock = { now: T0 };
+  const h = stageHarness(tempDir(t), 'relative', clock);
+  t.after(() => h.close());
+  h.admin('audience', { audience: { key: 'recent', name: 'Seen in the last 7 days', definition: { trait: 'last_seen', op: 'within_days', value: 7 } } });
+  h.send(identify('fay', { last_seen: new Date(T0 - DAY).toISOString() }));
+  assert.deepEqual(h.audiences('user_id', 'fay'), ['recent']);
+  clock.now = T0 + 7 * DAY;
+  h.expire();
+  assert.deepEqual(h.audiences('user_id', 'fay'), []);
+});
+
 test('preview equals the saved result, and leaves nothing behind', (t) => {
   const h = stageHarness(tempDir(t), 'preview', { now: T0 });
   t.after(() => h.close());
@@ -105,6 +117,11 @@ describe('audiences through the APIs', () => {
     assert.deepEqual(traits.json().traits, { vip_buyers: true });
     const all = await app.inject({ method: 'GET', url: '/v1/spaces/default/collections/users/profiles/user_id:dee/traits?limit=50', headers: { authorization: basic('tdm_access_aud_00000000001') } });
     assert.deepEqual(Object.keys(all.json().traits), ['plan'], 'hidden computed traits behind event conditions never show');
+    const sizes = (await app.inject({ method: 'GET', url: '/api/v1/audiences/vip_buyers/sizes?bucket=minute', headers: { authorization: bearer(marketer) } })).json().data;
+    assert.equal(sizes.at(-1).size, 1);
+    const explained = (await app.inject({ method: 'GET', url: '/api/v1/profiles/user_id:dee/identities', headers: { authorization: bearer() } })).json();
+    assert.deepEqual(explained.audiences, ['vip_buyers']);
+    assert.equal(explained.audience_history[0].change, 'enter');
     const detail = (await app.inject({ method: 'GET', url: '/api/v1/audiences/vip_buyers', headers: { authorization: bearer(marketer) } })).json();
     assert.equal(detail.size, 1);
     assert.equal(detail.history[0].change, 'enter');

@@ -52,6 +52,14 @@ export async function audienceRoutes(app: FastifyInstance, deps: AudienceRouteDe
     }
   }
 
+  app.get<{ Params: { key: string }; Querystring: { bucket?: string } }>('/api/v1/audiences/:key/sizes', async (req) => {
+    const { workspaceId } = deps.authorize(req.headers.authorization, 'audiences:read');
+    if (!profiles.audiences(workspaceId).some((a) => a.key === req.params.key)) throw new TandemError('not_found');
+    const bucket = { minute: 60_000, hour: 3_600_000, day: 86_400_000 }[req.query.bucket ?? 'hour'];
+    if (!bucket) throw new TandemError('invalid_request', 'bucket must be minute, hour or day.');
+    return { data: profiles.audienceSizes(workspaceId, req.params.key, bucket).map((s) => ({ at: new Date(s.at).toISOString(), size: s.size })) };
+  });
+
   app.post<{ Body: Body }>('/api/v1/audiences/preview', { schema: { body: BODY } }, async (req) => {
     const token = deps.authorize(req.headers.authorization, 'audiences:manage');
     const audience = audienceOf(token.workspaceId, req.body);

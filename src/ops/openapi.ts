@@ -74,6 +74,9 @@ export const OPENAPI = {
       get: { summary: 'Audiences of the workspace, with their sizes', responses: { '200': { description: 'Audiences' }, ...errors } },
       post: { summary: 'Create or change an audience; it is evaluated over every profile before the call returns', requestBody: { content: { 'application/json': { schema: { type: 'object', required: ['key'], properties: { key: { type: 'string' }, name: { type: 'string' }, definition: { type: 'object', description: 'the JSON tree' }, text: { type: 'string', description: 'or the short text form' } } } } } }, responses: { '201': { description: 'Created' }, '200': { description: 'Changed' }, ...errors } },
     },
+    '/api/v1/audiences/{key}/sizes': {
+      get: { summary: 'Audience size over time', parameters: [{ name: 'key', in: 'path', required: true, schema: { type: 'string' } }, { name: 'bucket', in: 'query', schema: { type: 'string', enum: ['minute', 'hour', 'day'] } }], responses: { '200': { description: 'Sizes' }, ...errors } },
+    },
     '/api/v1/audiences/preview': {
       post: { summary: 'Size and a sample of matching profiles for a definition, without saving it', requestBody: { content: { 'application/json': { schema: { type: 'object', required: ['key'], properties: { key: { type: 'string' }, definition: { type: 'object' }, text: { type: 'string' } } } } } }, responses: { '200': { description: 'Preview' }, ...errors } },
     },

@@ -90,6 +90,8 @@ export async function profileAdminRoutes(app: FastifyInstance, deps: ProfileAdmi
       merges: profiles.merges(profileId).map((m) => ({ from: m.from, into: m.into, via: m.via, rule: m.rule, event_id: m.eventId, at: iso(m.at) })),
       splits: profiles.splits(profileId).map((s) => ({ from: s.from, to: s.to, identifier: s.id, moved_events: s.movedEvents, event_id: s.eventId, at: iso(s.at) })),
       warnings: profiles.warnings(profileId).map((w) => ({ event_id: w.eventId, ...w.warning })),
+      audiences: profiles.memberships(profileId),
+      audience_history: profiles.profileAudienceHistory(profileId, 100).map((h) => ({ audience: h.key, change: h.change, at: iso(h.at), event_id: h.eventId })),
     };
   });
 

@@ -76,6 +76,9 @@ export interface ProfileReader {
   memberships(profileId: string): string[];
   audienceSize(workspaceId: string, key: string): number;
   preview(workspaceId: string, id: string): unknown;
+  profileAudienceHistory(profileId: string, limit: number): Array<{ key: string; change: 'enter' | 'exit'; at: number; eventId: string }>;
+  /** Audience size at the end of each bucket in which it changed. */
+  audienceSizes(workspaceId: string, key: string, bucketMs: number): Array<{ at: number; size: number }>;
   audienceHistory(workspaceId: string, key: string, limit: number): Array<{ profileId: string; change: 'enter' | 'exit'; at: number; eventId: string }>;
   account(workspaceId: string, groupId: string): { traits: Record<string, TraitValue>; createdAt: number; updatedAt: number } | undefined;
   accountLinks(workspaceId: string, groupId: string): string[];

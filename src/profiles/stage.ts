@@ -231,6 +231,10 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
     let changed = 0;
     writer.transaction(() => {
       for (const workspaceId of writer.workspaces()) {
+        // Conditions relative to now (within_days, older_than_days) change with time alone.
+        for (const audience of writer.audiences(workspaceId).filter((a) => JSON.stringify(a.definition).match(/"op":"(within_days|older_than_days)"/))) {
+          for (const profileId of writer.profileIds(workspaceId)) evaluateAudiences(workspaceId, profileId, 'all', 'time', audience.key);
+        }
         for (const trait of writer.computedTraits(workspaceId)) {
           for (const profileId of writer.expire(workspaceId, trait, now())) {
             writer.recompute(profileId, trait, now());

@@ -95,7 +95,9 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       dropComputedOf: p('DELETE FROM computed_values WHERE profile_id = ?'),
       expire: p('DELETE FROM ct_values WHERE workspace_id = ? AND key = ? AND ts < ? RETURNING profile_id'),
       profileOfEvent: p('SELECT profile_id FROM profile_events WHERE event_id = ?'),
-      workspaces: p('SELECT DISTINCT workspace_id FROM computed_traits'),
+      workspaces: p('SELECT workspace_id FROM computed_traits UNION SELECT workspace_id FROM audiences'),
+      profileHistory: p('SELECT audience_key, change, at, event_id FROM audience_history WHERE profile_id = ? ORDER BY id DESC LIMIT ?'),
+      historySince: p('SELECT change, at FROM audience_history WHERE workspace_id = ? AND audience_key = ? ORDER BY id'),
       defineAudience: p('INSERT INTO audiences (workspace_id, key, name, definition, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET name = excluded.name, definition = excluded.definition, updated_at = excluded.updated_at'),
       deleteAudience: p('DELETE FROM audiences WHERE workspace_id = ? AND key = ?'),
       listAudiences: p('SELECT key, name, definition FROM audiences WHERE workspace_id = ? ORDER BY key'),
@@ -355,6 +357,22 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
 
   savePreview(workspaceId: string, id: string, result: unknown, at: number): void {
     this.#s.savePreview!.run(id, workspaceId, JSON.stringify(result), at);
+  }
+
+  profileAudienceHistory(profileId: string, limit: number) {
+    return (this.#s.profileHistory!.all(profileId, limit) as Array<{ audience_key: string; change: 'enter' | 'exit'; at: number; event_id: string }>).map((r) => ({ key: r.audience_key, change: r.change, at: r.at, eventId: r.event_id }));
+  }
+
+  audienceSizes(workspaceId: string, key: string, bucketMs: number): Array<{ at: number; size: number }> {
+    const out: Array<{ at: number; size: number }> = [];
+    let size = 0;
+    for (const r of this.#s.historySince!.iterate(workspaceId, key) as Iterable<{ change: string; at: number }>) {
+      size += r.change === 'enter' ? 1 : -1;
+      const at = Math.floor(r.at / bucketMs) * bucketMs;
+      if (out.length > 0 && out[out.length - 1]!.at === at) out[out.length - 1]!.size = size;
+      else out.push({ at, size });
+    }
+    return out;
   }
 
   preview(workspaceId: string, id: string): unknown {
