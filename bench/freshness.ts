@@ -1,6 +1,7 @@
 /**
  * npm run bench:freshness — from an event's 200 to the moment the Profile API shows its effect,
- * while ingest runs at a steady 1,000 events/s with BENCH_AUDIENCES (default 50) live audiences.
+ * while ingest runs at a steady 1,000 events/s, with BENCH_AUDIENCES live audiences (default 0;
+ * issue 4's figure is with 50).
  * Probes: identify calls that set a trait to a new value and flip the probe user in or out of an
  * audience; after each 200 the Profile API is polled until it shows the trait, then until it
  * shows the membership. Baseline in the same run: the same Profile API read when the value is
@@ -10,9 +11,16 @@ import { ADMIN_TOKEN, basic, percentile, spawnServer, WRITE_KEY } from './lib/se
 import { realisticEvent } from './events.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
-const AUDIENCES = Number(process.env.BENCH_AUDIENCES ?? 50);
+const AUDIENCES = Number(process.env.BENCH_AUDIENCES ?? 0);
 const RATE = Number(process.env.BENCH_RATE ?? 1000);
 const server = await spawnServer();
+// A failed run must not leave the server running.
+const fail = (err: unknown) => {
+  console.error(err);
+  void server.stop().finally(() => process.exit(1));
+};
+process.on('uncaughtException', fail);
+process.on('unhandledRejection', fail);
 const ingest = (path: string, body: unknown) => fetch(`${server.url}${path}`, { method: 'POST', body: JSON.stringify(body), headers: { authorization: basic(WRITE_KEY), 'content-type': 'application/json' } });
 const traits = (user: string) => fetch(`${server.url}/v1/spaces/default/collections/users/profiles/user_id:${user}/traits?include=seq`, { headers: { authorization: basic(ADMIN_TOKEN) } }).then(async (r) => (r.ok ? ((await r.json()) as { traits: { seq?: number } }) : { traits: {} }));
 

@@ -38,7 +38,7 @@ export interface ProfileWriter {
   defineAudience(workspaceId: string, audience: Audience, at: number): void;
   deleteAudience(workspaceId: string, key: string): void;
   /** Records an entry or exit (with its time and cause); returns what changed, if anything. */
-  setMembership(workspaceId: string, key: string, profileId: string, member: boolean, at: number, eventId: string): 'enter' | 'exit' | null;
+  setMembership(workspaceId: string, key: string, profileId: string, member: boolean, at: number, eventId: string, was?: boolean): 'enter' | 'exit' | null;
   /** Runs `fn` and undoes everything it wrote, returning what it computed (previews). */
   tentatively<T>(fn: () => T): T;
   savePreview(workspaceId: string, id: string, result: unknown, at: number): void;

@@ -91,7 +91,7 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
       const snapshot = values;
       const inside = members;
       const isIn = evaluate(audience.definition, { value: (k) => snapshot[k], member: (k) => inside.has(k), now: now() });
-      const change = writer.setMembership(workspaceId, audience.key, profileId, isIn, now(), cause);
+      const change = writer.setMembership(workspaceId, audience.key, profileId, isIn, now(), cause, inside.has(audience.key));
       if (change) {
         moved.add(audience.key);
         if (isIn) members.add(audience.key);

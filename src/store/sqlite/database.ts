@@ -45,7 +45,6 @@ export const STATE_MIGRATIONS = [
    CREATE TABLE ct_values (id INTEGER PRIMARY KEY, workspace_id TEXT NOT NULL, profile_id TEXT NOT NULL, key TEXT NOT NULL, ts INTEGER NOT NULL, event_id TEXT NOT NULL, value TEXT NOT NULL, num REAL);
    CREATE INDEX ct_values_profile ON ct_values (profile_id, key, ts);
    CREATE INDEX ct_values_expiry ON ct_values (workspace_id, key, ts);
-   CREATE INDEX ct_values_event ON ct_values (event_id);
    CREATE TABLE computed_values (profile_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (profile_id, key)) WITHOUT ROWID;
    CREATE TABLE audiences (workspace_id TEXT NOT NULL, key TEXT NOT NULL, name TEXT NOT NULL, definition TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (workspace_id, key));
    CREATE TABLE audience_members (workspace_id TEXT NOT NULL, audience_key TEXT NOT NULL, profile_id TEXT NOT NULL, since INTEGER NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (workspace_id, audience_key, profile_id)) WITHOUT ROWID;

@@ -332,8 +332,8 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     return list;
   }
 
-  setMembership(workspaceId: string, key: string, profileId: string, member: boolean, at: number, eventId: string): 'enter' | 'exit' | null {
-    const was = this.#s.isMember!.get(workspaceId, key, profileId) !== undefined;
+  setMembership(workspaceId: string, key: string, profileId: string, member: boolean, at: number, eventId: string, known?: boolean): 'enter' | 'exit' | null {
+    const was = known ?? this.#s.isMember!.get(workspaceId, key, profileId) !== undefined;
     if (was === member) return null;
     if (member) this.#s.addMember!.run(workspaceId, key, profileId, at, eventId);
     else this.#s.dropMember!.run(workspaceId, key, profileId);
