@@ -156,6 +156,14 @@ export function references(node: AudienceNode): { keys: Set<string>; audiences: 
   return { keys, audiences };
 }
 
+/** Whether a definition compares with "now" (within_days, older_than_days): it changes with time alone. */
+export function dependsOnNow(node: AudienceNode): boolean {
+  if ('and' in node) return node.and.some(dependsOnNow);
+  if ('or' in node) return node.or.some(dependsOnNow);
+  if ('not' in node) return dependsOnNow(node.not);
+  return 'trait' in node && (node.op === 'within_days' || node.op === 'older_than_days');
+}
+
 /** Audience keys in an order where each comes after those it depends on; throws on a cycle. */
 export function dependencyOrder(audiences: Audience[]): Audience[] {
   const byKey = new Map(audiences.map((a) => [a.key, a]));

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { TandemError } from '../errors.ts';
 import type { ProfileReader } from '../profiles/ports.ts';
 import type { Token } from '../store/ports.ts';
-import { DefinitionError, dependencyOrder, validateDefinition, type Audience } from './definition.ts';
+import { DefinitionError, dependencyOrder, references, validateDefinition, type Audience } from './definition.ts';
 import { parseAudience, printAudience } from './text.ts';
 
 export type AudienceRouteDeps = {
@@ -82,7 +82,7 @@ export async function audienceRoutes(app: FastifyInstance, deps: AudienceRouteDe
     const token = deps.authorize(req.headers.authorization, 'audiences:manage');
     const list = profiles.audiences(token.workspaceId);
     if (!list.some((a) => a.key === req.params.key)) throw new TandemError('not_found');
-    const dependent = list.find((a) => JSON.stringify(a.definition).includes(`"audience":${JSON.stringify(req.params.key)}`));
+    const dependent = list.find((a) => references(a.definition).audiences.has(req.params.key));
     if (dependent) throw new TandemError('invalid_request', `Audience ${JSON.stringify(dependent.key)} uses it.`);
     await deps.adminEvent(token.workspaceId, token, { op: 'audience_delete', key: req.params.key });
     return reply.code(204).send();

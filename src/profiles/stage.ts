@@ -2,7 +2,7 @@ import { extractIdentifiers } from '../identity/identifiers.ts';
 import { planEvent, type IdentityRules } from '../identity/merge-policy.ts';
 import { expandRecord, selectEvents, type StoredEvent } from '../ingest/event-view.ts';
 import type { EventLog } from '../store/ports.ts';
-import { dependencyOrder, eventTraits, references, type Audience } from '../audiences/definition.ts';
+import { dependencyOrder, dependsOnNow, eventTraits, references, type Audience } from '../audiences/definition.ts';
 import { evaluate } from '../audiences/evaluate.ts';
 import { contribution, type ComputedTrait } from './computed-traits.ts';
 import type { ProfileReader, ProfileWriter, Provenance } from './ports.ts';
@@ -232,7 +232,7 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
     writer.transaction(() => {
       for (const workspaceId of writer.workspaces()) {
         // Conditions relative to now (within_days, older_than_days) change with time alone.
-        for (const audience of writer.audiences(workspaceId).filter((a) => JSON.stringify(a.definition).match(/"op":"(within_days|older_than_days)"/))) {
+        for (const audience of writer.audiences(workspaceId).filter((a) => dependsOnNow(a.definition))) {
           for (const profileId of writer.profileIds(workspaceId)) evaluateAudiences(workspaceId, profileId, 'all', 'time', audience.key);
         }
         for (const trait of writer.computedTraits(workspaceId)) {

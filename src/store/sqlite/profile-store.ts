@@ -167,16 +167,21 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     };
   }
 
-  rules(workspaceId: string): IdentityRules {
+  /** A per-workspace cache that notices other connections' changes (see #fresh). */
+  #cached<T>(cache: Map<string, T>, workspaceId: string, load: () => T): T {
     if (this.#checkEachRead) this.#freshForReads();
-    let rules = this.#rules.get(workspaceId);
-    if (!rules) {
-      const row = this.#s.rules!.get(workspaceId) as { rules: string } | undefined;
-      rules = row ? { ...DEFAULT_RULES, ...(JSON.parse(row.rules) as Partial<IdentityRules>) } : DEFAULT_RULES;
-      this.#rules.set(workspaceId, rules);
-    }
-    return rules;
+    let value = cache.get(workspaceId);
+    if (value === undefined) cache.set(workspaceId, (value = load()));
+    return value;
   }
+
+  rules(workspaceId: string): IdentityRules {
+    return this.#cached(this.#rules, workspaceId, () => {
+      const row = this.#s.rules!.get(workspaceId) as { rules: string } | undefined;
+      return row ? { ...DEFAULT_RULES, ...(JSON.parse(row.rules) as Partial<IdentityRules>) } : DEFAULT_RULES;
+    });
+  }
+
 
   createProfile(workspaceId: string, at: number): string {
     const id = `prof_${crypto.randomUUID()}`;
@@ -263,14 +268,9 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   }
 
   computedTraits(workspaceId: string): ComputedTrait[] {
-    if (this.#checkEachRead) this.#freshForReads();
-    let list = this.#computed.get(workspaceId);
-    if (!list) {
-      list = (this.#s.listCt!.all(workspaceId) as Array<{ definition: string }>).map((r) => JSON.parse(r.definition) as ComputedTrait);
-      this.#computed.set(workspaceId, list);
-    }
-    return list;
+    return this.#cached(this.#computed, workspaceId, () => (this.#s.listCt!.all(workspaceId) as Array<{ definition: string }>).map((r) => JSON.parse(r.definition) as ComputedTrait));
   }
+
 
   addContribution(workspaceId: string, profileId: string, key: string, timestamp: number, eventId: string, value: unknown): void {
     this.#s.addCtValue!.run(workspaceId, profileId, key, timestamp, eventId, JSON.stringify(value), typeof value === 'number' ? value : null);
@@ -323,14 +323,11 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   }
 
   audiences(workspaceId: string): Audience[] {
-    if (this.#checkEachRead) this.#freshForReads();
-    let list = this.#audiences.get(workspaceId);
-    if (!list) {
-      list = (this.#s.listAudiences!.all(workspaceId) as Array<{ key: string; name: string; definition: string }>).map((r) => ({ key: r.key, name: r.name, definition: JSON.parse(r.definition) as Audience['definition'] }));
-      this.#audiences.set(workspaceId, list);
-    }
-    return list;
+    return this.#cached(this.#audiences, workspaceId, () =>
+      (this.#s.listAudiences!.all(workspaceId) as Array<{ key: string; name: string; definition: string }>).map((r) => ({ key: r.key, name: r.name, definition: JSON.parse(r.definition) as Audience['definition'] })),
+    );
   }
+
 
   setMembership(workspaceId: string, key: string, profileId: string, member: boolean, at: number, eventId: string, known?: boolean): 'enter' | 'exit' | null {
     const was = known ?? this.#s.isMember!.get(workspaceId, key, profileId) !== undefined;
