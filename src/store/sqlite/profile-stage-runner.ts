@@ -9,6 +9,7 @@ export class ProfileStageRunner {
   readonly #onError: (error: string) => void;
   #seq = 0;
   #closed = false;
+  #notifying = false;
 
   constructor(options: SqliteOptions, onError: (error: string) => void = () => {}) {
     this.#onError = onError;
@@ -22,9 +23,14 @@ export class ProfileStageRunner {
     this.#worker.on('error', (err) => this.#onError(String(err)));
   }
 
-  /** New records were committed to the log. */
+  /** New records were committed to the log: one wake-up per turn of the event loop is enough. */
   notify(): void {
-    if (!this.#closed) this.#worker.postMessage({ type: 'tick' } satisfies StageRequest);
+    if (this.#closed || this.#notifying) return;
+    this.#notifying = true;
+    setImmediate(() => {
+      this.#notifying = false;
+      if (!this.#closed) this.#worker.postMessage({ type: 'tick' } satisfies StageRequest);
+    });
   }
 
   /** Resolves with the checkpoint once everything committed before the call is processed. */
