@@ -28,6 +28,8 @@ export interface ProfileWriter {
   defineComputedTrait(workspaceId: string, trait: ComputedTrait, at: number): void;
   deleteComputedTrait(workspaceId: string, key: string): void;
   addContribution(workspaceId: string, profileId: string, key: string, timestamp: number, eventId: string, value: unknown): void;
+  /** A count trait's value plus one, when the contribution at `timestamp` is inside its window. */
+  incrementCount(profileId: string, trait: ComputedTrait, timestamp: number, now: number): void;
   /** Recomputes one computed trait of one profile from its contributions inside the window. */
   recompute(profileId: string, trait: ComputedTrait, now: number): void;
   /** Drops contributions that left the window; returns the profiles whose value may have changed. */

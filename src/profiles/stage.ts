@@ -59,7 +59,8 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
       matched.push(trait);
     }
     if (plan.merges.length > 0) recomputeAll(workspaceId, target);
-    else for (const trait of matched) writer.recompute(target, trait, now());
+    // A count only grows with a new event (windows shrink it in the sweep), so no recount here.
+    else for (const trait of matched) trait.kind === 'count' ? writer.incrementCount(target, trait, timestamp, now()) : writer.recompute(target, trait, now());
     for (const m of plan.merges) leaveAll(workspaceId, m.profileId, e.id);
     const changed = plan.merges.length > 0 ? 'all' : new Set([...Object.keys(traits), ...matched.map((t) => t.key)]);
     evaluateAudiences(workspaceId, target, changed, e.id);

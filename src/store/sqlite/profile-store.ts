@@ -87,6 +87,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       deleteComputed: p('DELETE FROM computed_values WHERE key = ? AND profile_id IN (SELECT id FROM profiles WHERE workspace_id = ?)'),
       listCt: p('SELECT definition FROM computed_traits WHERE workspace_id = ? ORDER BY key'),
       addCtValue: p('INSERT INTO ct_values (workspace_id, profile_id, key, ts, event_id, value, num) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      incrementComputed: p("INSERT INTO computed_values (profile_id, key, value, updated_at) VALUES (?, ?, '1', ?) ON CONFLICT DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT), updated_at = excluded.updated_at"),
       setComputed: p('INSERT INTO computed_values (profile_id, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at'),
       dropComputed: p('DELETE FROM computed_values WHERE profile_id = ? AND key = ?'),
       computedValues: p('SELECT key, value FROM computed_values WHERE profile_id = ? ORDER BY key'),
@@ -274,6 +275,11 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
 
   addContribution(workspaceId: string, profileId: string, key: string, timestamp: number, eventId: string, value: unknown): void {
     this.#s.addCtValue!.run(workspaceId, profileId, key, timestamp, eventId, JSON.stringify(value), typeof value === 'number' ? value : null);
+  }
+
+  incrementCount(profileId: string, trait: ComputedTrait, timestamp: number, now: number): void {
+    if (trait.windowDays !== undefined && timestamp < now - trait.windowDays * 86_400_000) return;
+    this.#s.incrementComputed!.run(profileId, trait.key, now);
   }
 
   recompute(profileId: string, trait: ComputedTrait, now: number): void {
