@@ -72,10 +72,18 @@ for (let n = 1; performance.now() < until; n++) {
   const acked = performance.now();
   if (!res.ok) throw new Error(`probe answered ${res.status}`);
   let polls = 0;
-  while ((await traits(user)).traits.seq !== n) if (++polls > 10_000) throw new Error('probe never became visible');
+  // Poll every millisecond: enough resolution, without the poller itself starving the server.
+  const tick = () => new Promise((r) => setTimeout(r, 1));
+  while ((await traits(user)).traits.seq !== n) {
+    if (++polls > 10_000) throw new Error('probe never became visible');
+    await tick();
+  }
   fresh.push(performance.now() - acked);
   if (AUDIENCES > 0) {
-    while (((await audiences(user)).traits.probe_gold === true) !== gold) if (++polls > 20_000) throw new Error('membership never became visible');
+    while (((await audiences(user)).traits.probe_gold === true) !== gold) {
+      if (++polls > 20_000) throw new Error('membership never became visible');
+      await tick();
+    }
     membership.push(performance.now() - acked);
   }
   const t = performance.now();
