@@ -116,8 +116,16 @@ export function validateDefinition(node: unknown, path = '$', budget = { nodes: 
   throw new DefinitionError(path, 'must be one of and, or, not, trait, event, audience');
 }
 
-/** A stable key for the hidden computed trait behind an event condition. */
+const keys = new WeakMap<object, string>();
+
+/** A stable key for the hidden computed trait behind an event condition (memoised per node). */
 export function eventTraitKey(node: { event: string; where?: Filter[]; withinDays?: number }): string {
+  let key = keys.get(node);
+  if (key === undefined) keys.set(node, (key = hashKey(node)));
+  return key;
+}
+
+function hashKey(node: { event: string; where?: Filter[]; withinDays?: number }): string {
   const spec = JSON.stringify([node.event, node.where ?? [], node.withinDays ?? null]);
   let h = 2166136261;
   for (let i = 0; i < spec.length; i++) h = Math.imul(h ^ spec.charCodeAt(i), 16777619) >>> 0;
