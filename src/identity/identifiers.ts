@@ -1,5 +1,6 @@
 import { parsePhoneNumberFromString } from 'libphonenumber-js';
 import { isBlockedIdentifier } from './blocked-values.ts';
+import { isObject, type Json } from '../json.ts';
 
 /** `user_id`, `anonymous_id`, `email`, `phone`, or a custom type from `context.externalIds`. */
 export type Identifier = { type: string; value: string };
@@ -8,8 +9,6 @@ export type Identifier = { type: string; value: string };
 export const PREVIOUS_ID = 'previous_id';
 export type Rejected = Identifier & { reason: 'blocked_value' | 'invalid_email' | 'too_long' };
 
-type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 const MAX_LENGTH = 1024;
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 

@@ -3,6 +3,7 @@ import type { Appended, EventLog, LogRecord, WriteKey } from '../store/ports.ts'
 import { encodeMeta, markDuplicates } from '../store/event-meta.ts';
 import { decodeBody, parseJsonBody, type ParsedBody } from './body.ts';
 import { judgeEvent, judgeSingle, LIMITS, type EventType, type IngestKind, type TimePolicy, type Verdict } from './normalize.ts';
+import { isObject } from '../json.ts';
 
 export type IngestRequest = {
   kind: IngestKind;
@@ -23,8 +24,6 @@ export type IngestDeps = {
   now?: () => number;
 };
 
-type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
  * The ingest path: decode, authenticate, judge each event, append to the log (which marks

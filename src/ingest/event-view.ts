@@ -1,5 +1,6 @@
 import type { LogRecord } from '../store/ports.ts';
 import { decodeMeta, type EventMeta } from '../store/event-meta.ts';
+import { isObject, type Json } from '../json.ts';
 
 /** One event as the admin API, the live stream and later pipeline stages see it. */
 export type StoredEvent = {
@@ -17,8 +18,6 @@ export type StoredEvent = {
   payload: Record<string, unknown>;
 };
 
-type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Fields the server owns: whatever the client sent under these names is replaced or dropped. */
 const SERVER_OWNED = ['writeKey', 'receivedAt', 'workspaceId', 'sourceId', 'projectId'];

@@ -1,5 +1,6 @@
 import { TandemError, type ErrorCode } from '../errors.ts';
 import { isBlockedIdentifier } from '../identity/blocked-values.ts';
+import { isObject, type Json } from '../json.ts';
 
 export const EVENT_TYPES = ['identify', 'track', 'page', 'screen', 'group', 'alias'] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
@@ -29,9 +30,7 @@ export type Verdict = {
   event: string | undefined;
 };
 
-type Json = Record<string, unknown>;
 
-const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
  * Checks one event and decides its messageId, status, reasons and corrected timestamp.

@@ -7,9 +7,8 @@ import { evaluate } from '../audiences/evaluate.ts';
 import { contribution, type ComputedTrait } from './computed-traits.ts';
 import type { ProfileReader, ProfileWriter, Provenance } from './ports.ts';
 import { parseProfileId } from './profile-ref.ts';
+import { isObject } from '../json.ts';
 
-type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 const PROCESSED = new Set(['accepted', 'flagged']);
 
 function blockedBy(rules: IdentityRules): (type: string, value: string) => boolean {
