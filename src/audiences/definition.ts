@@ -1,4 +1,7 @@
+import type { Comparison } from '../profiles/compare.ts';
 import type { ComputedTrait, Filter } from '../profiles/computed-traits.ts';
+
+export type { Comparison };
 
 /**
  * An audience is a JSON tree of conditions. Event conditions compile to hidden computed traits
@@ -6,15 +9,6 @@ import type { ComputedTrait, Filter } from '../profiles/computed-traits.ts';
  * lapse on time by the same machinery as computed traits; the tree is then evaluated over a
  * profile's traits, computed values and memberships.
  */
-export type Comparison =
-  | { op: 'exists' | 'not_exists' }
-  | { op: '=' | '!='; value: string | number | boolean }
-  | { op: '>' | '>=' | '<' | '<='; value: number | string }
-  | { op: 'in'; value: Array<string | number | boolean> }
-  | { op: 'contains'; value: string | number | boolean }
-  | { op: 'before' | 'after'; value: string }
-  | { op: 'within_days' | 'older_than_days'; value: number };
-
 export type AudienceNode =
   | { and: AudienceNode[] }
   | { or: AudienceNode[] }

@@ -1,3 +1,6 @@
+import type { Json } from '../json.ts';
+import { compare, type Comparison } from './compare.ts';
+
 /**
  * Computed traits: an aggregate over one event name, with property filters and an optional
  * sliding window, kept per profile. Each matching event adds a contribution; the value is
@@ -37,7 +40,6 @@ export const COMPUTED_TRAIT_SCHEMA = {
   then: { required: ['property'] },
 } as const;
 
-type Json = Record<string, unknown>;
 
 function propertyOf(properties: unknown, path: string): unknown {
   let v: unknown = properties;
@@ -48,32 +50,11 @@ function propertyOf(properties: unknown, path: string): unknown {
   return v;
 }
 
-function passes(f: Filter, actual: unknown): boolean {
-  switch (f.op) {
-    case 'exists':
-      return actual !== undefined && actual !== null;
-    case '=':
-      return actual === f.value;
-    case '!=':
-      return actual !== f.value;
-    case 'in':
-      return Array.isArray(f.value) && f.value.includes(actual);
-    case 'contains':
-      return typeof actual === 'string' && typeof f.value === 'string' ? actual.includes(f.value) : Array.isArray(actual) && actual.includes(f.value);
-    default: {
-      if (typeof actual !== typeof f.value || (typeof actual !== 'number' && typeof actual !== 'string')) return false;
-      const a = actual as number | string;
-      const b = f.value as number | string;
-      return f.op === '>' ? a > b : f.op === '>=' ? a >= b : f.op === '<' ? a < b : a <= b;
-    }
-  }
-}
-
 /** The contribution an event makes to the trait (a value, or 1 for count), or undefined. */
 export function contribution(trait: ComputedTrait, e: { type: string; event: string | null; payload: Json }): unknown {
   if (e.event !== trait.event || (e.type !== 'track' && e.type !== 'page' && e.type !== 'screen')) return undefined;
   const properties = e.payload.properties;
-  for (const f of trait.filters ?? []) if (!passes(f, propertyOf(properties, f.property))) return undefined;
+  for (const f of trait.filters ?? []) if (!compare(propertyOf(properties, f.property), f as Comparison, 0)) return undefined;
   if (trait.kind === 'count') return 1;
   const value = propertyOf(properties, trait.property!);
   if (value === undefined || value === null) return undefined;
