@@ -1,4 +1,4 @@
-import type { LogRecord } from '../store/ports.ts';
+import type { EventLog, LogRecord } from '../store/ports.ts';
 import { decodeMeta, type EventMeta } from '../store/event-meta.ts';
 import { isObject, type Json } from '../json.ts';
 
@@ -72,4 +72,11 @@ function payloadOf(item: Json, v: EventMeta, shared: Json, receivedAt: string, t
   payload.timestamp = timestamp;
   payload.receivedAt = receivedAt;
   return payload;
+}
+
+/** One event by its id (`recordId.index`), read from the log; undefined when it is not there. */
+export function findEvent(log: Pick<EventLog, 'get'>, workspaceId: string, eventId: string): StoredEvent | undefined {
+  const [recordId, index] = eventId.split('.').map(Number) as [number, number];
+  const record = log.get(workspaceId, recordId);
+  return record && selectEvents(record, () => true, index + 1).events.find((e) => e.id === eventId);
 }

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { TandemError } from '../errors.ts';
-import { selectEvents } from '../ingest/event-view.ts';
+import type { Identifier } from '../identity/identifiers.ts';
+import { findEvent } from '../ingest/event-view.ts';
 import type { EventLog, Token } from '../store/ports.ts';
 import type { ProfileReader } from './ports.ts';
 import { parseProfileId } from './profile-ref.ts';
@@ -29,29 +30,34 @@ function limitOf(query: Query, fallback: number, max: number): number {
 export async function profileApi(app: FastifyInstance, deps: ProfileApiDeps): Promise<void> {
   const { profiles } = deps;
 
-  function profile(params: Params, authorization: string | undefined): { workspaceId: string; profileId: string } {
+  /** The caller's workspace (which must be the space in the path) and the identifier asked for. */
+  function scope(params: Params, authorization: string | undefined): { workspaceId: string; id: Identifier } {
     const token = deps.authenticate(authorization);
     if (params.spaceId !== token.workspaceId) throw new TandemError('not_found');
-    const id = parseProfileId(params.id);
+    return { workspaceId: token.workspaceId, id: parseProfileId(params.id) };
+  }
+
+  function profileIn(workspaceId: string, id: Identifier): string {
     // Identifiers only ever point at live profiles of their workspace; a profile id must be checked.
-    const profileId = id.type === 'profile_id' ? (profiles.metadata(id.value)?.workspaceId === token.workspaceId ? id.value : undefined) : profiles.profileOf(token.workspaceId, id);
+    const profileId = id.type === 'profile_id' ? (profiles.metadata(id.value)?.workspaceId === workspaceId ? id.value : undefined) : profiles.profileOf(workspaceId, id);
     if (!profileId) throw new TandemError('not_found', 'No profile has this identifier.');
-    return { workspaceId: token.workspaceId, profileId };
+    return profileId;
+  }
+
+  function profile(params: Params, authorization: string | undefined): { workspaceId: string; profileId: string } {
+    const { workspaceId, id } = scope(params, authorization);
+    return { workspaceId, profileId: profileIn(workspaceId, id) };
   }
 
   /** All trait values by identifier, in one read when no class is asked for (the hot path). */
   function traitsFor(params: Params, authorization: string | undefined, cls: string | undefined): Record<string, unknown> {
-    if (cls === undefined) {
-      const token = deps.authenticate(authorization);
-      if (params.spaceId !== token.workspaceId) throw new TandemError('not_found');
-      const id = parseProfileId(params.id);
-      if (id.type !== 'profile_id') {
-        const found = profiles.traitValuesOf(token.workspaceId, id);
-        if (!found) throw new TandemError('not_found', 'No profile has this identifier.');
-        return found.values;
-      }
+    const { workspaceId, id } = scope(params, authorization);
+    if (cls === undefined && id.type !== 'profile_id') {
+      const found = profiles.traitValuesOf(workspaceId, id);
+      if (!found) throw new TandemError('not_found', 'No profile has this identifier.');
+      return found.values;
     }
-    const { profileId } = profile(params, authorization);
+    const profileId = profileIn(workspaceId, id);
     if (cls === 'audience') return Object.fromEntries(profiles.memberships(profileId).map((key) => [key, true]));
     return cls === 'computed_trait' ? profiles.computedValues(profileId) : profiles.traitValues(profileId);
   }
@@ -79,9 +85,7 @@ export async function profileApi(app: FastifyInstance, deps: ProfileApiDeps): Pr
     }
     const refs = profiles.events(profileId, limit + 1, before);
     const data = refs.slice(0, limit).map(({ eventId }) => {
-      const [recordId, index] = eventId.split('.').map(Number) as [number, number];
-      const record = deps.log.get(workspaceId, recordId);
-      const e = record && selectEvents(record, () => true, index + 1).events.find((x) => x.id === eventId);
+      const e = findEvent(deps.log, workspaceId, eventId);
       if (!e) return { message_id: null, event_id: eventId };
       const p = e.payload;
       return { type: e.type, event: e.event, message_id: e.messageId, source_id: e.sourceId, timestamp: e.timestamp, received_at: e.receivedAt, properties: p.properties ?? {}, traits: p.traits ?? undefined, context: p.context ?? {} };
@@ -114,13 +118,11 @@ export async function profileApi(app: FastifyInstance, deps: ProfileApiDeps): Pr
   });
 
   const account = (params: Params, authorization: string | undefined) => {
-    const token = deps.authenticate(authorization);
-    if (params.spaceId !== token.workspaceId) throw new TandemError('not_found');
-    const id = parseProfileId(params.id);
+    const { workspaceId, id } = scope(params, authorization);
     if (id.type !== 'group_id') throw new TandemError('invalid_request', 'Accounts are looked up by group_id.');
-    const found = profiles.account(token.workspaceId, id.value);
+    const found = profiles.account(workspaceId, id.value);
     if (!found) throw new TandemError('not_found', 'No account has this group_id.');
-    return { workspaceId: token.workspaceId, groupId: id.value, found };
+    return { workspaceId, groupId: id.value, found };
   };
 
   app.get<{ Params: Params; Querystring: Query }>(`${BASE}/accounts/profiles/:id/traits`, async (req) => {

@@ -1,6 +1,6 @@
 import { extractIdentifiers } from '../identity/identifiers.ts';
 import { planEvent, type IdentityRules } from '../identity/merge-policy.ts';
-import { expandRecord, selectEvents, type StoredEvent } from '../ingest/event-view.ts';
+import { expandRecord, findEvent, type StoredEvent } from '../ingest/event-view.ts';
 import type { EventLog } from '../store/ports.ts';
 import { dependencyOrder, dependsOnNow, eventTraits, references, type Audience } from '../audiences/definition.ts';
 import { evaluate } from '../audiences/evaluate.ts';
@@ -207,9 +207,7 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
     const remaining = new Set(writer.identifiers(from).map((i) => `${i.type}:${i.value}`));
     let moved = 0;
     for (const ref of writer.events(from, Number.MAX_SAFE_INTEGER)) {
-      const [recordId, index] = ref.eventId.split('.').map(Number) as [number, number];
-      const record = log.get(workspaceId, recordId);
-      const event = record && selectEvents(record, () => true, index + 1).events.find((x) => x.id === ref.eventId);
+      const event = findEvent(log, workspaceId, ref.eventId);
       if (!event) continue;
       const keys = extractIdentifiers(event.payload).ids.flatMap((i) => (i.type === 'previous_id' ? [`user_id:${i.value}`, `anonymous_id:${i.value}`] : [`${i.type}:${i.value}`]));
       if (keys.includes(`${id.type}:${id.value}`) && !keys.some((k) => remaining.has(k))) {
