@@ -5,7 +5,7 @@ import { COMPUTED_TRAIT_SCHEMA, type ComputedTrait } from './computed-traits.ts'
 import { encodeMeta } from '../store/event-meta.ts';
 import type { EventLog, StageHandle, Token } from '../store/ports.ts';
 import type { ProfileReader, ProfileWriter } from './ports.ts';
-import { parseProfileId } from './profile-ref.ts';
+import { parseProfileId, profileByRef } from './profile-ref.ts';
 
 type Permission = 'identity:read' | 'identity:manage' | 'traits:manage' | 'traits:read';
 export type ProfileAdminDeps = {
@@ -39,8 +39,7 @@ export async function profileAdminRoutes(app: FastifyInstance, deps: ProfileAdmi
   };
 
   const find = (workspaceId: string, ref: string): string => {
-    const id = parseProfileId(ref);
-    const profileId = id.type === 'profile_id' ? (profiles.metadata(id.value)?.workspaceId === workspaceId ? id.value : undefined) : profiles.profileOf(workspaceId, id);
+    const profileId = profileByRef(profiles, workspaceId, parseProfileId(ref));
     if (!profileId) throw new TandemError('not_found', 'No profile has this identifier.');
     return profileId;
   };

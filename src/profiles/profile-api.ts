@@ -4,7 +4,7 @@ import type { Identifier } from '../identity/identifiers.ts';
 import { findEvent } from '../ingest/event-view.ts';
 import type { EventLog, Token } from '../store/ports.ts';
 import type { ProfileReader } from './ports.ts';
-import { parseProfileId } from './profile-ref.ts';
+import { parseProfileId, profileByRef } from './profile-ref.ts';
 
 export type ProfileApiDeps = {
   profiles: ProfileReader;
@@ -38,8 +38,7 @@ export async function profileApi(app: FastifyInstance, deps: ProfileApiDeps): Pr
   }
 
   function profileIn(workspaceId: string, id: Identifier): string {
-    // Identifiers only ever point at live profiles of their workspace; a profile id must be checked.
-    const profileId = id.type === 'profile_id' ? (profiles.metadata(id.value)?.workspaceId === workspaceId ? id.value : undefined) : profiles.profileOf(workspaceId, id);
+    const profileId = profileByRef(profiles, workspaceId, id);
     if (!profileId) throw new TandemError('not_found', 'No profile has this identifier.');
     return profileId;
   }

@@ -6,7 +6,7 @@ import { dependencyOrder, dependsOnNow, eventTraits, references, type Audience }
 import { evaluate } from '../audiences/evaluate.ts';
 import { contribution, type ComputedTrait } from './computed-traits.ts';
 import type { ProfileReader, ProfileWriter, Provenance } from './ports.ts';
-import { parseProfileId } from './profile-ref.ts';
+import { parseProfileId, profileByRef } from './profile-ref.ts';
 import { isObject } from '../json.ts';
 
 const PROCESSED = new Set(['accepted', 'flagged']);
@@ -176,9 +176,7 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
 
   /** The profile a reference names now: `profile_id:…` or any identifier. */
   function resolve(workspaceId: string, ref: string): string | undefined {
-    const id = parseProfileId(ref);
-    if (id.type === 'profile_id') return writer.metadata(id.value)?.workspaceId === workspaceId ? id.value : undefined;
-    return writer.graph(workspaceId).profileOf(id);
+    return profileByRef(writer, workspaceId, parseProfileId(ref));
   }
 
   /** An administrator's merge: no limit applies, the merge is recorded against this log event. */

@@ -161,7 +161,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   graph(workspaceId: string): GraphView {
     const s = this.#s;
     return {
-      profileOf: (id) => (s.owner!.get(workspaceId, id.type, id.value) as { profile_id: string } | undefined)?.profile_id,
+      profileOf: (id) => this.profileOf(workspaceId, id),
       counts: (profileId) => Object.fromEntries((s.counts!.all(profileId) as Array<{ type: string; n: number }>).map((r) => [r.type, r.n])),
       merges: (profileId) => (s.mergeCount!.get(profileId) as { merges: number } | undefined)?.merges ?? 0,
       pinned: (id) => (s.pinned!.get(workspaceId, id.type, id.value) as { pinned: number } | undefined)?.pinned === 1,
@@ -429,7 +429,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   }
 
   profileOf(workspaceId: string, id: Identifier): string | undefined {
-    return this.graph(workspaceId).profileOf(id);
+    return (this.#s.owner!.get(workspaceId, id.type, id.value) as { profile_id: string } | undefined)?.profile_id;
   }
 
   metadata(profileId: string) {
