@@ -7,34 +7,15 @@
  * each in its own process, loaded by autocannon from this one. Prints events/s, the ratio
  * and ack latency. BENCH_SECONDS (default 10), BENCH_ROUNDS (default 2), BENCH_CONNECTIONS (8).
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { bodyTemplate } from './events.ts';
+import { basic, spawnServer, WRITE_KEY } from './lib/server.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 8);
-const WRITE_KEY = 'wk_bench_write_key_0001';
 const root = (p: string) => fileURLToPath(new URL(p, import.meta.url));
-
-type Server = { url: string; stop: () => Promise<void> };
-
-function spawnServer(script: string, args: string[], env: Record<string, string>): Promise<Server> {
-  const child = spawn(process.execPath, [script, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) resolve({ url: m[1]!, stop: () => new Promise((r) => { child.once('exit', () => r()); child.kill('SIGTERM'); }) });
-    });
-    child.once('exit', (code) => reject(new Error(`server exited ${code}`)));
-  });
-}
 
 type Result = { eventsPerSec: number; p50: number; p99: number; non2xx: number };
 
@@ -47,7 +28,7 @@ async function load(url: string, path: string, eventsPerRequest: number): Promis
       method: 'POST',
       connections: CONNECTIONS,
       duration,
-      headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`${WRITE_KEY}:`).toString('base64')}` },
+      headers: { 'content-type': 'application/json', authorization: basic(WRITE_KEY) },
       requests: [{ setupRequest: (req) => ({ ...req, body: body(`${process.pid}-${n++}`) }) }],
     });
   await run(2);
@@ -69,14 +50,12 @@ for (const shape of shapes) {
   const bare: Result[] = [];
   const tandem: Result[] = [];
   for (let round = 0; round < ROUNDS; round++) {
-    const b = await spawnServer(root('./bare-server.ts'), [], {});
+    const b = await spawnServer(root('./bare-server.ts'), []);
     bare.push(await load(b.url, shape.path, shape.events));
     await b.stop();
-    const dir = mkdtempSync(join(tmpdir(), 'tandem-bench-'));
-    const t = await spawnServer(root('../src/main.ts'), ['start', '--port', '0', '--data-dir', dir], { TANDEM_WRITE_KEY: WRITE_KEY, TANDEM_LOG_LEVEL: 'warn', TANDEM_SYNC: 'full' });
+    const t = await spawnServer(undefined, undefined, { TANDEM_SYNC: 'full' });
     tandem.push(await load(t.url, shape.path, shape.events));
     await t.stop();
-    rmSync(dir, { recursive: true, force: true });
   }
   const b = best(bare);
   const t = best(tandem);

@@ -8,7 +8,6 @@ import { markDuplicates, messageIdsOf } from './event-meta.ts';
 export class DedupeWindow {
   readonly #windowMs: number;
   readonly #workspaces = new Map<string, Map<string, number>>();
-  #size = 0;
 
   constructor(windowMs: number) {
     this.#windowMs = windowMs;
@@ -27,16 +26,14 @@ export class DedupeWindow {
     if (at !== undefined) {
       if (at > receivedAt - this.#windowMs) return false;
       seen.delete(messageId);
-      this.#size--;
     }
     seen.set(messageId, receivedAt);
-    this.#size++;
     return true;
   }
 
   /** Forgets a claim whose events were not committed, so the client's retry is accepted. */
   release(workspaceId: string, messageId: string): void {
-    if (this.#workspaces.get(workspaceId)?.delete(messageId)) this.#size--;
+    this.#workspaces.get(workspaceId)?.delete(messageId);
   }
 
   /**
@@ -56,7 +53,7 @@ export class DedupeWindow {
 
   /** Claims what a stored entry claimed when it was appended (for the start-up load). */
   replay(workspaceId: string, receivedAt: number, meta: string): void {
-    for (const [, id] of messageIdsOf(meta).ids) this.claim(workspaceId, id, receivedAt);
+    for (const id of messageIdsOf(meta)) this.claim(workspaceId, id, receivedAt);
   }
 
   prune(now: number): void {
@@ -65,12 +62,7 @@ export class DedupeWindow {
       for (const [key, at] of seen) {
         if (at > cutoff) break;
         seen.delete(key);
-        this.#size--;
       }
     }
-  }
-
-  get size(): number {
-    return this.#size;
   }
 }

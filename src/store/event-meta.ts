@@ -43,12 +43,9 @@ export function decodeMeta(meta: string): EventMeta[] {
   }));
 }
 
-/** The messageIds of the events that are not marked duplicate, with their indexes. */
-export function messageIdsOf(meta: string): { ids: Array<[number, string]> } {
-  const tuples = JSON.parse(meta) as MetaTuple[];
-  const ids: Array<[number, string]> = [];
-  for (let i = 0; i < tuples.length; i++) if (tuples[i]![2] !== DUPLICATE) ids.push([i, tuples[i]![0]]);
-  return { ids };
+/** The messageIds of the events that are not marked duplicate. */
+export function messageIdsOf(meta: string): string[] {
+  return (JSON.parse(meta) as MetaTuple[]).filter((t) => t[2] !== DUPLICATE).map((t) => t[0]);
 }
 
 /** Marks the events at `indexes` as duplicates; returns the new meta string. */

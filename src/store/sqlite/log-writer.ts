@@ -6,10 +6,12 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { DedupeWindow } from '../dedupe-window.ts';
+import type { LogEntry } from '../ports.ts';
 import { openDatabase, type SqliteOptions } from './database.ts';
 
 export type WriterOptions = SqliteOptions & { dedupeWindowMs: number };
-export type WriterEntry = { workspaceId: string; sourceId: string; receivedAt: number; kind: string; body: Uint8Array; meta: string; messageIds: string[] };
+/** A log entry as it reaches this thread: its bytes were transferred as a plain Uint8Array. */
+export type WriterEntry = Omit<LogEntry, 'body'> & { body: Uint8Array };
 export type WriterRequest = { type: 'append'; seq: number; entry: WriterEntry } | { type: 'close' };
 export type WriterReply =
   | { type: 'appended'; seq: number; id: number; duplicates: number[] }
