@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { hashToken } from '../src/access/credentials.ts';
 import { basic, bearer, mid, openTestApp, tempDir } from './helpers.ts';
+import fc from 'fast-check';
 import { stageHarness } from './stage-harness.ts';
+import type { AudienceNode } from '../src/audiences/definition.ts';
 
 const DAY = 86_400_000;
 const T0 = Date.parse('2026-06-01T00:00:00Z');
@@ -53,6 +55,88 @@ describe('audience membership', () => {
   });
 });
 
+const USERS = ['u1', 'u2', 'u3', 'u4'];
+const at = (days: number) => new Date(T0 - days * DAY).toISOString();
+const event = fc.oneof(
+  fc.record({ u: fc.constantFrom(...USERS), plan: fc.constantFrom('pro', 'free'), days: fc.nat(60) }).map(({ u, plan, days }) => ({ type: 'identify', userId: u, traits: { plan }, timestamp: at(days) })),
+  fc.record({ u: fc.constantFrom(...USERS), total: fc.integer({ min: 1, max: 120 }), days: fc.nat(60) }).map(({ u, total, days }) => ({ type: 'track', event: 'Order Completed', userId: u, properties: { total }, timestamp: at(days) })),
+  fc.record({ u: fc.constantFrom(...USERS), ok: fc.boolean(), days: fc.nat(60) }).map(({ u, ok, days }) => ({ type: 'track', event: 'Consent Updated', userId: u, context: { consent: { categoryPreferences: { Advertising: ok } } }, timestamp: at(days) })),
+  fc.record({ u: fc.constantFrom(...USERS), g: fc.constantFrom('g1', 'g2'), tier: fc.constantFrom('gold', 'silver'), days: fc.nat(60) }).map(({ u, g, tier, days }) => ({ type: 'group', userId: u, groupId: g, traits: { tier }, timestamp: at(days) })),
+  // An anonymous visitor who later identifies: profiles merge.
+  fc.record({ u: fc.constantFrom(...USERS), a: fc.constantFrom('a1', 'a2') }).map(({ u, a }) => ({ type: 'track', event: 'Order Completed', anonymousId: a, properties: { total: 99 }, timestamp: at(1), ...(u === 'u1' ? { userId: u } : {}) })),
+);
+const condition: fc.Arbitrary<AudienceNode> = fc.oneof(
+  fc.record({ trait: fc.constant('plan'), op: fc.constant('='), value: fc.constantFrom('pro', 'free') }) as fc.Arbitrary<AudienceNode>,
+  fc.record({ event: fc.constant('Order Completed'), withinDays: fc.constantFrom(7, 30, 90), count: fc.record({ op: fc.constantFrom('>=', '<'), value: fc.integer({ min: 1, max: 3 }) }), where: fc.constantFrom([{ property: 'total', op: '>', value: 50 }], []) }, { requiredKeys: ['event'] }) as fc.Arbitrary<AudienceNode>,
+  fc.constant({ consent: 'Advertising' } as AudienceNode),
+  fc.record({ account: fc.constant('tier'), op: fc.constant('='), value: fc.constantFrom('gold', 'silver') }) as fc.Arbitrary<AudienceNode>,
+);
+const definition = fc.oneof(condition, fc.record({ and: fc.array(condition, { minLength: 2, maxLength: 3 }) }), fc.record({ or: fc.array(fc.oneof(condition, condition.map((c) => ({ not: c }))), { minLength: 2, maxLength: 3 }) })) as fc.Arbitrary<AudienceNode>;
+
+test('property: a backfill, with events arriving while it runs, ends where incremental evaluation does', (t) => {
+  const dir = tempDir(t);
+  let run = 0;
+  fc.assert(
+    fc.property(fc.array(event, { minLength: 1, maxLength: 25 }), definition, definition, fc.nat(25), (events, first, second, split) => {
+      const withIds = events.map((e, i) => ({ ...e, messageId: `m${i}` }));
+      const audiences = [
+        { key: 'first', name: 'first', definition: first },
+        { key: 'second', name: 'second', definition: { or: [second, { audience: 'first' }] } as AudienceNode },
+      ];
+      run++;
+      const incremental = stageHarness(dir, `inc${run}`, { now: T0 });
+      const backfilled = stageHarness(dir, `bf${run}`, { now: T0 }, { backfillRecords: 1, backfillProfiles: 1 });
+      try {
+        for (const audience of audiences) incremental.admin('audience', { audience });
+        incremental.send(...withIds);
+        const cut = Math.min(split, withIds.length);
+        backfilled.send(...withIds.slice(0, cut));
+        for (const audience of audiences) backfilled.admin('audience', { audience }, { background: true });
+        // The rest arrives one event per backfill step, while the audiences are being built.
+        for (const e of withIds.slice(cut)) {
+          backfilled.send(e);
+          backfilled.backfillStep();
+        }
+        while (backfilled.backfillStep());
+        for (const u of USERS) assert.deepEqual(backfilled.audiences('user_id', u), incremental.audiences('user_id', u), u);
+      } finally {
+        incremental.close();
+        backfilled.close();
+      }
+    }),
+    { numRuns: 60 },
+  );
+});
+
+test('a backfill runs in steps and shows its progress; redefining restarts it', (t) => {
+  const h = stageHarness(tempDir(t), 'progress', { now: T0 }, { backfillRecords: 2, backfillProfiles: 1 });
+  t.after(() => h.close());
+  h.send(...EVENTS);
+  h.admin('audience', { audience: CHURNED });
+  h.admin('audience', { audience: VIP }, { background: true });
+  const first = h.store.backfill('w', VIP.key)!;
+  assert.equal(first.phase, 'events', 'the order condition is new: the log is scanned first');
+  assert.equal(first.logAfter, 0);
+  const seen = new Set<string>();
+  while (h.backfillStep()) {
+    const b = h.store.backfill('w', VIP.key)!;
+    seen.add(b.phase);
+    if (b.phase === 'events') assert.equal(h.audiences('user_id', 'ann')!.includes(VIP.key), false, 'not evaluated live while its event counts are incomplete');
+  }
+  assert.deepEqual([...seen].sort(), ['events', 'profiles']);
+  const done = h.store.backfill('w', VIP.key)!;
+  assert.equal(done.phase, 'done');
+  assert.equal(done.profilesDone, 3);
+  assert.equal(done.entered, 1);
+  assert.deepEqual(h.audiences('user_id', 'ann'), ['vip_buyers']);
+  const cause = h.store.audienceHistory('w', VIP.key, 1)[0]!.eventId;
+  assert.equal(cause, done.cause, 'entries are caused by the definition');
+  h.admin('audience', { audience: { ...VIP, definition: { trait: 'plan', op: '=', value: 'free' } } });
+  assert.deepEqual(h.audiences('user_id', 'ann'), []);
+  assert.deepEqual(h.audiences('user_id', 'cy'), ['vip_buyers']);
+  assert.equal(h.store.computedTraits('w').length, 0, 'the hidden event trait nobody reads any more is gone');
+});
+
 test('conditions relative to now are re-evaluated as time passes, without a new event', (t) => {
   const clock = { now: T0 };
   const h = stageHarness(tempDir(t), 'relative', clock);
@@ -83,6 +167,15 @@ test('preview equals the saved result, and leaves nothing behind', (t) => {
   });
 });
 
+async function waitForBackfill(app: Awaited<ReturnType<typeof openTestApp>>, token: string, key: string) {
+  for (let i = 0; i < 1000; i++) {
+    const audience = (await app.inject({ method: 'GET', url: `/api/v1/audiences/${key}`, headers: { authorization: bearer(token) } })).json();
+    if (audience.backfill?.status === 'done') return audience;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`the backfill of ${key} did not finish`);
+}
+
 describe('audiences through the APIs', () => {
   test('marketers create them, the Profile API shows memberships, and bad definitions are refused', async (t) => {
     const app = await openTestApp(t);
@@ -101,7 +194,12 @@ describe('audiences through the APIs', () => {
     assert.equal(created.statusCode, 201, created.body);
     assert.deepEqual(created.json().definition, VIP.definition, 'the text form means the same tree');
     assert.equal(created.json().text, 'traits.plan = "pro" and performed "Order Completed" at least 2 times in last 30 days where total > 50 and not in audience "churned"');
-    assert.equal(created.json().size, preview.json().size, 'backfilled over existing profiles, as the preview said');
+    assert.ok(['running', 'done'].includes(created.json().backfill.status), 'built in the background');
+    const built = await waitForBackfill(app, marketer, VIP.key);
+    assert.equal(built.backfill.status, 'done');
+    assert.equal(built.backfill.progress, 1);
+    assert.equal(built.backfill.profiles.evaluated, 2);
+    assert.equal(built.size, preview.json().size, 'backfilled over existing profiles, as the preview said');
     const typo = await post({ key: 'typo', text: 'traits.plan == "pro"' });
     assert.equal(typo.json().error.code, 'invalid_definition');
     assert.match(typo.json().error.message, /text:14/);

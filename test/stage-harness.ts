@@ -11,12 +11,12 @@ type Event = Record<string, unknown>;
  * The real profile stage on a real state database, fed from an in-memory log, with a clock the
  * test controls: for properties and time-dependent behaviour without threads or HTTP.
  */
-export function stageHarness(dir: string, name: string, clock: { now: number } = { now: 1_800_000_000_000 }) {
+export function stageHarness(dir: string, name: string, clock: { now: number } = { now: 1_800_000_000_000 }, options: Parameters<typeof createProfileStage>[3] = {}) {
   const db = openDatabase({ dataDir: dir, sync: 'normal', file: `${name}.db` }, STATE_MIGRATIONS);
   const store = new SqliteProfileStore(db);
   const records: LogRecord[] = [];
   const log = { readForward: (after: number, limit: number) => records.slice(after, after + limit), get: (_w: string, id: number) => records[id - 1] };
-  const stage = createProfileStage(log, store, () => clock.now);
+  const stage = createProfileStage(log, store, () => clock.now, options);
   const push = (kind: string, body: unknown, meta: string) => records.push({ id: records.length + 1, workspaceId: 'w', sourceId: 's', receivedAt: clock.now, kind, body: Buffer.from(JSON.stringify(body)), meta });
   return {
     store,
@@ -29,10 +29,14 @@ export function stageHarness(dir: string, name: string, clock: { now: number } =
       }
       while (stage.runOnce(64) < records.length);
     },
-    admin(op: string, payload: Record<string, unknown>) {
+    /** An admin change, applied; background backfills run to the end unless `background` is set. */
+    admin(op: string, payload: Record<string, unknown>, options: { background?: boolean } = {}) {
       push('admin', { ...payload, op, type: op }, encodeMeta([{ messageId: `admin-${records.length}`, type: op, status: 'accepted', timestamp: clock.now, reasons: [], userId: undefined, anonymousId: undefined, event: undefined }]));
       while (stage.runOnce(64) < records.length);
+      if (!options.background) while (stage.backfillStep(1000));
     },
+    /** One short slice of background backfill; whether any is left. */
+    backfillStep: () => stage.backfillStep(0),
     expire: () => stage.expireWindows(),
     profile: (type: string, value: string) => store.profileOf('w', { type, value }),
     audiences(type: string, value: string) {

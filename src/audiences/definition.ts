@@ -15,7 +15,15 @@ export type AudienceNode =
   | { not: AudienceNode }
   | ({ trait: string } & Comparison)
   | { event: string; where?: Filter[]; withinDays?: number; count?: { op: '>=' | '>' | '=' | '<' | '<='; value: number } }
-  | { audience: string };
+  | { audience: string }
+  /** The profile's latest consent for a purpose (Segment's `context.consent.categoryPreferences`) is granted. */
+  | { consent: string }
+  /** A trait of an account (group) the profile belongs to: true when any linked account's value matches. */
+  | ({ account: string } & Comparison);
+
+/** The computed traits the lifetime-value models write per profile, readable in audiences. */
+export const VALUE_TIER_TRAIT = 'value_tier';
+export const PREDICTED_CLV_TRAIT = 'predicted_clv';
 
 export type Audience = { key: string; name: string; definition: AudienceNode };
 
@@ -57,11 +65,17 @@ export function validateDefinition(node: unknown, path = '$', budget = { nodes: 
     if (keys.length !== 1 || typeof n.audience !== 'string' || !KEY.test(n.audience)) throw new DefinitionError(path, 'audience must name an audience key');
     return node as AudienceNode;
   }
-  if ('trait' in n) {
-    if (typeof n.trait !== 'string' || n.trait.length === 0 || n.trait.length > 200) throw new DefinitionError(`${path}.trait`, 'must be a trait name');
+  if ('consent' in n) {
+    if (keys.length !== 1 || typeof n.consent !== 'string' || n.consent.length === 0 || n.consent.length > 100) throw new DefinitionError(path, 'consent must name a purpose');
+    return node as AudienceNode;
+  }
+  if ('trait' in n || 'account' in n) {
+    const field = 'trait' in n ? 'trait' : 'account';
+    const name = n[field];
+    if (typeof name !== 'string' || name.length === 0 || name.length > 200) throw new DefinitionError(`${path}.${field}`, `must be a${field === 'trait' ? '' : 'n account'} trait name`);
     if (typeof n.op !== 'string' || !TRAIT_OPS.includes(n.op)) throw new DefinitionError(`${path}.op`, `must be one of ${TRAIT_OPS.join(', ')}`);
-    const extra = keys.filter((k) => !['trait', 'op', 'value'].includes(k));
-    if (extra.length) throw new DefinitionError(`${path}.${extra[0]}`, 'is not a field of a trait condition');
+    const extra = keys.filter((k) => ![field, 'op', 'value'].includes(k));
+    if (extra.length) throw new DefinitionError(`${path}.${extra[0]}`, `is not a field of a${field === 'trait' ? '' : 'n account'} trait condition`);
     const v = n.value;
     const bad = (why: string) => new DefinitionError(`${path}.value`, why);
     switch (n.op) {
@@ -107,7 +121,7 @@ export function validateDefinition(node: unknown, path = '$', budget = { nodes: 
     }
     return node as AudienceNode;
   }
-  throw new DefinitionError(path, 'must be one of and, or, not, trait, event, audience');
+  throw new DefinitionError(path, 'must be one of and, or, not, trait, event, audience, consent, account');
 }
 
 const keys = new WeakMap<object, string>();
@@ -142,7 +156,11 @@ export function eventTraits(node: AudienceNode): ComputedTrait[] {
   return [...out.values()];
 }
 
-/** The trait keys, computed keys and audiences a definition reads: what triggers re-evaluation. */
+/**
+ * What a definition reads, as change keys: trait and computed keys as they are, `consent:<purpose>`
+ * and `account:<trait>`; and the audiences it reads. A profile change re-evaluates the audiences
+ * whose keys it touched.
+ */
 export function references(node: AudienceNode): { keys: Set<string>; audiences: Set<string> } {
   const keys = new Set<string>();
   const audiences = new Set<string>();
@@ -152,18 +170,45 @@ export function references(node: AudienceNode): { keys: Set<string>; audiences: 
     else if ('not' in n) walk(n.not);
     else if ('event' in n) keys.add(eventTraitKey(n));
     else if ('trait' in n) keys.add(n.trait);
+    else if ('consent' in n) keys.add(consentKey(n.consent));
+    else if ('account' in n) keys.add(accountKey(n.account));
     else audiences.add(n.audience);
   };
   walk(node);
   return { keys, audiences };
 }
 
+/** What evaluating a definition over many profiles has to load for each. */
+export type Needs = { keys: string[]; audiences: string[]; consents: string[]; accounts: string[] };
+
+export function needsOf(node: AudienceNode): Needs {
+  const keys = new Set<string>();
+  const audiences = new Set<string>();
+  const consents = new Set<string>();
+  const accounts = new Set<string>();
+  const walk = (n: AudienceNode): void => {
+    if ('and' in n) n.and.forEach(walk);
+    else if ('or' in n) n.or.forEach(walk);
+    else if ('not' in n) walk(n.not);
+    else if ('event' in n) keys.add(eventTraitKey(n));
+    else if ('trait' in n) keys.add(n.trait);
+    else if ('consent' in n) consents.add(n.consent);
+    else if ('account' in n) accounts.add(n.account);
+    else audiences.add(n.audience);
+  };
+  walk(node);
+  return { keys: [...keys], audiences: [...audiences], consents: [...consents], accounts: [...accounts] };
+}
+
+export const consentKey = (purpose: string) => `consent:${purpose}`;
+export const accountKey = (trait: string) => `account:${trait}`;
+
 /** Whether a definition compares with "now" (within_days, older_than_days): it changes with time alone. */
 export function dependsOnNow(node: AudienceNode): boolean {
   if ('and' in node) return node.and.some(dependsOnNow);
   if ('or' in node) return node.or.some(dependsOnNow);
   if ('not' in node) return dependsOnNow(node.not);
-  return 'trait' in node && (node.op === 'within_days' || node.op === 'older_than_days');
+  return ('trait' in node || 'account' in node) && (node.op === 'within_days' || node.op === 'older_than_days');
 }
 
 /** Audience keys in an order where each comes after those it depends on; throws on a cycle. */

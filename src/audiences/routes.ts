@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { TandemError } from '../errors.ts';
-import type { ProfileReader } from '../profiles/ports.ts';
+import type { Backfill, ProfileReader } from '../profiles/ports.ts';
 import type { Token } from '../store/ports.ts';
 import { DefinitionError, dependencyOrder, references, validateDefinition, type Audience } from './definition.ts';
 import { parseAudience, printAudience } from './text.ts';
@@ -19,10 +19,39 @@ const BODY = {
   properties: { key: { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9_]{0,63}$' }, name: { type: 'string', maxLength: 200 }, definition: { type: 'object' }, text: { type: 'string', maxLength: 10000 } },
 } as const;
 
-/** Audience definitions: create or change (with a backfill over every profile), list, read, delete. */
+/**
+ * How far building an audience has come: the log scan for its event conditions (when it has new
+ * ones) counts for the first half, evaluating every profile for the rest.
+ */
+function progressOf(b: Backfill | undefined) {
+  if (!b) return null;
+  const profiles = b.profilesTotal > 0 ? Math.min(1, b.profilesDone / b.profilesTotal) : 1;
+  const events = b.upTo > 1 ? Math.min(1, b.logAfter / (b.upTo - 1)) : 1;
+  const progress = b.phase === 'done' ? 1 : b.traits.length === 0 ? profiles : b.phase === 'events' ? events / 2 : 0.5 + profiles / 2;
+  return {
+    status: b.phase === 'done' ? 'done' : 'running',
+    phase: b.phase,
+    progress: Math.round(progress * 1000) / 1000,
+    log: { scanned_to: b.logAfter, up_to: b.upTo },
+    profiles: { evaluated: b.profilesDone, total: b.profilesTotal },
+    entered: b.entered,
+    exited: b.exited,
+    started_at: new Date(b.startedAt).toISOString(),
+    finished_at: b.finishedAt === null ? null : new Date(b.finishedAt).toISOString(),
+  };
+}
+
+/** Audience definitions: create or change (built in the background, progress in `backfill`), preview, list, read, delete. */
 export async function audienceRoutes(app: FastifyInstance, deps: AudienceRouteDeps): Promise<void> {
   const { profiles } = deps;
-  const describe = (workspaceId: string, a: Audience) => ({ key: a.key, name: a.name, definition: a.definition, text: printAudience(a.definition), size: profiles.audienceSize(workspaceId, a.key) });
+  const describe = (workspaceId: string, a: Audience) => ({
+    key: a.key,
+    name: a.name,
+    definition: a.definition,
+    text: printAudience(a.definition),
+    size: profiles.audienceSize(workspaceId, a.key),
+    backfill: progressOf(profiles.backfill(workspaceId, a.key)),
+  });
 
   app.get('/api/v1/audiences', async (req) => {
     const { workspaceId } = deps.authorize(req.headers.authorization, 'audiences:read');

@@ -14,6 +14,15 @@ test('the example from the issue parses to the tree a marketer means', () => {
     ],
   });
   assert.deepEqual(parseAudience('did not perform "Email Opened" in last 7 days or traits.vip = true'), { or: [{ not: { event: 'Email Opened', withinDays: 7 } }, { trait: 'vip', op: '=', value: true }] });
+  assert.deepEqual(parseAudience('value tier = "high" and predicted clv > 100 and consented to "Advertising" and account.plan in ["enterprise"]'), {
+    and: [
+      { trait: 'value_tier', op: '=', value: 'high' },
+      { trait: 'predicted_clv', op: '>', value: 100 },
+      { consent: 'Advertising' },
+      { account: 'plan', op: 'in', value: ['enterprise'] },
+    ],
+  });
+  assert.deepEqual(parseAudience('performed "E" where total > 5 and value > 3 and value tier = "low"'), { and: [{ event: 'E', where: [{ property: 'total', op: '>', value: 5 }, { property: 'value', op: '>', value: 3 }] }, { trait: 'value_tier', op: '=', value: 'low' }] });
   assert.deepEqual(parseAudience('(traits.a exists or traits.b does not exist) and traits.c in ["x", 2]'), { and: [{ or: [{ trait: 'a', op: 'exists' }, { trait: 'b', op: 'not_exists' }] }, { trait: 'c', op: 'in', value: ['x', 2] }] });
 });
 
@@ -33,7 +42,7 @@ test('mistakes are reported with the column where they are', () => {
   assert.throws(() => parseAudience('traits.plan matches "(a+)+$"'), DefinitionError, 'there is no regular-expression operator');
 });
 
-const NAMES = ['plan', 'seats', 'last', 'address.city', 'my key', 'x-y'];
+const NAMES = ['plan', 'seats', 'last', 'address.city', 'my key', 'x-y', 'value_tier', 'predicted_clv', 'value'];
 const scalar = fc.oneof(fc.string({ maxLength: 8 }), fc.integer({ min: -1000, max: 1000 }), fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e6, max: 1e6 }).filter((d) => !Object.is(d, -0)), fc.boolean());
 const text = fc.oneof(fc.string({ maxLength: 8 }), fc.integer({ min: -1000, max: 1000 }));
 const comparison = fc.oneof(
@@ -45,11 +54,13 @@ const comparison = fc.oneof(
   fc.record({ op: fc.constantFrom('before', 'after'), value: fc.constantFrom('2026-01-01', '2025-12-31T10:00:00Z') }),
   fc.record({ op: fc.constantFrom('within_days', 'older_than_days'), value: fc.integer({ min: 1, max: 400 }) }),
 );
-const filter = fc.tuple(fc.constantFrom('total', 'product.price', 'in', 'a b'), fc.oneof(fc.record({ op: fc.constantFrom('=', '!=', '>', '>=', '<', '<='), value: text }), fc.record({ op: fc.constant('exists') }), fc.record({ op: fc.constant('in'), value: fc.array(scalar, { minLength: 1, maxLength: 2 }) }))).map(([property, c]) => ({ property, ...c }));
+const filter = fc.tuple(fc.constantFrom('total', 'product.price', 'in', 'a b', 'value', 'account', 'predicted'), fc.oneof(fc.record({ op: fc.constantFrom('=', '!=', '>', '>=', '<', '<='), value: text }), fc.record({ op: fc.constant('exists') }), fc.record({ op: fc.constant('in'), value: fc.array(scalar, { minLength: 1, maxLength: 2 }) }))).map(([property, c]) => ({ property, ...c }));
 const leaf = fc.oneof(
   fc.tuple(fc.constantFrom(...NAMES), comparison).map(([trait, c]) => ({ trait, ...c })),
   fc.record({ event: fc.constantFrom('Order Completed', 'signup', 'and'), where: fc.array(filter, { minLength: 1, maxLength: 3 }), withinDays: fc.integer({ min: 1, max: 90 }), count: fc.record({ op: fc.constantFrom('>=', '>', '=', '<', '<='), value: fc.nat(20) }) }, { requiredKeys: ['event'] }),
   fc.record({ audience: fc.constantFrom('churned', 'vip') }),
+  fc.record({ consent: fc.constantFrom('Advertising', 'email marketing') }),
+  fc.tuple(fc.constantFrom('plan', 'employees', 'tier'), comparison).map(([account, c]) => ({ account, ...c })),
 );
 const tree = fc.letrec((tie) => ({
   node: fc.oneof({ depthSize: 'small' }, leaf, fc.record({ and: fc.array(tie('node'), { minLength: 2, maxLength: 3 }) }), fc.record({ or: fc.array(tie('node'), { minLength: 2, maxLength: 3 }) }), fc.record({ not: tie('node') })),

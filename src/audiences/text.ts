@@ -1,10 +1,12 @@
-import { DefinitionError, validateDefinition, type AudienceNode, type Comparison } from './definition.ts';
+import { DefinitionError, PREDICTED_CLV_TRAIT, validateDefinition, VALUE_TIER_TRAIT, type AudienceNode, type Comparison } from './definition.ts';
 import type { Filter } from '../profiles/computed-traits.ts';
 
 /**
  * The short text form of an audience that a marketer can type, e.g.
  *   traits.plan = "pro" and performed "Order Completed" at least 3 times in last 30 days
  *     where total > 50 and not in audience "churned"
+ * plus `account.<trait> …` (any linked account), `consented to "<purpose>"`, and
+ * `value tier …` / `predicted clv …` (the lifetime-value computed traits).
  * `parseAudience` turns it into the JSON tree; `printAudience` turns any tree back into text.
  * `and` binds tighter than `or`; a `where` clause takes filters joined by `and` for as long as
  * the next words read as a filter.
@@ -16,7 +18,9 @@ const WORD = /[A-Za-z_$][A-Za-z0-9_$-]*/y;
 const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 const STRING = /"(?:[^"\\\u0000-\u001f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"/y;
 const OP = /!=|>=|<=|=|>|</y;
-const KEYWORDS = new Set(['and', 'or', 'not', 'in', 'audience', 'performed', 'did', 'perform', 'at', 'least', 'most', 'exactly', 'more', 'fewer', 'than', 'times', 'last', 'days', 'where', 'exists', 'does', 'exist', 'contains', 'before', 'after', 'within', 'older', 'true', 'false', 'traits']);
+const KEYWORDS = new Set(['and', 'or', 'not', 'in', 'audience', 'performed', 'did', 'perform', 'at', 'least', 'most', 'exactly', 'more', 'fewer', 'than', 'times', 'last', 'days', 'where', 'exists', 'does', 'exist', 'contains', 'before', 'after', 'within', 'older', 'true', 'false', 'traits', 'account', 'consented', 'to', 'value', 'tier', 'predicted', 'clv']);
+/** Words that start a condition: after `and` in a where clause they end the filters. */
+const CONDITION_START = new Set(['not', 'in', 'performed', 'did', 'traits', 'account', 'consented']);
 
 function tokenize(text: string): Token[] {
   const tokens: Token[] = [];
@@ -121,7 +125,8 @@ export function parseAudience(text: string): AudienceNode {
 
   function looksLikeFilter(n: number): boolean {
     const t = peek(n);
-    if (!t || (t.kind !== 'string' && (t.kind !== 'word' || KEYWORDS.has(t.text)))) return false;
+    if (!t || (t.kind !== 'string' && t.kind !== 'word')) return false;
+    if (t.kind === 'word' && (CONDITION_START.has(t.text) || (t.text === 'value' && isWord('tier', n + 1)) || (t.text === 'predicted' && isWord('clv', n + 1)))) return false;
     let k = n + 1;
     while (peek(k)?.kind === 'punct' && peek(k)!.text === '.') k += 2;
     const next = peek(k);
@@ -177,7 +182,15 @@ export function parseAudience(text: string): AudienceNode {
       const trait = name();
       return { trait, ...comparison() } as AudienceNode;
     }
-    return fail('a condition (traits.…, performed, did not perform, in audience, not, or a parenthesis)');
+    if (word('account')) {
+      expectPunct('.');
+      const account = name();
+      return { account, ...comparison() } as AudienceNode;
+    }
+    if (word('consented')) return (expectWord('to'), { consent: string() });
+    if (isWord('value') && isWord('tier', 1)) return (pos += 2, { trait: VALUE_TIER_TRAIT, ...comparison() } as AudienceNode);
+    if (isWord('predicted') && isWord('clv', 1)) return (pos += 2, { trait: PREDICTED_CLV_TRAIT, ...comparison() } as AudienceNode);
+    return fail('a condition (traits.…, account.…, performed, did not perform, in audience, consented to, value tier, predicted clv, not, or a parenthesis)');
   }
 
   function term(): AudienceNode {
@@ -244,6 +257,12 @@ export function printAudience(node: AudienceNode): string {
     if (node.where?.length) text += ` where ${node.where.map((f) => `${f.property.split('.').map(nameOf).join('.')} ${comparisonText(f as Comparison)}`).join(' and ')}`;
     return text;
   }
+  if ('consent' in node) return `consented to ${quote(node.consent)}`;
+  if ('account' in node) {
+    const { account, ...comparison } = node;
+    return `account.${nameOf(account)} ${comparisonText(comparison as Comparison)}`;
+  }
   const { trait, ...comparison } = node;
-  return `traits.${nameOf(trait)} ${comparisonText(comparison as Comparison)}`;
+  const subject = trait === VALUE_TIER_TRAIT ? 'value tier' : trait === PREDICTED_CLV_TRAIT ? 'predicted clv' : `traits.${nameOf(trait)}`;
+  return `${subject} ${comparisonText(comparison as Comparison)}`;
 }

@@ -1,10 +1,40 @@
 import type { Identifier } from '../identity/identifiers.ts';
 import type { GraphView, IdentityRules, Warning } from '../identity/merge-policy.ts';
-import type { Audience } from '../audiences/definition.ts';
+import type { Audience, Needs } from '../audiences/definition.ts';
 import type { ComputedTrait } from './computed-traits.ts';
 
 /** Where an identifier, trait or merge came from: the event and the rule. */
 export type Provenance = { eventId: string; messageId: string; rule: string; at: number };
+
+/** A new or changed audience being built in the background: scan the log, then every profile. */
+export type Backfill = {
+  workspaceId: string;
+  audienceKey: string;
+  /** `events`: hidden event traits are filled from the log; `profiles`: every profile is evaluated. */
+  phase: 'events' | 'profiles' | 'done';
+  /** The hidden computed traits the log scan fills. */
+  traits: string[];
+  /** The log record that defined the audience: the scan covers records before it. */
+  upTo: number;
+  logAfter: number;
+  profileAfter: string;
+  profilesTotal: number;
+  profilesDone: number;
+  entered: number;
+  exited: number;
+  /** The admin event that defined the audience: the cause of the entries and exits. */
+  cause: string;
+  startedAt: number;
+  finishedAt: number | null;
+};
+
+/** What evaluating some definitions reads about a run of profiles (see Needs), by key then profile. */
+export type ProfileChunk = {
+  values: Map<string, Map<string, unknown>>;
+  members: Map<string, Set<string>>;
+  consents: Map<string, Map<string, boolean>>;
+  accounts: Map<string, Map<string, unknown[]>>;
+};
 
 /** What the profile stage writes; one adapter per store (SQLite now). */
 export interface ProfileWriter {
@@ -15,6 +45,8 @@ export interface ProfileWriter {
   link(workspaceId: string, profileId: string, id: Identifier, why: Provenance): void;
   merge(workspaceId: string, from: string, into: string, via: Identifier, why: Provenance): void;
   setTraits(workspaceId: string, profileId: string, traits: Record<string, unknown>, timestamp: number, why: Provenance): void;
+  /** Consent per purpose, last write wins by event timestamp. Returns the purposes whose value changed. */
+  setConsents(profileId: string, preferences: Record<string, boolean>, timestamp: number, messageId: string): string[];
   addEvent(profileId: string, timestamp: number, eventId: string): void;
   warn(workspaceId: string, eventId: string, profileId: string, warnings: Warning[]): void;
   /** Moves one identifier to another profile and pins it there (an administrator's split). */
@@ -46,6 +78,17 @@ export interface ProfileWriter {
   savePreview(workspaceId: string, id: string, result: unknown, at: number): void;
   /** Every live profile of a workspace, for backfills. */
   profileIds(workspaceId: string): string[];
+  /** Up to `limit` live profiles after `after`, in id order. */
+  liveProfilesAfter(workspaceId: string, after: string, limit: number): string[];
+  /** What `needs` reads about the profiles `ids` (sorted, from liveProfilesAfter). */
+  profileChunk(workspaceId: string, needs: Needs, ids: string[]): ProfileChunk;
+  /** Sets count traits from their contributions for profiles with ids in [from, to]. */
+  recountRange(trait: ComputedTrait, from: string, to: string, now: number): void;
+  profileCount(workspaceId: string): number;
+  saveBackfill(backfill: Backfill): void;
+  deleteBackfill(workspaceId: string, audienceKey: string): void;
+  /** Backfills not yet done, oldest first. */
+  pendingBackfills(): Backfill[];
   upsertAccount(workspaceId: string, groupId: string, traits: Record<string, unknown>, timestamp: number, why: Provenance): void;
   linkAccount(workspaceId: string, groupId: string, profileId: string, why: Provenance): void;
   checkpoint(): number;
@@ -76,6 +119,11 @@ export interface ProfileReader {
   allComputedValues(profileId: string): Record<string, unknown>;
   audiences(workspaceId: string): Audience[];
   memberships(profileId: string): string[];
+  audienceMembers(workspaceId: string, key: string): string[];
+  consents(profileId: string): Record<string, boolean>;
+  /** One trait's values over the accounts the profile is linked to (those that have it). */
+  accountValues(profileId: string, key: string): unknown[];
+  backfill(workspaceId: string, audienceKey: string): Backfill | undefined;
   audienceSize(workspaceId: string, key: string): number;
   preview(workspaceId: string, id: string): unknown;
   profileAudienceHistory(profileId: string, limit: number): Array<{ key: string; change: 'enter' | 'exit'; at: number; eventId: string }>;

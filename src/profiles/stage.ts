@@ -2,14 +2,27 @@ import { extractIdentifiers } from '../identity/identifiers.ts';
 import { planEvent, type IdentityRules } from '../identity/merge-policy.ts';
 import { expandRecord, findEvent, type StoredEvent } from '../ingest/event-view.ts';
 import type { EventLog } from '../store/ports.ts';
-import { dependencyOrder, dependsOnNow, eventTraits, references, type Audience } from '../audiences/definition.ts';
-import { evaluate } from '../audiences/evaluate.ts';
+import { accountKey, consentKey, dependencyOrder, dependsOnNow, eventTraits, needsOf, references, type Audience } from '../audiences/definition.ts';
+import { evaluate, type ProfileView } from '../audiences/evaluate.ts';
 import { contribution, type ComputedTrait } from './computed-traits.ts';
-import type { ProfileReader, ProfileWriter, Provenance } from './ports.ts';
+import type { Backfill, ProfileReader, ProfileWriter, Provenance } from './ports.ts';
 import { parseProfileId, profileByRef } from './profile-ref.ts';
 import { isObject } from '../json.ts';
 
 const PROCESSED = new Set(['accepted', 'flagged']);
+const DAY = 86_400_000;
+/** Computed traits behind audience event conditions (see eventTraits). */
+const HIDDEN = '__';
+const NOTHING_BUILDING = { audiences: new Set<string>(), traits: new Set<string>() };
+
+/** Segment's consent preferences, `context.consent.categoryPreferences`: purpose → granted. */
+function consentOf(context: Record<string, unknown>): Record<string, boolean> | undefined {
+  const consent = context.consent;
+  if (!isObject(consent) || !isObject(consent.categoryPreferences)) return undefined;
+  const out: Record<string, boolean> = {};
+  for (const [purpose, granted] of Object.entries(consent.categoryPreferences)) if (typeof granted === 'boolean' && purpose.length <= 100) out[purpose] = granted;
+  return Object.keys(out).length > 0 ? out : undefined;
+}
 
 function blockedBy(rules: IdentityRules): (type: string, value: string) => boolean {
   const patterns = rules.blocked.map((b) => ({ type: b.type, re: new RegExp(b.pattern, 'iu') }));
@@ -22,8 +35,35 @@ function blockedBy(rules: IdentityRules): (type: string, value: string) => boole
  * write wins by event timestamp, then messageId) and the profile's event list. One transaction
  * per run moves the checkpoint with the state, so each event takes effect exactly once.
  */
-export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, writer: ProfileWriter & ProfileReader, now: () => number = Date.now) {
+export function createProfileStage(
+  log: Pick<EventLog, 'readForward' | 'get'>,
+  writer: ProfileWriter & ProfileReader,
+  now: () => number = Date.now,
+  /** How much a backfill does per step: log records per scan, profiles per sweep. */
+  { backfillRecords = 256, backfillProfiles = 2000 } = {},
+) {
   const blockers = new WeakMap<IdentityRules, (type: string, value: string) => boolean>();
+
+  /**
+   * Audiences being built in the background: those whose hidden event traits are still being
+   * filled from the log are not evaluated live yet, and traits still being backfilled are
+   * recounted from their contributions rather than incremented.
+   */
+  const buildingOf = new WeakMap<Backfill[], Map<string, { audiences: Set<string>; traits: Set<string> }>>();
+  function building(workspaceId: string): { audiences: Set<string>; traits: Set<string> } {
+    const pending = writer.pendingBackfills();
+    let byWorkspace = buildingOf.get(pending);
+    if (!byWorkspace) {
+      buildingOf.set(pending, (byWorkspace = new Map()));
+      for (const b of pending) {
+        let entry = byWorkspace.get(b.workspaceId);
+        if (!entry) byWorkspace.set(b.workspaceId, (entry = { audiences: new Set(), traits: new Set() }));
+        if (b.phase === 'events') entry.audiences.add(b.audienceKey);
+        for (const t of b.traits) entry.traits.add(t);
+      }
+    }
+    return byWorkspace.get(workspaceId) ?? NOTHING_BUILDING;
+  }
 
   function processEvent(workspaceId: string, e: StoredEvent): void {
     const rules = writer.rules(workspaceId);
@@ -44,10 +84,17 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
     const context = isObject(payload.context) ? payload.context : {};
     const traits = { ...(isObject(context.traits) ? context.traits : {}), ...(e.type === 'identify' && isObject(payload.traits) ? payload.traits : {}) };
     if (Object.keys(traits).length > 0) writer.setTraits(workspaceId, target, traits, timestamp, why('trait'));
+    const preferences = consentOf(context);
+    const consentChanged = preferences ? writer.setConsents(target, preferences, timestamp, e.messageId) : [];
+    let accountChanged: string[] = [];
     if (e.type === 'group' && (typeof payload.groupId === 'string' || typeof payload.groupId === 'number')) {
       const groupId = String(payload.groupId);
-      writer.upsertAccount(workspaceId, groupId, isObject(payload.traits) ? payload.traits : {}, timestamp, why('group'));
+      const accountTraits = isObject(payload.traits) ? payload.traits : {};
+      writer.upsertAccount(workspaceId, groupId, accountTraits, timestamp, why('group'));
       writer.linkAccount(workspaceId, groupId, target, why('group'));
+      accountChanged = Object.keys(accountTraits).map(accountKey);
+      // The account's other members read these traits too.
+      if (accountChanged.length > 0) for (const other of writer.accountLinks(workspaceId, groupId)) if (other !== target) evaluateAudiences(workspaceId, other, new Set(accountChanged), e.id);
     }
     writer.addEvent(target, timestamp, e.id);
     const matched: ComputedTrait[] = [];
@@ -58,10 +105,15 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
       matched.push(trait);
     }
     if (plan.merges.length > 0) recomputeAll(workspaceId, target);
-    // A count only grows with a new event (windows shrink it in the sweep), so no recount here.
-    else for (const trait of matched) trait.kind === 'count' ? writer.incrementCount(target, trait, timestamp, now()) : writer.recompute(target, trait, now());
+    else {
+      // A count only grows with a new event (windows shrink it in the sweep), so no recount here,
+      // unless a backfill is still filling the trait's earlier contributions.
+      const backfilling = building(workspaceId).traits;
+      for (const trait of matched) trait.kind === 'count' && !backfilling.has(trait.key) ? writer.incrementCount(target, trait, timestamp, now()) : writer.recompute(target, trait, now());
+    }
     for (const m of plan.merges) leaveAll(workspaceId, m.profileId, e.id);
-    const changed = plan.merges.length > 0 ? 'all' : new Set([...Object.keys(traits), ...matched.map((t) => t.key)]);
+    // A new profile is evaluated against every audience: `not …` matches a profile with nothing yet.
+    const changed = plan.merges.length > 0 || plan.target === null ? 'all' : new Set([...Object.keys(traits), ...matched.map((t) => t.key), ...consentChanged.map(consentKey), ...accountChanged]);
     evaluateAudiences(workspaceId, target, changed, e.id);
   }
 
@@ -74,24 +126,23 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
 
   /**
    * Re-evaluates, for one profile, the audiences that read what changed (trait and computed
-   * keys, or other audiences whose membership just changed), in dependency order, recording
-   * each entry and exit with its cause.
+   * keys, consent and account keys, or other audiences whose membership just changed, starting
+   * with `moved`), in dependency order, recording each entry and exit with its cause.
    */
-  function evaluateAudiences(workspaceId: string, profileId: string, changed: Set<string> | 'all', cause: string, only?: string): void {
+  function evaluateAudiences(workspaceId: string, profileId: string, changed: Set<string> | 'all', cause: string, moved = new Set<string>()): void {
     const list = writer.audiences(workspaceId);
     if (list.length === 0) return;
-    let values: Record<string, unknown> | undefined;
+    const skip = building(workspaceId).audiences;
+    let view: ProfileView | undefined;
     let members: Set<string> | undefined;
-    const moved = new Set<string>();
     for (const { audience, keys, audiences } of ordered(list)) {
-      const due = only ? audience.key === only || [...audiences].some((a) => moved.has(a)) : changed === 'all' || [...keys].some((k) => changed.has(k)) || [...audiences].some((a) => moved.has(a));
+      if (skip.has(audience.key)) continue;
+      const due = changed === 'all' || [...keys].some((k) => changed.has(k)) || [...audiences].some((a) => moved.has(a));
       if (!due) continue;
-      values ??= { ...Object.fromEntries(Object.entries(writer.traits(profileId)).map(([k, v]) => [k, v.value])), ...writer.allComputedValues(profileId) };
       members ??= new Set(writer.memberships(profileId));
-      const snapshot = values;
-      const inside = members;
-      const isIn = evaluate(audience.definition, { value: (k) => snapshot[k], member: (k) => inside.has(k), now: now() });
-      const change = writer.setMembership(workspaceId, audience.key, profileId, isIn, now(), cause, inside.has(audience.key));
+      view ??= profileView(profileId, members);
+      const isIn = evaluate(audience.definition, view);
+      const change = writer.setMembership(workspaceId, audience.key, profileId, isIn, now(), cause, members.has(audience.key));
       if (change) {
         moved.add(audience.key);
         if (isIn) members.add(audience.key);
@@ -100,49 +151,198 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
     }
   }
 
+  /** One profile as evaluation reads it, loaded lazily from the store. */
+  function profileView(profileId: string, members: Set<string>): ProfileView {
+    let values: Record<string, unknown> | undefined;
+    let consents: Record<string, boolean> | undefined;
+    return {
+      value: (k) => (values ??= { ...Object.fromEntries(Object.entries(writer.traits(profileId)).map(([key, v]) => [key, v.value])), ...writer.allComputedValues(profileId) })[k],
+      member: (k) => members.has(k),
+      consent: (purpose) => (consents ??= writer.consents(profileId))[purpose],
+      account: (k) => writer.accountValues(profileId, k),
+      now: now(),
+    };
+  }
+
+  /**
+   * Evaluates one audience over the next `limit` live profiles after `after`, reading what the
+   * definition needs for the whole run at once. `recount` traits are first set from their
+   * contributions for the run (a backfill's new event traits). With `cause`, entries and exits are
+   * recorded and the audiences that depend on this one follow; without, nothing is written.
+   */
+  function sweep(workspaceId: string, audience: Audience, after: string, limit: number, recount: ComputedTrait[], cause?: string) {
+    const ids = writer.liveProfilesAfter(workspaceId, after, limit);
+    const result = { count: ids.length, last: ids[ids.length - 1] ?? after, matched: [] as string[], entered: 0, exited: 0 };
+    if (ids.length === 0) return result;
+    const at = now();
+    for (const trait of recount) writer.recountRange(trait, ids[0]!, result.last, at);
+    const needs = needsOf(audience.definition);
+    const chunk = writer.profileChunk(workspaceId, { ...needs, audiences: [...needs.audiences, audience.key] }, ids);
+    const current = chunk.members.get(audience.key)!;
+    for (const id of ids) {
+      const isIn = evaluate(audience.definition, {
+        value: (k) => chunk.values.get(k)?.get(id),
+        member: (k) => chunk.members.get(k)?.has(id) ?? false,
+        consent: (purpose) => chunk.consents.get(purpose)?.get(id),
+        account: (k) => chunk.accounts.get(k)?.get(id) ?? [],
+        now: at,
+      });
+      if (isIn) result.matched.push(id);
+      if (cause === undefined) continue;
+      const change = writer.setMembership(workspaceId, audience.key, id, isIn, at, cause, current.has(id));
+      if (change === null) continue;
+      if (change === 'enter') result.entered++;
+      else result.exited++;
+      evaluateAudiences(workspaceId, id, new Set(), cause, new Set([audience.key]));
+    }
+    return result;
+  }
+
   /** A profile merged away leaves every audience; the profile it joined is evaluated anew. */
   function leaveAll(workspaceId: string, profileId: string, cause: string): void {
     for (const key of writer.memberships(profileId)) writer.setMembership(workspaceId, key, profileId, false, now(), cause);
   }
 
-  /** A new or changed audience: its hidden event traits (backfilled), then every profile. */
-  function defineAudience(workspaceId: string, e: StoredEvent, upTo: number): void {
-    const audience = e.payload.audience as Audience;
-    const existing = new Set(writer.computedTraits(workspaceId).map((t) => t.key));
-    for (const trait of eventTraits(audience.definition)) if (!existing.has(trait.key)) defineTrait(workspaceId, trait, upTo);
-    writer.defineAudience(workspaceId, audience, now());
-    try {
-      dependencyOrder(writer.audiences(workspaceId));
-    } catch {
-      writer.deleteAudience(workspaceId, audience.key);
-      return;
+  /**
+   * Fills contributions of `traits` from the log records after `after` and before `upTo`, at most
+   * `maxRecords` of them, attributed to the profiles those events belong to now. Contributions
+   * are unique per event, so scanning a record twice changes nothing. Returns where to go on
+   * from, or null when the range is done.
+   */
+  function scanLog(workspaceId: string, traits: ComputedTrait[], after: number, upTo: number, maxRecords: number, touched?: Set<string>): number | null {
+    const records = log.readForward(after, maxRecords).filter((r) => r.id < upTo);
+    if (records.length === 0 || traits.length === 0) return null;
+    const names = new Set(traits.map((t) => t.event));
+    const at = now();
+    for (const record of records) {
+      if (record.workspaceId !== workspaceId || record.kind === 'admin') continue;
+      for (const past of expandRecord(record, (v) => PROCESSED.has(v.status) && v.event !== undefined && names.has(v.event))) {
+        const timestamp = Date.parse(past.timestamp);
+        let profileId: string | undefined | null = null;
+        for (const trait of traits) {
+          // A contribution already outside the window would lapse at the next sweep anyway.
+          if (trait.windowDays !== undefined && timestamp < at - trait.windowDays * DAY) continue;
+          const value = contribution(trait, past);
+          if (value === undefined) continue;
+          if (profileId === null) profileId = writer.profileOfEvent(past.id);
+          if (!profileId) break;
+          writer.addContribution(workspaceId, profileId, trait.key, timestamp, past.id, value);
+          touched?.add(profileId);
+        }
+      }
     }
-    for (const profileId of writer.profileIds(workspaceId)) evaluateAudiences(workspaceId, profileId, 'all', e.id, audience.key);
+    return records[records.length - 1]!.id;
   }
 
   /**
-   * What saving an audience would give, computed by the very code that saves it, then undone:
-   * so a preview always equals the saved result.
+   * Starts (or restarts) building an audience in the background: first its new event traits
+   * from the log, then every profile. Traits another unfinished backfill is still filling are
+   * scanned again, which is harmless since contributions are unique per event.
+   */
+  function startBackfill(workspaceId: string, audienceKey: string, traits: string[], upTo: number, cause: string): void {
+    const at = now();
+    writer.saveBackfill({
+      workspaceId, audienceKey, phase: traits.length > 0 ? 'events' : 'profiles', traits, upTo, logAfter: 0, profileAfter: '',
+      profilesTotal: writer.profileCount(workspaceId), profilesDone: 0, entered: 0, exited: 0, cause, startedAt: at, finishedAt: null,
+    });
+  }
+
+  /** The event traits a definition needs that are not complete yet: new ones, or still being backfilled. */
+  function traitsToFill(workspaceId: string, definition: Audience['definition']): ComputedTrait[] {
+    const existing = new Set(writer.computedTraits(workspaceId).map((t) => t.key));
+    const filling = building(workspaceId).traits;
+    const fill = eventTraits(definition).filter((t) => !existing.has(t.key) || filling.has(t.key));
+    for (const trait of fill) if (!existing.has(trait.key)) writer.defineComputedTrait(workspaceId, trait, now());
+    return fill;
+  }
+
+  /** A new or changed audience: saved now, built in the background (see backfillStep). */
+  function defineAudience(workspaceId: string, e: StoredEvent, upTo: number): void {
+    const audience = e.payload.audience as Audience;
+    const others = writer.audiences(workspaceId).filter((a) => a.key !== audience.key);
+    try {
+      dependencyOrder([...others, audience]);
+    } catch {
+      return; // the API refuses cycles; one can only arise from a race between two changes
+    }
+    const fill = traitsToFill(workspaceId, audience.definition);
+    writer.defineAudience(workspaceId, audience, now());
+    dropUnusedEventTraits(workspaceId);
+    startBackfill(workspaceId, audience.key, fill.map((t) => t.key), upTo, e.id);
+  }
+
+  /**
+   * Works on the oldest unfinished backfill for about `budgetMs` in one transaction: a few
+   * hundred log records at a time, then a couple of thousand profiles at a time. Returns whether
+   * any backfill is left.
+   */
+  function backfillStep(budgetMs: number): boolean {
+    const job = writer.pendingBackfills()[0];
+    if (!job) return false;
+    const deadline = performance.now() + budgetMs;
+    writer.transaction(() => {
+      const b = { ...job };
+      const audience = writer.audiences(b.workspaceId).find((a) => a.key === b.audienceKey);
+      if (!audience) return writer.deleteBackfill(b.workspaceId, b.audienceKey);
+      const traits = writer.computedTraits(b.workspaceId).filter((t) => b.traits.includes(t.key));
+      do {
+        if (b.phase === 'events') {
+          const next = scanLog(b.workspaceId, traits, b.logAfter, b.upTo, backfillRecords);
+          if (next !== null) b.logAfter = next;
+          else [b.phase, b.logAfter, b.profilesTotal] = ['profiles', b.upTo, writer.profileCount(b.workspaceId)];
+        } else {
+          const r = sweep(b.workspaceId, audience, b.profileAfter, backfillProfiles, traits, b.cause);
+          b.profileAfter = r.last;
+          b.profilesDone += r.count;
+          b.entered += r.entered;
+          b.exited += r.exited;
+          if (r.count < backfillProfiles) [b.phase, b.finishedAt, b.profilesTotal] = ['done', now(), Math.max(b.profilesTotal, b.profilesDone)];
+        }
+      } while (b.phase !== 'done' && performance.now() < deadline);
+      writer.saveBackfill(b);
+    });
+    return writer.pendingBackfills().length > 0;
+  }
+
+  /**
+   * What saving an audience would give, computed by the code that builds it (the same log scan
+   * and the same sweep), with nothing kept: so a preview always equals the saved result.
    */
   function previewAudience(workspaceId: string, e: StoredEvent, upTo: number): void {
     const audience = e.payload.audience as Audience;
     const sampleSize = Number(e.payload.sample ?? 10);
     const result = writer.tentatively(() => {
-      defineAudience(workspaceId, e, upTo);
-      if (!writer.audiences(workspaceId).some((a) => a.key === audience.key)) return { error: 'cycle' };
-      const members = writer.profileIds(workspaceId).filter((p) => writer.memberships(p).includes(audience.key));
-      return { size: members.length, sample: members.slice(0, sampleSize).map((p) => ({ profile_id: p, identifiers: writer.identifiers(p).slice(0, 5).map((i) => ({ type: i.type, value: i.value })) })) };
+      try {
+        dependencyOrder([...writer.audiences(workspaceId).filter((a) => a.key !== audience.key), audience]);
+      } catch {
+        return { error: 'cycle' };
+      }
+      const fill = traitsToFill(workspaceId, audience.definition);
+      for (let after: number | null = 0; after !== null; ) after = scanLog(workspaceId, fill, after, upTo, 1024);
+      let size = 0;
+      const sample: string[] = [];
+      for (let after = '', count = backfillProfiles; count === backfillProfiles; ) {
+        const r = sweep(workspaceId, audience, after, backfillProfiles, fill);
+        [after, count, size] = [r.last, r.count, size + r.matched.length];
+        for (const id of r.matched) if (sample.length < sampleSize) sample.push(id);
+      }
+      return { size, sample: sample.map((p) => ({ profile_id: p, identifiers: writer.identifiers(p).slice(0, 5).map((i) => ({ type: i.type, value: i.value })) })) };
     });
     writer.savePreview(workspaceId, String(e.payload.previewId), result, now());
   }
 
   function deleteAudience(workspaceId: string, key: string, cause: string): void {
-    const audience = writer.audiences(workspaceId).find((a) => a.key === key);
-    if (!audience) return;
-    for (const profileId of writer.profileIds(workspaceId)) if (writer.memberships(profileId).includes(key)) writer.setMembership(workspaceId, key, profileId, false, now(), cause);
+    if (!writer.audiences(workspaceId).some((a) => a.key === key)) return;
+    for (const profileId of writer.audienceMembers(workspaceId, key)) writer.setMembership(workspaceId, key, profileId, false, now(), cause, true);
     writer.deleteAudience(workspaceId, key);
-    const stillUsed = new Set(writer.audiences(workspaceId).flatMap((a) => eventTraits(a.definition).map((t) => t.key)));
-    for (const trait of eventTraits(audience.definition)) if (!stillUsed.has(trait.key)) writer.deleteComputedTrait(workspaceId, trait.key);
+    writer.deleteBackfill(workspaceId, key);
+    dropUnusedEventTraits(workspaceId);
+  }
+
+  /** Hidden event traits no audience reads any more. */
+  function dropUnusedEventTraits(workspaceId: string): void {
+    const used = new Set(writer.audiences(workspaceId).flatMap((a) => eventTraits(a.definition).map((t) => t.key)));
+    for (const trait of writer.computedTraits(workspaceId)) if (trait.key.startsWith(HIDDEN) && !used.has(trait.key)) writer.deleteComputedTrait(workspaceId, trait.key);
   }
 
   function recomputeAll(workspaceId: string, profileId: string): void {
@@ -151,27 +351,29 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
 
   /**
    * A new or changed computed trait: its definition, then a backfill over every event the
-   * stage processed before this one, attributed to the profiles those events belong to now.
+   * stage processed before this one, attributed to the profiles those events belong to now; the
+   * audiences that read it are rebuilt in the background.
    */
-  function defineTrait(workspaceId: string, trait: ComputedTrait, upTo: number): void {
+  function defineTrait(workspaceId: string, trait: ComputedTrait, upTo: number, cause: string): void {
     writer.defineComputedTrait(workspaceId, trait, now());
     const touched = new Set<string>();
-    for (let after = 0; after < upTo; ) {
-      const records = log.readForward(after, 256).filter((r) => r.id < upTo);
-      if (records.length === 0) break;
-      for (const record of records) {
-        after = record.id;
-        if (record.workspaceId !== workspaceId || record.kind === 'admin') continue;
-        for (const past of expandRecord(record, (v) => PROCESSED.has(v.status) && (v.event === trait.event))) {
-          const value = contribution(trait, past);
-          const profileId = value === undefined ? undefined : writer.profileOfEvent(past.id);
-          if (!profileId) continue;
-          writer.addContribution(workspaceId, profileId, trait.key, Date.parse(past.timestamp), past.id, value);
-          touched.add(profileId);
-        }
-      }
-    }
+    for (let after: number | null = 0; after !== null; ) after = scanLog(workspaceId, [trait], after, upTo, 256, touched);
     for (const profileId of touched) writer.recompute(profileId, trait, now());
+    rebuildReaders(workspaceId, trait.key, upTo, cause);
+  }
+
+  function deleteTrait(workspaceId: string, key: string, upTo: number, cause: string): void {
+    writer.deleteComputedTrait(workspaceId, key);
+    rebuildReaders(workspaceId, key, upTo, cause);
+  }
+
+  /** Audiences reading a computed trait whose values all changed are evaluated again over every profile. */
+  function rebuildReaders(workspaceId: string, key: string, upTo: number, cause: string): void {
+    for (const audience of writer.audiences(workspaceId)) {
+      if (!references(audience.definition).keys.has(key)) continue;
+      const pending = writer.pendingBackfills().find((b) => b.workspaceId === workspaceId && b.audienceKey === audience.key);
+      startBackfill(workspaceId, audience.key, pending?.traits ?? [], upTo, cause);
+    }
   }
 
   /** The profile a reference names now: `profile_id:…` or any identifier. */
@@ -222,14 +424,21 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
     writer.recordSplit(workspaceId, from, to, id, moved, { eventId: e.id, messageId: e.messageId, rule: 'admin_split', at });
   }
 
-  /** Windowed computed traits lapse on time: drop what left the window and recompute. */
+  /**
+   * Time passing: audiences with conditions relative to now (within_days, older_than_days) are
+   * swept over every profile, and windowed computed traits drop what left their window.
+   */
   function expireWindows(): number {
     let changed = 0;
     writer.transaction(() => {
       for (const workspaceId of writer.workspaces()) {
-        // Conditions relative to now (within_days, older_than_days) change with time alone.
-        for (const audience of writer.audiences(workspaceId).filter((a) => dependsOnNow(a.definition))) {
-          for (const profileId of writer.profileIds(workspaceId)) evaluateAudiences(workspaceId, profileId, 'all', 'time', audience.key);
+        const skip = building(workspaceId).audiences;
+        for (const audience of writer.audiences(workspaceId).filter((a) => dependsOnNow(a.definition) && !skip.has(a.key))) {
+          for (let after = '', count = backfillProfiles; count === backfillProfiles; ) {
+            const r = sweep(workspaceId, audience, after, backfillProfiles, [], 'time');
+            [after, count] = [r.last, r.count];
+            changed += r.entered + r.exited;
+          }
         }
         for (const trait of writer.computedTraits(workspaceId)) {
           for (const profileId of writer.expire(workspaceId, trait, now())) {
@@ -255,11 +464,11 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
           if (record.kind !== 'admin') processEvent(record.workspaceId, e);
           else if (e.type === 'merge') adminMerge(record.workspaceId, e);
           else if (e.type === 'split') adminSplit(record.workspaceId, e);
-          else if (e.type === 'computed_trait') defineTrait(record.workspaceId, e.payload.trait as ComputedTrait, record.id);
+          else if (e.type === 'computed_trait') defineTrait(record.workspaceId, e.payload.trait as ComputedTrait, record.id, e.id);
           else if (e.type === 'audience') defineAudience(record.workspaceId, e, record.id);
           else if (e.type === 'audience_preview') previewAudience(record.workspaceId, e, record.id);
           else if (e.type === 'audience_delete') deleteAudience(record.workspaceId, String(e.payload.key), e.id);
-          else if (e.type === 'computed_trait_delete') writer.deleteComputedTrait(record.workspaceId, String(e.payload.key));
+          else if (e.type === 'computed_trait_delete') deleteTrait(record.workspaceId, String(e.payload.key), record.id, e.id);
         }
       }
       writer.setCheckpoint(last);
@@ -267,5 +476,5 @@ export function createProfileStage(log: Pick<EventLog, 'readForward' | 'get'>, w
     return last;
   }
 
-  return { runOnce, expireWindows };
+  return { runOnce, backfillStep, expireWindows };
 }

@@ -53,6 +53,15 @@ export const STATE_MIGRATIONS = [
    CREATE INDEX audience_history_audience ON audience_history (workspace_id, audience_key, id);
    CREATE INDEX audience_history_profile ON audience_history (profile_id, id);
    CREATE TABLE audience_previews (id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, result TEXT NOT NULL, at INTEGER NOT NULL);`,
+  // Background backfills of audiences; consent per purpose; indexes for evaluating one key over a range of profiles.
+  `CREATE TABLE backfills (workspace_id TEXT NOT NULL, audience_key TEXT NOT NULL, phase TEXT NOT NULL, traits TEXT NOT NULL, up_to INTEGER NOT NULL, log_after INTEGER NOT NULL,
+     profile_after TEXT NOT NULL, profiles_total INTEGER NOT NULL, profiles_done INTEGER NOT NULL, entered INTEGER NOT NULL, exited INTEGER NOT NULL, cause TEXT NOT NULL,
+     started_at INTEGER NOT NULL, finished_at INTEGER, PRIMARY KEY (workspace_id, audience_key));
+   CREATE TABLE consents (profile_id TEXT NOT NULL, purpose TEXT NOT NULL, granted INTEGER NOT NULL, ts INTEGER NOT NULL, message_id TEXT NOT NULL, PRIMARY KEY (profile_id, purpose)) WITHOUT ROWID;
+   CREATE INDEX consents_purpose ON consents (purpose, profile_id);
+   CREATE INDEX traits_key ON traits (key, profile_id);
+   CREATE INDEX computed_values_key ON computed_values (key, profile_id);
+   CREATE UNIQUE INDEX ct_values_event ON ct_values (key, event_id);`,
 ];
 
 export type SqliteOptions = { dataDir: string; sync: 'full' | 'normal'; file?: string };

@@ -18,7 +18,7 @@ const logDb = openDatabase(options);
 // so it needs no fsync per transaction: after a power loss both roll back together and the
 // stage replays from the log. Process crashes lose nothing either way (WAL).
 const stateDb = openDatabase({ ...options, sync: 'normal', file: 'state.db' }, STATE_MIGRATIONS);
-const { runOnce, expireWindows } = createProfileStage(new SqliteLogReader(logDb), new SqliteProfileStore(stateDb));
+const { runOnce, backfillStep, expireWindows } = createProfileStage(new SqliteLogReader(logDb), new SqliteProfileStore(stateDb));
 const expiry = setInterval(() => {
   try {
     expireWindows();
@@ -31,7 +31,11 @@ let running = false;
 let again = false;
 let drains: number[] = [];
 
-/** Runs batches until nothing is left, yielding between batches so messages get through. */
+/**
+ * Runs batches until the log is caught up, yielding between batches so messages get through.
+ * Background backfills take a slice between batches: a short one while events are arriving, a
+ * longer one when the stage is idle.
+ */
 function run(): void {
   if (running) {
     again = true;
@@ -39,25 +43,29 @@ function run(): void {
   }
   running = true;
   const step = () => {
-    let before: number;
-    let after: number;
+    let caughtUp: boolean;
+    let more: boolean;
     try {
-      before = runOnceCheckpoint;
-      after = runOnceCheckpoint = runOnce(64);
+      const before = runOnceCheckpoint;
+      runOnceCheckpoint = runOnce(64);
+      caughtUp = runOnceCheckpoint === before && !again;
+      more = backfillStep(caughtUp ? 200 : 10);
     } catch (err) {
       running = false;
       port.postMessage({ type: 'failed', error: err instanceof Error ? `${err.message}\n${err.stack}` : String(err) } satisfies StageReply);
       setTimeout(run, 1000);
       return;
     }
-    if (after !== before || again) {
-      again = false;
+    again = false;
+    if (caughtUp) {
+      for (const seq of drains) port.postMessage({ type: 'drained', seq, checkpoint: runOnceCheckpoint } satisfies StageReply);
+      drains = [];
+    }
+    if (!caughtUp || more) {
       setImmediate(step);
       return;
     }
     running = false;
-    for (const seq of drains) port.postMessage({ type: 'drained', seq, checkpoint: after } satisfies StageReply);
-    drains = [];
   };
   step();
 }

@@ -2,15 +2,24 @@ import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { Identifier } from '../../identity/identifiers.ts';
 import { DEFAULT_RULES, type GraphView, type IdentityRules, type Warning } from '../../identity/merge-policy.ts';
 import { oncePerTurn } from '../../ops/once-per-turn.ts';
-import type { Audience } from '../../audiences/definition.ts';
+import type { Audience, Needs } from '../../audiences/definition.ts';
 import type { ComputedTrait } from '../../profiles/computed-traits.ts';
-import type { ProfileReader, ProfileWriter, Provenance, TraitValue } from '../../profiles/ports.ts';
+import type { Backfill, ProfileChunk, ProfileReader, ProfileWriter, Provenance, TraitValue } from '../../profiles/ports.ts';
 
 const LWW = 'WHERE excluded.ts > {t}.ts OR (excluded.ts = {t}.ts AND excluded.message_id > {t}.message_id)';
 const lww = (table: string) => LWW.replaceAll('{t}', table);
 
 type TraitRow = { key: string; value: string; ts: number; message_id: string };
 const toTraits = (rows: TraitRow[]): Record<string, TraitValue> => Object.fromEntries(rows.map((r) => [r.key, { value: JSON.parse(r.value) as unknown, timestamp: r.ts, messageId: r.message_id }]));
+
+type BackfillRow = {
+  workspace_id: string; audience_key: string; phase: Backfill['phase']; traits: string; up_to: number; log_after: number; profile_after: string;
+  profiles_total: number; profiles_done: number; entered: number; exited: number; cause: string; started_at: number; finished_at: number | null;
+};
+const toBackfill = (r: BackfillRow): Backfill => ({
+  workspaceId: r.workspace_id, audienceKey: r.audience_key, phase: r.phase, traits: JSON.parse(r.traits) as string[], upTo: r.up_to, logAfter: r.log_after, profileAfter: r.profile_after,
+  profilesTotal: r.profiles_total, profilesDone: r.profiles_done, entered: r.entered, exited: r.exited, cause: r.cause, startedAt: r.started_at, finishedAt: r.finished_at,
+});
 
 /** Computed traits behind audience event conditions: kept, but never shown as traits. */
 const HIDDEN = '__';
@@ -40,6 +49,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   readonly #computed = new Map<string, ComputedTrait[]>();
   readonly #aggregates = new Map<string, StatementSync>();
   readonly #audiences = new Map<string, Audience[]>();
+  #pending: Backfill[] | undefined;
   #version = -1;
 
   readonly #checkEachRead: boolean;
@@ -86,7 +96,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       deleteCtValues: p('DELETE FROM ct_values WHERE workspace_id = ? AND key = ?'),
       deleteComputed: p('DELETE FROM computed_values WHERE key = ? AND profile_id IN (SELECT id FROM profiles WHERE workspace_id = ?)'),
       listCt: p('SELECT definition FROM computed_traits WHERE workspace_id = ? ORDER BY key'),
-      addCtValue: p('INSERT INTO ct_values (workspace_id, profile_id, key, ts, event_id, value, num) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      addCtValue: p('INSERT OR IGNORE INTO ct_values (workspace_id, profile_id, key, ts, event_id, value, num) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       incrementComputed: p("INSERT INTO computed_values (profile_id, key, value, updated_at) VALUES (?, ?, '1', ?) ON CONFLICT DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT), updated_at = excluded.updated_at"),
       setComputed: p('INSERT INTO computed_values (profile_id, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at'),
       dropComputed: p('DELETE FROM computed_values WHERE profile_id = ? AND key = ?'),
@@ -112,6 +122,28 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       profileIds: p('SELECT id FROM profiles WHERE workspace_id = ? AND merged_into IS NULL ORDER BY id'),
       savePreview: p('INSERT INTO audience_previews (id, workspace_id, result, at) VALUES (?, ?, ?, ?)'),
       preview: p('SELECT result FROM audience_previews WHERE workspace_id = ? AND id = ?'),
+      setConsent: p(`INSERT INTO consents (profile_id, purpose, granted, ts, message_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT (profile_id, purpose) DO UPDATE SET granted = excluded.granted, ts = excluded.ts, message_id = excluded.message_id ${lww('consents')} RETURNING granted`),
+      consent: p('SELECT granted FROM consents WHERE profile_id = ? AND purpose = ?'),
+      consents: p('SELECT purpose, granted FROM consents WHERE profile_id = ? ORDER BY purpose'),
+      moveConsents: p(`INSERT INTO consents (profile_id, purpose, granted, ts, message_id) SELECT ?, purpose, granted, ts, message_id FROM consents WHERE profile_id = ? ON CONFLICT (profile_id, purpose) DO UPDATE SET granted = excluded.granted, ts = excluded.ts, message_id = excluded.message_id ${lww('consents')}`),
+      dropConsents: p('DELETE FROM consents WHERE profile_id = ?'),
+      accountValues: p('SELECT t.value FROM account_links l JOIN account_traits t ON t.workspace_id = l.workspace_id AND t.group_id = l.group_id AND t.key = ? WHERE l.profile_id = ? ORDER BY l.group_id'),
+      chunkIds: p('SELECT id FROM profiles WHERE workspace_id = ? AND merged_into IS NULL AND id > ? ORDER BY id LIMIT ?'),
+      members: p('SELECT profile_id FROM audience_members WHERE workspace_id = ? AND audience_key = ? ORDER BY profile_id'),
+      rangeTraits: p('SELECT profile_id, value FROM traits WHERE key = ? AND profile_id BETWEEN ? AND ?'),
+      rangeComputed: p('SELECT profile_id, value FROM computed_values WHERE key = ? AND profile_id BETWEEN ? AND ?'),
+      rangeMembers: p('SELECT profile_id FROM audience_members WHERE workspace_id = ? AND audience_key = ? AND profile_id BETWEEN ? AND ?'),
+      rangeConsents: p('SELECT profile_id, granted FROM consents WHERE purpose = ? AND profile_id BETWEEN ? AND ?'),
+      rangeAccounts: p('SELECT l.profile_id, t.value FROM account_links l JOIN account_traits t ON t.workspace_id = l.workspace_id AND t.group_id = l.group_id AND t.key = ? WHERE l.profile_id BETWEEN ? AND ? AND l.workspace_id = ?'),
+      recountRange: p("INSERT INTO computed_values (profile_id, key, value, updated_at) SELECT profile_id, key, CAST(count(*) AS TEXT), ? FROM ct_values WHERE profile_id BETWEEN ? AND ? AND key = ? AND ts >= ? GROUP BY profile_id ON CONFLICT DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"),
+      profileCount: p('SELECT count(*) AS n FROM profiles WHERE workspace_id = ? AND merged_into IS NULL'),
+      saveBackfill: p(`INSERT INTO backfills (workspace_id, audience_key, phase, traits, up_to, log_after, profile_after, profiles_total, profiles_done, entered, exited, cause, started_at, finished_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET phase = excluded.phase, traits = excluded.traits, up_to = excluded.up_to, log_after = excluded.log_after,
+        profile_after = excluded.profile_after, profiles_total = excluded.profiles_total, profiles_done = excluded.profiles_done, entered = excluded.entered, exited = excluded.exited,
+        cause = excluded.cause, started_at = excluded.started_at, finished_at = excluded.finished_at`),
+      deleteBackfill: p('DELETE FROM backfills WHERE workspace_id = ? AND audience_key = ?'),
+      pendingBackfills: p("SELECT * FROM backfills WHERE phase != 'done' ORDER BY started_at, workspace_id, audience_key"),
+      backfill: p('SELECT * FROM backfills WHERE workspace_id = ? AND audience_key = ?'),
       upsertAccount: p('INSERT INTO accounts (workspace_id, group_id, created_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET updated_at = max(updated_at, excluded.updated_at)'),
       setAccountTrait: p(`INSERT INTO account_traits (workspace_id, group_id, key, value, ts, message_id) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace_id, group_id, key) DO UPDATE SET value = excluded.value, ts = excluded.ts, message_id = excluded.message_id ${lww('account_traits')}`),
       linkAccount: p('INSERT OR IGNORE INTO account_links (workspace_id, group_id, profile_id, event_id) VALUES (?, ?, ?, ?)'),
@@ -141,6 +173,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       this.#rules.clear();
       this.#computed.clear();
       this.#audiences.clear();
+      this.#pending = undefined;
     }
   }
 
@@ -205,6 +238,8 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     s.moveEvents!.run(into, from);
     s.moveCtValues!.run(into, from);
     s.dropComputedOf!.run(from);
+    s.moveConsents!.run(into, from);
+    s.dropConsents!.run(from);
     s.moveLinks!.run(into, from);
     s.dropLinks!.run(from);
     s.markMerged!.run(into, why.at, from);
@@ -220,6 +255,24 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       this.#s.traitHistory!.run(profileId, key, json, timestamp, why.messageId, why.eventId);
     }
     this.#s.touch!.run(why.at, profileId);
+  }
+
+  setConsents(profileId: string, preferences: Record<string, boolean>, timestamp: number, messageId: string): string[] {
+    const changed: string[] = [];
+    for (const [purpose, granted] of Object.entries(preferences)) {
+      const before = (this.#s.consent!.get(profileId, purpose) as { granted: number } | undefined)?.granted;
+      const after = (this.#s.setConsent!.get(profileId, purpose, granted ? 1 : 0, timestamp, messageId) as { granted: number } | undefined)?.granted;
+      if (after !== undefined && after !== before) changed.push(purpose);
+    }
+    return changed;
+  }
+
+  consents(profileId: string): Record<string, boolean> {
+    return Object.fromEntries((this.#s.consents!.all(profileId) as Array<{ purpose: string; granted: number }>).map((r) => [r.purpose, r.granted === 1]));
+  }
+
+  accountValues(profileId: string, key: string): unknown[] {
+    return (this.#s.accountValues!.all(key, profileId) as Array<{ value: string }>).map((r) => JSON.parse(r.value) as unknown);
   }
 
   addEvent(profileId: string, timestamp: number, eventId: string): void {
@@ -355,6 +408,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       this.#rules.clear();
       this.#computed.clear();
       this.#audiences.clear();
+      this.#pending = undefined;
     }
   }
 
@@ -385,6 +439,67 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
 
   profileIds(workspaceId: string): string[] {
     return (this.#s.profileIds!.all(workspaceId) as Array<{ id: string }>).map((r) => r.id);
+  }
+
+  liveProfilesAfter(workspaceId: string, after: string, limit: number): string[] {
+    return (this.#s.chunkIds!.all(workspaceId, after, limit) as Array<{ id: string }>).map((r) => r.id);
+  }
+
+  audienceMembers(workspaceId: string, key: string): string[] {
+    return (this.#s.members!.all(workspaceId, key) as Array<{ profile_id: string }>).map((r) => r.profile_id);
+  }
+
+  profileChunk(workspaceId: string, needs: Needs, ids: string[]): ProfileChunk {
+    const s = this.#s;
+    const chunk: ProfileChunk = { values: new Map(), members: new Map(), consents: new Map(), accounts: new Map() };
+    if (ids.length === 0) return chunk;
+    const [from, to] = [ids[0]!, ids[ids.length - 1]!];
+    for (const key of needs.keys) {
+      const byProfile = new Map<string, unknown>();
+      // Computed values win over custom traits of the same name, as in every other read.
+      for (const r of s.rangeTraits!.all(key, from, to) as Array<{ profile_id: string; value: string }>) byProfile.set(r.profile_id, JSON.parse(r.value));
+      for (const r of s.rangeComputed!.all(key, from, to) as Array<{ profile_id: string; value: string }>) byProfile.set(r.profile_id, JSON.parse(r.value));
+      chunk.values.set(key, byProfile);
+    }
+    for (const key of needs.audiences) chunk.members.set(key, new Set((s.rangeMembers!.all(workspaceId, key, from, to) as Array<{ profile_id: string }>).map((r) => r.profile_id)));
+    for (const purpose of needs.consents) chunk.consents.set(purpose, new Map((s.rangeConsents!.all(purpose, from, to) as Array<{ profile_id: string; granted: number }>).map((r) => [r.profile_id, r.granted === 1])));
+    for (const key of needs.accounts) {
+      const byProfile = new Map<string, unknown[]>();
+      for (const r of s.rangeAccounts!.all(key, from, to, workspaceId) as Array<{ profile_id: string; value: string }>) {
+        const list = byProfile.get(r.profile_id);
+        if (list) list.push(JSON.parse(r.value));
+        else byProfile.set(r.profile_id, [JSON.parse(r.value)]);
+      }
+      chunk.accounts.set(key, byProfile);
+    }
+    return chunk;
+  }
+
+  recountRange(trait: ComputedTrait, from: string, to: string, now: number): void {
+    this.#s.recountRange!.run(now, from, to, trait.key, trait.windowDays === undefined ? -8.64e15 : now - trait.windowDays * 86_400_000);
+  }
+
+  profileCount(workspaceId: string): number {
+    return (this.#s.profileCount!.get(workspaceId) as { n: number }).n;
+  }
+
+  saveBackfill(b: Backfill): void {
+    this.#s.saveBackfill!.run(b.workspaceId, b.audienceKey, b.phase, JSON.stringify(b.traits), b.upTo, b.logAfter, b.profileAfter, b.profilesTotal, b.profilesDone, b.entered, b.exited, b.cause, b.startedAt, b.finishedAt);
+    this.#pending = undefined;
+  }
+
+  deleteBackfill(workspaceId: string, audienceKey: string): void {
+    this.#s.deleteBackfill!.run(workspaceId, audienceKey);
+    this.#pending = undefined;
+  }
+
+  pendingBackfills(): Backfill[] {
+    return (this.#pending ??= (this.#s.pendingBackfills!.all() as BackfillRow[]).map(toBackfill));
+  }
+
+  backfill(workspaceId: string, audienceKey: string): Backfill | undefined {
+    const row = this.#s.backfill!.get(workspaceId, audienceKey) as BackfillRow | undefined;
+    return row && toBackfill(row);
   }
 
   memberships(profileId: string): string[] {
