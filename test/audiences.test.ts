@@ -228,5 +228,17 @@ describe('audiences through the APIs', () => {
     const gone = await app.inject({ method: 'GET', url: '/v1/spaces/default/collections/users/profiles/user_id:dee/traits?class=audience', headers: { authorization: basic('tdm_access_aud_00000000001') } });
     assert.deepEqual(gone.json().traits, {});
     assert.deepEqual((await app.inject({ method: 'GET', url: '/api/v1/audiences', headers: { authorization: bearer(marketer) } })).json().data.map((a: { key: string }) => a.key), ['churned']);
+
+    const feed = (query: string) => app.inject({ method: 'GET', url: `/api/v1/audience-events?${query}`, headers: { authorization: bearer(marketer) } });
+    const first = (await feed('audience=vip_buyers&limit=1')).json();
+    assert.equal(first.data.length, 1);
+    assert.equal(first.data[0].event, 'Audience Entered');
+    assert.equal(first.data[0].userId, 'dee');
+    assert.equal(first.data[0].properties.audience_key, 'vip_buyers');
+    assert.equal(first.data[0].properties.cause_event_id, built.backfill && detail.history.at(-1).event_id, 'caused by the definition that built it');
+    const rest = (await feed(`audience=vip_buyers&after=${first.next}`)).json();
+    assert.deepEqual(rest.data.map((e: { event: string; userId: string }) => `${e.event} ${e.userId}`), ['Audience Exited dee'], 'deleting the audience makes its members exit');
+    assert.equal((await feed(`audience=vip_buyers&after=${rest.next}`)).json().data.length, 0);
+    assert.equal((await feed('after=-1')).json().error.code, 'invalid_cursor');
   });
 });

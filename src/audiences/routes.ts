@@ -81,6 +81,38 @@ export async function audienceRoutes(app: FastifyInstance, deps: AudienceRouteDe
     }
   }
 
+  /**
+   * Every entry and exit as a Segment track event ("Audience Entered" / "Audience Exited"), in
+   * the order they happened, for activation: a destination reads on from its last cursor. The
+   * profile's identifiers are those it has now (following merges).
+   */
+  app.get<{ Querystring: { after?: string; limit?: string; audience?: string } }>('/api/v1/audience-events', async (req) => {
+    const { workspaceId } = deps.authorize(req.headers.authorization, 'audiences:read');
+    const after = req.query.after === undefined ? 0 : Number(req.query.after);
+    const limit = req.query.limit === undefined ? 100 : Number(req.query.limit);
+    if (!Number.isSafeInteger(after) || after < 0) throw new TandemError('invalid_cursor');
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new TandemError('invalid_request', 'limit must be a whole number from 1 to 1000.');
+    const names = new Map(profiles.audiences(workspaceId).map((a) => [a.key, a.name]));
+    const changes = profiles.audienceChanges(workspaceId, after, limit, req.query.audience);
+    const data = changes.map((c) => {
+      const live = profiles.liveProfileOf(c.profileId) ?? c.profileId;
+      const ids = profiles.identifiers(live);
+      const first = (type: string) => ids.find((i) => i.type === type)?.value;
+      const email = first('email');
+      return {
+        type: 'track',
+        event: c.change === 'enter' ? 'Audience Entered' : 'Audience Exited',
+        messageId: `audience-${workspaceId}-${c.id}`,
+        timestamp: new Date(c.at).toISOString(),
+        ...(first('user_id') !== undefined ? { userId: first('user_id') } : {}),
+        ...(first('anonymous_id') !== undefined ? { anonymousId: first('anonymous_id') } : {}),
+        properties: { audience_key: c.key, audience_name: names.get(c.key) ?? c.key, profile_id: live, cause_event_id: c.eventId },
+        ...(email !== undefined ? { context: { traits: { email } } } : {}),
+      };
+    });
+    return { data, next: changes.length > 0 ? String(changes[changes.length - 1]!.id) : String(after) };
+  });
+
   app.get<{ Params: { key: string }; Querystring: { bucket?: string } }>('/api/v1/audiences/:key/sizes', async (req) => {
     const { workspaceId } = deps.authorize(req.headers.authorization, 'audiences:read');
     if (!profiles.audiences(workspaceId).some((a) => a.key === req.params.key)) throw new TandemError('not_found');

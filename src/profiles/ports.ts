@@ -124,6 +124,10 @@ export interface ProfileReader {
   /** One trait's values over the accounts the profile is linked to (those that have it). */
   accountValues(profileId: string, key: string): unknown[];
   backfill(workspaceId: string, audienceKey: string): Backfill | undefined;
+  /** Entries and exits of every audience (or one) in the order they happened, after a cursor (their id). */
+  audienceChanges(workspaceId: string, after: number, limit: number, key?: string): Array<{ id: number; key: string; profileId: string; change: 'enter' | 'exit'; at: number; eventId: string }>;
+  /** The live profile a profile is now part of: itself, or the one it was merged into. */
+  liveProfileOf(profileId: string): string | undefined;
   audienceSize(workspaceId: string, key: string): number;
   preview(workspaceId: string, id: string): unknown;
   profileAudienceHistory(profileId: string, limit: number): Array<{ key: string; change: 'enter' | 'exit'; at: number; eventId: string }>;

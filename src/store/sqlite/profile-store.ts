@@ -129,6 +129,9 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       dropConsents: p('DELETE FROM consents WHERE profile_id = ?'),
       accountValues: p('SELECT t.value FROM account_links l JOIN account_traits t ON t.workspace_id = l.workspace_id AND t.group_id = l.group_id AND t.key = ? WHERE l.profile_id = ? ORDER BY l.group_id'),
       chunkIds: p('SELECT id FROM profiles WHERE workspace_id = ? AND merged_into IS NULL AND id > ? ORDER BY id LIMIT ?'),
+      changes: p('SELECT id, audience_key, profile_id, change, at, event_id FROM audience_history WHERE workspace_id = ? AND id > ? ORDER BY id LIMIT ?'),
+      changesOf: p('SELECT id, audience_key, profile_id, change, at, event_id FROM audience_history WHERE workspace_id = ? AND audience_key = ? AND id > ? ORDER BY id LIMIT ?'),
+      mergedInto: p('SELECT merged_into FROM profiles WHERE id = ?'),
       members: p('SELECT profile_id FROM audience_members WHERE workspace_id = ? AND audience_key = ? ORDER BY profile_id'),
       rangeTraits: p('SELECT profile_id, value FROM traits WHERE key = ? AND profile_id BETWEEN ? AND ?'),
       rangeComputed: p('SELECT profile_id, value FROM computed_values WHERE key = ? AND profile_id BETWEEN ? AND ?'),
@@ -443,6 +446,22 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
 
   liveProfilesAfter(workspaceId: string, after: string, limit: number): string[] {
     return (this.#s.chunkIds!.all(workspaceId, after, limit) as Array<{ id: string }>).map((r) => r.id);
+  }
+
+  audienceChanges(workspaceId: string, after: number, limit: number, key?: string) {
+    const rows = (key === undefined ? this.#s.changes!.all(workspaceId, after, limit) : this.#s.changesOf!.all(workspaceId, key, after, limit)) as Array<{ id: number; audience_key: string; profile_id: string; change: 'enter' | 'exit'; at: number; event_id: string }>;
+    return rows.map((r) => ({ id: r.id, key: r.audience_key, profileId: r.profile_id, change: r.change, at: r.at, eventId: r.event_id }));
+  }
+
+  liveProfileOf(profileId: string): string | undefined {
+    let id = profileId;
+    for (let hops = 0; hops < 1000; hops++) {
+      const row = this.#s.mergedInto!.get(id) as { merged_into: string | null } | undefined;
+      if (!row) return undefined;
+      if (row.merged_into === null) return id;
+      id = row.merged_into;
+    }
+    return undefined;
   }
 
   audienceMembers(workspaceId: string, key: string): string[] {
