@@ -14,7 +14,7 @@ import { judgeEvent } from '../src/ingest/normalize.ts';
 import { createProfileStage } from '../src/profiles/stage.ts';
 import { encodeMeta } from '../src/store/event-meta.ts';
 import type { LogRecord } from '../src/store/ports.ts';
-import { openDatabase, STATE_MIGRATIONS } from '../src/store/sqlite/database.ts';
+import { openDatabase, STATE_DB, STATE_MIGRATIONS } from '../src/store/sqlite/database.ts';
 import { SqliteProfileStore } from '../src/store/sqlite/profile-store.ts';
 import { generateCustomers, interleave } from './data/customers.ts';
 
@@ -58,7 +58,7 @@ console.log(`bench:identity  ${traffic.length.toLocaleString('en-US')} events, $
 
 const dir = mkdtempSync(join(tmpdir(), 'tandem-identity-'));
 try {
-  const db = openDatabase({ dataDir: dir, sync: 'normal', file: 'state.db' }, STATE_MIGRATIONS);
+  const db = openDatabase({ dataDir: dir, sync: 'normal', ...STATE_DB }, STATE_MIGRATIONS);
   const store = new SqliteProfileStore(db);
   const receivedAt = Date.parse('2026-06-01T00:00:00Z');
   const records: LogRecord[] = [];

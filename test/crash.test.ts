@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { decodeMeta } from '../src/store/event-meta.ts';
-import { openDatabase, STATE_MIGRATIONS } from '../src/store/sqlite/database.ts';
+import { openDatabase, STATE_DB, STATE_MIGRATIONS } from '../src/store/sqlite/database.ts';
 import { basic, tempDir, WRITE_KEY } from './helpers.ts';
 import { startServer } from './process.ts';
 
@@ -61,7 +61,7 @@ test(`SIGKILL under ingest load, ${CYCLES} times: every acknowledged messageId i
   const server = await startServer(dataDir);
   try {
     const db = openDatabase({ dataDir, sync: 'full' });
-    const state = openDatabase({ dataDir, sync: 'normal', file: 'state.db' }, STATE_MIGRATIONS);
+    const state = openDatabase({ dataDir, sync: 'normal', ...STATE_DB }, STATE_MIGRATIONS);
     try {
       const last = (db.prepare('SELECT max(id) AS id FROM log').get() as { id: number }).id;
       const checkpoint = () => (state.prepare("SELECT log_id FROM checkpoint WHERE name = 'profiles'").get() as { log_id: number } | undefined)?.log_id ?? 0;

@@ -59,13 +59,14 @@ export interface ProfileWriter {
   setRules(workspaceId: string, rules: IdentityRules): void;
   defineComputedTrait(workspaceId: string, trait: ComputedTrait, at: number): void;
   deleteComputedTrait(workspaceId: string, key: string): void;
-  addContribution(workspaceId: string, profileId: string, key: string, timestamp: number, eventId: string, value: unknown): void;
+  /** One event's contribution to a trait; a second one for the same event and trait is ignored. */
+  addContribution(workspaceId: string, profileId: string, trait: ComputedTrait, timestamp: number, eventId: string, value: unknown): void;
   /** A count trait's value plus one, when the contribution at `timestamp` is inside its window. */
   incrementCount(profileId: string, trait: ComputedTrait, timestamp: number, now: number): void;
   /** Recomputes one computed trait of one profile from its contributions inside the window. */
   recompute(profileId: string, trait: ComputedTrait, now: number): void;
-  /** Drops contributions that left the window; returns the profiles whose value may have changed. */
-  expire(workspaceId: string, trait: ComputedTrait, now: number): string[];
+  /** Drops contributions that left their window; returns the profiles and traits that lost some. */
+  expire(workspaceId: string, traits: ComputedTrait[], now: number): Array<{ profileId: string; keys: string[] }>;
   /** The profile an event was attributed to. */
   profileOfEvent(eventId: string): string | undefined;
   workspaces(): string[];

@@ -101,7 +101,7 @@ export function createProfileStage(
     for (const trait of writer.computedTraits(workspaceId)) {
       const value = contribution(trait, e);
       if (value === undefined) continue;
-      writer.addContribution(workspaceId, target, trait.key, timestamp, e.id, value);
+      writer.addContribution(workspaceId, target, trait, timestamp, e.id, value);
       matched.push(trait);
     }
     if (plan.merges.length > 0) recomputeAll(workspaceId, target);
@@ -226,7 +226,7 @@ export function createProfileStage(
           if (value === undefined) continue;
           if (profileId === null) profileId = writer.profileOfEvent(past.id);
           if (!profileId) break;
-          writer.addContribution(workspaceId, profileId, trait.key, timestamp, past.id, value);
+          writer.addContribution(workspaceId, profileId, trait, timestamp, past.id, value);
           touched?.add(profileId);
         }
       }
@@ -440,12 +440,11 @@ export function createProfileStage(
             changed += r.entered + r.exited;
           }
         }
-        for (const trait of writer.computedTraits(workspaceId)) {
-          for (const profileId of writer.expire(workspaceId, trait, now())) {
-            writer.recompute(profileId, trait, now());
-            evaluateAudiences(workspaceId, profileId, new Set([trait.key]), 'window');
-            changed++;
-          }
+        const traits = writer.computedTraits(workspaceId);
+        for (const { profileId, keys } of writer.expire(workspaceId, traits, now())) {
+          for (const trait of traits) if (keys.includes(trait.key)) writer.recompute(profileId, trait, now());
+          evaluateAudiences(workspaceId, profileId, new Set(keys), 'window');
+          changed++;
         }
       }
     });

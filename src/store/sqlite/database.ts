@@ -53,25 +53,40 @@ export const STATE_MIGRATIONS = [
    CREATE INDEX audience_history_audience ON audience_history (workspace_id, audience_key, id);
    CREATE INDEX audience_history_profile ON audience_history (profile_id, id);
    CREATE TABLE audience_previews (id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, result TEXT NOT NULL, at INTEGER NOT NULL);`,
-  // Background backfills of audiences; consent per purpose; indexes for evaluating one key over a range of profiles.
+  // Background backfills of audiences; consent per purpose. Contributions become one b-tree keyed by
+  // profile (unique per event, so a backfill may scan a record twice), and their expiry is tracked
+  // per profile, written only when it moves earlier: an index on every contribution's time cost a
+  // random page write per contribution.
   `CREATE TABLE backfills (workspace_id TEXT NOT NULL, audience_key TEXT NOT NULL, phase TEXT NOT NULL, traits TEXT NOT NULL, up_to INTEGER NOT NULL, log_after INTEGER NOT NULL,
      profile_after TEXT NOT NULL, profiles_total INTEGER NOT NULL, profiles_done INTEGER NOT NULL, entered INTEGER NOT NULL, exited INTEGER NOT NULL, cause TEXT NOT NULL,
      started_at INTEGER NOT NULL, finished_at INTEGER, PRIMARY KEY (workspace_id, audience_key));
    CREATE TABLE consents (profile_id TEXT NOT NULL, purpose TEXT NOT NULL, granted INTEGER NOT NULL, ts INTEGER NOT NULL, message_id TEXT NOT NULL, PRIMARY KEY (profile_id, purpose)) WITHOUT ROWID;
    CREATE INDEX consents_purpose ON consents (purpose, profile_id);
-   CREATE INDEX traits_key ON traits (key, profile_id);
-   CREATE INDEX computed_values_key ON computed_values (key, profile_id);
-   CREATE UNIQUE INDEX ct_values_event ON ct_values (key, event_id);`,
+   CREATE TABLE ct_values_by_profile (workspace_id TEXT NOT NULL, profile_id TEXT NOT NULL, key TEXT NOT NULL, ts INTEGER NOT NULL, event_id TEXT NOT NULL, value TEXT NOT NULL, num REAL,
+     PRIMARY KEY (profile_id, key, ts, event_id)) WITHOUT ROWID;
+   INSERT OR IGNORE INTO ct_values_by_profile SELECT workspace_id, profile_id, key, ts, event_id, value, num FROM ct_values;
+   DROP TABLE ct_values;
+   ALTER TABLE ct_values_by_profile RENAME TO ct_values;
+   CREATE TABLE profile_expiry (profile_id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID;
+   CREATE INDEX profile_expiry_due ON profile_expiry (expires_at);
+   INSERT INTO profile_expiry SELECT v.profile_id, min(v.ts + CAST(json_extract(c.definition, '$.windowDays') * 86400000 AS INTEGER))
+     FROM ct_values v JOIN computed_traits c ON c.workspace_id = v.workspace_id AND c.key = v.key WHERE json_extract(c.definition, '$.windowDays') IS NOT NULL GROUP BY v.profile_id;`,
 ];
 
-export type SqliteOptions = { dataDir: string; sync: 'full' | 'normal'; file?: string };
+/**
+ * Where state.db lives and how it is laid out: 4 KB pages, since the profile stage's writes are
+ * small rows scattered over many pages, and each dirty page is written whole to the WAL.
+ */
+export const STATE_DB = { file: 'state.db', pageSize: 4096 } as const;
+
+export type SqliteOptions = { dataDir: string; sync: 'full' | 'normal'; file?: string; pageSize?: number };
 
 /** Opens (creating if needed) the embedded database in WAL mode and brings its schema up to date. */
 export function openDatabase(options: SqliteOptions, migrations: readonly string[] = LOG_MIGRATIONS): DatabaseSync {
   mkdirSync(options.dataDir, { recursive: true });
   const db = new DatabaseSync(join(options.dataDir, options.file ?? 'tandem.db'), { timeout: 5000 });
   // 16 KB pages: request bodies of tens of KB span fewer overflow pages (set before the first table).
-  db.exec('PRAGMA page_size = 16384');
+  db.exec(`PRAGMA page_size = ${options.pageSize ?? 16384}`);
   db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.sync === 'full' ? 'FULL' : 'NORMAL'}; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824;`);
   const version = () => (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
   if (version() < migrations.length) {

@@ -1,6 +1,6 @@
 import type { Stores } from '../ports.ts';
 import { SqliteAccessStore } from './access-store.ts';
-import { openDatabase, STATE_MIGRATIONS, type SqliteOptions } from './database.ts';
+import { openDatabase, STATE_DB, STATE_MIGRATIONS, type SqliteOptions } from './database.ts';
 import { SqliteEventLog } from './event-log.ts';
 import { ProfileStageRunner } from './profile-stage-runner.ts';
 import { SqliteProfileStore } from './profile-store.ts';
@@ -17,7 +17,7 @@ export type SqliteStoreOptions = SqliteOptions & {
 export function openSqliteStores(options: SqliteStoreOptions): Stores {
   const base = { dataDir: options.dataDir, sync: options.sync };
   const db = openDatabase(options);
-  const stateDb = openDatabase({ ...base, file: 'state.db' }, STATE_MIGRATIONS);
+  const stateDb = openDatabase({ ...base, ...STATE_DB }, STATE_MIGRATIONS);
   const log = new SqliteEventLog(db, { ...base, dedupeWindowMs: options.dedupeWindowMs ?? 86_400_000, ...(options.file ? { file: options.file } : {}) }, options.onCommit);
   const stage = options.stage ? new ProfileStageRunner(base, options.onStageError) : undefined;
   let closed = false;

@@ -4,7 +4,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { createProfileStage } from '../../profiles/stage.ts';
-import { openDatabase, STATE_MIGRATIONS, type SqliteOptions } from './database.ts';
+import { openDatabase, STATE_DB, STATE_MIGRATIONS, type SqliteOptions } from './database.ts';
 import { SqliteLogReader } from './event-log.ts';
 import { SqliteProfileStore } from './profile-store.ts';
 
@@ -17,7 +17,7 @@ const logDb = openDatabase(options);
 // state.db is derived from the log and its checkpoint moves in the same transaction as the state,
 // so it needs no fsync per transaction: after a power loss both roll back together and the
 // stage replays from the log. Process crashes lose nothing either way (WAL).
-const stateDb = openDatabase({ ...options, sync: 'normal', file: 'state.db' }, STATE_MIGRATIONS);
+const stateDb = openDatabase({ ...options, sync: 'normal', ...STATE_DB }, STATE_MIGRATIONS);
 const { runOnce, backfillStep, expireWindows } = createProfileStage(new SqliteLogReader(logDb), new SqliteProfileStore(stateDb));
 const expiry = setInterval(() => {
   try {

@@ -23,6 +23,7 @@ const toBackfill = (r: BackfillRow): Backfill => ({
 
 /** Computed traits behind audience event conditions: kept, but never shown as traits. */
 const HIDDEN = '__';
+const DAY = 86_400_000;
 const WINDOW = 'FROM ct_values WHERE profile_id = ? AND key = ? AND ts >= ?';
 /** One query per kind, over a profile's contributions inside the window. */
 const AGGREGATES: Record<ComputedTrait['kind'], string> = {
@@ -93,7 +94,13 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       dataVersion: p('PRAGMA data_version'),
       defineCt: p('INSERT INTO computed_traits (workspace_id, key, definition, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET definition = excluded.definition'),
       deleteCt: p('DELETE FROM computed_traits WHERE workspace_id = ? AND key = ?'),
-      deleteCtValues: p('DELETE FROM ct_values WHERE workspace_id = ? AND key = ?'),
+      deleteCtValues: p('DELETE FROM ct_values WHERE key = ? AND workspace_id = ?'),
+      lowerExpiry: p('INSERT INTO profile_expiry (profile_id, expires_at) VALUES (?, ?) ON CONFLICT DO UPDATE SET expires_at = excluded.expires_at WHERE excluded.expires_at < profile_expiry.expires_at'),
+      setExpiry: p('INSERT INTO profile_expiry (profile_id, expires_at) VALUES (?, ?) ON CONFLICT DO UPDATE SET expires_at = excluded.expires_at'),
+      clearExpiry: p('DELETE FROM profile_expiry WHERE profile_id = ?'),
+      due: p('SELECT e.profile_id FROM profile_expiry e JOIN profiles p ON p.id = e.profile_id WHERE e.expires_at <= ? AND p.workspace_id = ?'),
+      dropLapsed: p('DELETE FROM ct_values WHERE profile_id = ? AND key = ? AND ts < ?'),
+      oldest: p('SELECT min(ts) AS ts FROM ct_values WHERE profile_id = ? AND key = ?'),
       deleteComputed: p('DELETE FROM computed_values WHERE key = ? AND profile_id IN (SELECT id FROM profiles WHERE workspace_id = ?)'),
       listCt: p('SELECT definition FROM computed_traits WHERE workspace_id = ? ORDER BY key'),
       addCtValue: p('INSERT OR IGNORE INTO ct_values (workspace_id, profile_id, key, ts, event_id, value, num) VALUES (?, ?, ?, ?, ?, ?, ?)'),
@@ -104,7 +111,6 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       moveCtValues: p('UPDATE ct_values SET profile_id = ? WHERE profile_id = ?'),
       moveCtEvent: p('UPDATE ct_values SET profile_id = ? WHERE profile_id = ? AND event_id = ?'),
       dropComputedOf: p('DELETE FROM computed_values WHERE profile_id = ?'),
-      expire: p('DELETE FROM ct_values WHERE workspace_id = ? AND key = ? AND ts < ? RETURNING profile_id'),
       profileOfEvent: p('SELECT profile_id FROM profile_events WHERE event_id = ?'),
       workspaces: p('SELECT workspace_id FROM computed_traits UNION SELECT workspace_id FROM audiences'),
       profileHistory: p('SELECT audience_key, change, at, event_id FROM audience_history WHERE profile_id = ? ORDER BY id DESC LIMIT ?'),
@@ -133,8 +139,10 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       changesOf: p('SELECT id, audience_key, profile_id, change, at, event_id FROM audience_history WHERE workspace_id = ? AND audience_key = ? AND id > ? ORDER BY id LIMIT ?'),
       mergedInto: p('SELECT merged_into FROM profiles WHERE id = ?'),
       members: p('SELECT profile_id FROM audience_members WHERE workspace_id = ? AND audience_key = ? ORDER BY profile_id'),
-      rangeTraits: p('SELECT profile_id, value FROM traits WHERE key = ? AND profile_id BETWEEN ? AND ?'),
-      rangeComputed: p('SELECT profile_id, value FROM computed_values WHERE key = ? AND profile_id BETWEEN ? AND ?'),
+      // By profile range over the primary keys, all wanted keys in one pass: an index by key would
+      // cost a random page write per computed value the stage updates.
+      rangeTraits: p('SELECT profile_id, key, value FROM traits WHERE profile_id BETWEEN ? AND ? AND key IN (SELECT value FROM json_each(?))'),
+      rangeComputed: p('SELECT profile_id, key, value FROM computed_values WHERE profile_id BETWEEN ? AND ? AND key IN (SELECT value FROM json_each(?))'),
       rangeMembers: p('SELECT profile_id FROM audience_members WHERE workspace_id = ? AND audience_key = ? AND profile_id BETWEEN ? AND ?'),
       rangeConsents: p('SELECT profile_id, granted FROM consents WHERE purpose = ? AND profile_id BETWEEN ? AND ?'),
       rangeAccounts: p('SELECT l.profile_id, t.value FROM account_links l JOIN account_traits t ON t.workspace_id = l.workspace_id AND t.group_id = l.group_id AND t.key = ? WHERE l.profile_id BETWEEN ? AND ? AND l.workspace_id = ?'),
@@ -311,7 +319,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   }
 
   defineComputedTrait(workspaceId: string, trait: ComputedTrait, at: number): void {
-    this.#s.deleteCtValues!.run(workspaceId, trait.key);
+    this.#s.deleteCtValues!.run(trait.key, workspaceId);
     this.#s.deleteComputed!.run(trait.key, workspaceId);
     this.#s.defineCt!.run(workspaceId, trait.key, JSON.stringify(trait), at);
     this.#computed.delete(workspaceId);
@@ -319,7 +327,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
 
   deleteComputedTrait(workspaceId: string, key: string): void {
     this.#s.deleteCt!.run(workspaceId, key);
-    this.#s.deleteCtValues!.run(workspaceId, key);
+    this.#s.deleteCtValues!.run(key, workspaceId);
     this.#s.deleteComputed!.run(key, workspaceId);
     this.#computed.delete(workspaceId);
   }
@@ -329,17 +337,18 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   }
 
 
-  addContribution(workspaceId: string, profileId: string, key: string, timestamp: number, eventId: string, value: unknown): void {
-    this.#s.addCtValue!.run(workspaceId, profileId, key, timestamp, eventId, JSON.stringify(value), typeof value === 'number' ? value : null);
+  addContribution(workspaceId: string, profileId: string, trait: ComputedTrait, timestamp: number, eventId: string, value: unknown): void {
+    this.#s.addCtValue!.run(workspaceId, profileId, trait.key, timestamp, eventId, JSON.stringify(value), typeof value === 'number' ? value : null);
+    if (trait.windowDays !== undefined) this.#s.lowerExpiry!.run(profileId, timestamp + trait.windowDays * DAY);
   }
 
   incrementCount(profileId: string, trait: ComputedTrait, timestamp: number, now: number): void {
-    if (trait.windowDays !== undefined && timestamp < now - trait.windowDays * 86_400_000) return;
+    if (trait.windowDays !== undefined && timestamp < now - trait.windowDays * DAY) return;
     this.#s.incrementComputed!.run(profileId, trait.key, now);
   }
 
   recompute(profileId: string, trait: ComputedTrait, now: number): void {
-    const from = trait.windowDays === undefined ? -8.64e15 : now - trait.windowDays * 86_400_000;
+    const from = trait.windowDays === undefined ? -8.64e15 : now - trait.windowDays * DAY;
     let statement = this.#aggregates.get(trait.kind);
     if (!statement) this.#aggregates.set(trait.kind, (statement = this.#db.prepare(AGGREGATES[trait.kind])));
     const rows = statement.all(profileId, trait.key, from) as Array<{ v: unknown }>;
@@ -349,12 +358,30 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     else value = rows[0]?.v ?? null;
     if (value === null && trait.kind !== 'count' && trait.kind !== 'unique_count') this.#s.dropComputed!.run(profileId, trait.key);
     else this.#s.setComputed!.run(profileId, trait.key, JSON.stringify(value), now);
+    // Contributions may have moved here (merge, split): the profile's expiry may have to come earlier.
+    if (trait.windowDays !== undefined) {
+      const oldest = (this.#s.oldest!.get(profileId, trait.key) as { ts: number | null }).ts;
+      if (oldest !== null) this.#s.lowerExpiry!.run(profileId, oldest + trait.windowDays * DAY);
+    }
   }
 
-  expire(workspaceId: string, trait: ComputedTrait, now: number): string[] {
-    if (trait.windowDays === undefined) return [];
-    const rows = this.#s.expire!.all(workspaceId, trait.key, now - trait.windowDays * 86_400_000) as Array<{ profile_id: string }>;
-    return [...new Set(rows.map((r) => r.profile_id))];
+  expire(workspaceId: string, traits: ComputedTrait[], now: number): Array<{ profileId: string; keys: string[] }> {
+    const windowed = traits.filter((t) => t.windowDays !== undefined);
+    const out: Array<{ profileId: string; keys: string[] }> = [];
+    for (const { profile_id: profileId } of this.#s.due!.all(now, workspaceId) as Array<{ profile_id: string }>) {
+      const keys: string[] = [];
+      let next = Infinity;
+      for (const trait of windowed) {
+        const window = trait.windowDays! * DAY;
+        if (Number(this.#s.dropLapsed!.run(profileId, trait.key, now - window).changes) > 0) keys.push(trait.key);
+        const oldest = (this.#s.oldest!.get(profileId, trait.key) as { ts: number | null }).ts;
+        if (oldest !== null) next = Math.min(next, oldest + window);
+      }
+      if (next === Infinity) this.#s.clearExpiry!.run(profileId);
+      else this.#s.setExpiry!.run(profileId, next);
+      if (keys.length > 0) out.push({ profileId, keys });
+    }
+    return out;
   }
 
   profileOfEvent(eventId: string): string | undefined {
@@ -473,12 +500,13 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     const chunk: ProfileChunk = { values: new Map(), members: new Map(), consents: new Map(), accounts: new Map() };
     if (ids.length === 0) return chunk;
     const [from, to] = [ids[0]!, ids[ids.length - 1]!];
-    for (const key of needs.keys) {
-      const byProfile = new Map<string, unknown>();
+    if (needs.keys.length > 0) {
+      for (const key of needs.keys) chunk.values.set(key, new Map());
+      const keys = JSON.stringify(needs.keys);
       // Computed values win over custom traits of the same name, as in every other read.
-      for (const r of s.rangeTraits!.all(key, from, to) as Array<{ profile_id: string; value: string }>) byProfile.set(r.profile_id, JSON.parse(r.value));
-      for (const r of s.rangeComputed!.all(key, from, to) as Array<{ profile_id: string; value: string }>) byProfile.set(r.profile_id, JSON.parse(r.value));
-      chunk.values.set(key, byProfile);
+      for (const statement of [s.rangeTraits!, s.rangeComputed!]) {
+        for (const r of statement.all(from, to, keys) as Array<{ profile_id: string; key: string; value: string }>) chunk.values.get(r.key)!.set(r.profile_id, JSON.parse(r.value));
+      }
     }
     for (const key of needs.audiences) chunk.members.set(key, new Set((s.rangeMembers!.all(workspaceId, key, from, to) as Array<{ profile_id: string }>).map((r) => r.profile_id)));
     for (const purpose of needs.consents) chunk.consents.set(purpose, new Map((s.rangeConsents!.all(purpose, from, to) as Array<{ profile_id: string; granted: number }>).map((r) => [r.profile_id, r.granted === 1])));
@@ -495,7 +523,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   }
 
   recountRange(trait: ComputedTrait, from: string, to: string, now: number): void {
-    this.#s.recountRange!.run(now, from, to, trait.key, trait.windowDays === undefined ? -8.64e15 : now - trait.windowDays * 86_400_000);
+    this.#s.recountRange!.run(now, from, to, trait.key, trait.windowDays === undefined ? -8.64e15 : now - trait.windowDays * DAY);
   }
 
   profileCount(workspaceId: string): number {

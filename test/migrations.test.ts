@@ -1,0 +1,31 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { openDatabase, STATE_DB, STATE_MIGRATIONS } from '../src/store/sqlite/database.ts';
+import { SqliteProfileStore } from '../src/store/sqlite/profile-store.ts';
+import { tempDir } from './helpers.ts';
+
+const DAY = 86_400_000;
+
+test('state.db from the first schema keeps its contributions, and windowed ones still lapse', (t) => {
+  const dir = tempDir(t);
+  const old = openDatabase({ dataDir: dir, sync: 'normal', ...STATE_DB }, STATE_MIGRATIONS.slice(0, 1));
+  old.exec(`INSERT INTO profiles (id, workspace_id, created_at, updated_at) VALUES ('p1', 'w', 0, 0);
+    INSERT INTO computed_traits VALUES ('w', 'orders_7d', '{"key":"orders_7d","kind":"count","event":"Order Completed","windowDays":7}', 0);
+    INSERT INTO computed_traits VALUES ('w', 'orders', '{"key":"orders","kind":"count","event":"Order Completed"}', 0);
+    INSERT INTO ct_values (workspace_id, profile_id, key, ts, event_id, value, num) VALUES
+      ('w', 'p1', 'orders_7d', ${10 * DAY}, '1.0', '1', 1), ('w', 'p1', 'orders_7d', ${12 * DAY}, '2.0', '1', 1), ('w', 'p1', 'orders', ${10 * DAY}, '1.0', '1', 1);`);
+  old.close();
+
+  const db = openDatabase({ dataDir: dir, sync: 'normal', ...STATE_DB }, STATE_MIGRATIONS);
+  t.after(() => db.close());
+  assert.equal((db.prepare('SELECT count(*) AS n FROM ct_values').get() as { n: number }).n, 3);
+  assert.deepEqual({ ...db.prepare('SELECT profile_id, expires_at FROM profile_expiry').get() }, { profile_id: 'p1', expires_at: 17 * DAY }, 'the oldest windowed contribution lapses after 7 days');
+  const store = new SqliteProfileStore(db);
+  const traits = store.computedTraits('w');
+  assert.deepEqual(store.expire('w', traits, 16 * DAY), [], 'nothing lapsed yet');
+  assert.deepEqual(store.expire('w', traits, 18 * DAY), [{ profileId: 'p1', keys: ['orders_7d'] }]);
+  assert.equal((db.prepare('SELECT expires_at FROM profile_expiry').get() as { expires_at: number }).expires_at, 19 * DAY, 'next: the contribution of day 12');
+  assert.deepEqual(store.expire('w', traits, 20 * DAY), [{ profileId: 'p1', keys: ['orders_7d'] }]);
+  assert.equal(db.prepare('SELECT * FROM profile_expiry').get(), undefined, 'nothing windowed left');
+  assert.equal((db.prepare("SELECT count(*) AS n FROM ct_values WHERE key = 'orders'").get() as { n: number }).n, 1, 'all-time contributions stay');
+});
