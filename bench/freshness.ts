@@ -39,7 +39,7 @@ if (AUDIENCES > 0) {
     if (res.status !== 201) throw new Error(`audience: ${res.status} ${await res.text()}`);
   }
 }
-const audiences = (user: string) => fetch(`${server.url}/v1/spaces/default/collections/users/profiles/user_id:${user}/traits?class=audience`, { headers: { authorization: basic(ADMIN_TOKEN) } }).then(async (r) => (r.ok ? ((await r.json()) as { traits: Record<string, boolean> }) : { traits: {} }));
+const audiences = (user: string) => fetch(`${server.url}/v1/spaces/default/collections/users/profiles/user_id:${user}/traits?class=audience&include=probe_gold`, { headers: { authorization: basic(ADMIN_TOKEN) } }).then(async (r) => (r.ok ? ((await r.json()) as { traits: Record<string, boolean> }) : { traits: {} }));
 
 let stop = false;
 let sent = 0;
@@ -60,6 +60,15 @@ const load = (async () => {
   }
 })();
 
+// How far the profile stage is behind the log, sampled twice a second.
+const lags: number[] = [];
+const lagSampler = setInterval(() => {
+  void fetch(`${server.url}/metrics`).then(async (r) => {
+    const m = /tandem_profile_stage_lag_records (\d+)/.exec(await r.text());
+    if (m) lags.push(Number(m[1]));
+  }, () => {});
+}, 500);
+
 const fresh: number[] = [];
 const membership: number[] = [];
 const reads: number[] = [];
@@ -67,7 +76,8 @@ await new Promise((r) => setTimeout(r, 1000));
 const until = performance.now() + SECONDS * 1000;
 for (let n = 1; performance.now() < until; n++) {
   const user = `probe-${n % 20}`;
-  const gold = n % 2 === 0;
+  // Each probe user alternates between gold and silver on successive visits: in, out, in …
+  const gold = Math.floor(n / 20) % 2 === 0;
   const res = await ingest('/v1/identify', { userId: user, traits: { seq: n, tier: gold ? 'gold' : 'silver' }, messageId: `probe-${n}` });
   const acked = performance.now();
   if (!res.ok) throw new Error(`probe answered ${res.status}`);
@@ -81,7 +91,7 @@ for (let n = 1; performance.now() < until; n++) {
   fresh.push(performance.now() - acked);
   if (AUDIENCES > 0) {
     while (((await audiences(user)).traits.probe_gold === true) !== gold) {
-      if (++polls > 20_000) throw new Error('membership never became visible');
+      if (++polls > 20_000) throw new Error(`membership never became visible; stage lag samples: ${lags.join(' ')}`);
       await tick();
     }
     membership.push(performance.now() - acked);
@@ -92,6 +102,7 @@ for (let n = 1; performance.now() < until; n++) {
   await new Promise((r) => setTimeout(r, 20));
 }
 stop = true;
+clearInterval(lagSampler);
 await load;
 await Promise.all(inflight);
 const loadSeconds = (performance.now() - loadStarted) / 1000;
@@ -104,5 +115,6 @@ const f = (xs: number[], p: number) => percentile(xs, p).toFixed(1).padStart(6);
 console.log(`bench:freshness  ${SECONDS}s at ${RATE} events/s (${Math.round(sent / loadSeconds)} acknowledged/s, ${failed} failed requests), ${AUDIENCES} live audiences, ${fresh.length} probes, Node ${process.version}`);
 console.log(`  200 → trait visible in Profile API        p50 ${f(fresh, 50)} ms  p99 ${f(fresh, 99)} ms  max ${f(fresh, 100)} ms`);
 if (AUDIENCES > 0) console.log(`  200 → membership visible (class=audience) p50 ${f(membership, 50)} ms  p99 ${f(membership, 99)} ms  max ${f(membership, 100)} ms`);
+console.log(`  profile stage behind the log: max ${Math.max(0, ...lags)} records, last ${lags.at(-1) ?? 0} (sampled every 0.5 s; one record is one request)`);
 console.log(`  Profile API read (baseline)               p50 ${f(reads, 50)} ms  p99 ${f(reads, 99)} ms  max ${f(reads, 100)} ms`);
 console.log(`  target p99 < 50 ms (goal 10 ms): traits ${percentile(fresh, 99) < 50 ? 'met' : 'NOT met'}${AUDIENCES > 0 ? `, audiences ${percentile(membership, 99) < 50 ? 'met' : 'NOT met'}` : ''}`);

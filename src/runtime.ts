@@ -11,7 +11,8 @@ export type Tandem = { app: FastifyInstance; stores: Stores; bootstrap: Bootstra
 
 /** The composition root: stores, metrics, first-start bootstrap and the app, ready to listen. */
 export async function openTandem(config: Config, options: { logger?: Logger; now?: () => number } = {}): Promise<Tandem> {
-  const metrics = createMetrics();
+  // Read at scrape time, once the stores below exist.
+  const metrics = createMetrics({ stageLag: () => stores.log.lastId() - stores.profiles.checkpoint() });
   const log = options.logger ?? makeLogger(config.logLevel);
   const stores = openSqliteStores({
     dataDir: config.dataDir,

@@ -21,6 +21,7 @@ async function appWithLog(t: TestContext, override: Partial<EventLog>) {
     readBackward: (w, b, l) => base.readBackward(w, b, l),
     readForward: (a, l) => base.readForward(a, l),
     get: (w, id) => base.get(w, id),
+    lastId: () => base.lastId(),
     close: () => base.close(),
   };
   const stores: Stores = { ...real, log, stage: undefined, ready: () => { throw new Error('disk I/O error'); } };

@@ -39,6 +39,7 @@ for (const adapter of ADAPTERS) {
       assert.equal(back[0]!.body.toString(), '{"n":199}');
       assert.equal(decodeMeta(back[0]!.meta)[0]!.messageId, 'm199');
       assert.equal(stores.log.readForward(ids[9]!, 5)[0]!.id, ids[10]);
+      assert.equal(stores.log.lastId(), ids[199]);
       assert.equal(stores.log.get('default', ids[3]!)?.receivedAt, NOW + 3);
       assert.equal(stores.log.pendingBytes(), 0);
     });

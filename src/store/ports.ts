@@ -39,6 +39,8 @@ export interface EventLog {
   /** Oldest first, ids strictly above `afterId`. */
   readForward(afterId: number, limit: number): LogRecord[];
   get(workspaceId: string, id: number): LogRecord | undefined;
+  /** The id of the newest committed record (0 when the log is empty). */
+  lastId(): number;
   close(): Promise<void>;
 }
 

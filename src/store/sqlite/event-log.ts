@@ -21,8 +21,10 @@ export class SqliteLogReader {
   readonly #backward: StatementSync;
   readonly #forward: StatementSync;
   readonly #get: StatementSync;
+  readonly #last: StatementSync;
 
   constructor(db: DatabaseSync) {
+    this.#last = db.prepare('SELECT coalesce(max(id), 0) AS id FROM log');
     this.#backward = db.prepare('SELECT * FROM log WHERE workspace_id = ? AND id < ? ORDER BY id DESC LIMIT ?');
     this.#forward = db.prepare('SELECT * FROM log WHERE id > ? ORDER BY id LIMIT ?');
     this.#get = db.prepare('SELECT * FROM log WHERE workspace_id = ? AND id = ?');
@@ -34,6 +36,10 @@ export class SqliteLogReader {
 
   readForward(afterId: number, limit: number): LogRecord[] {
     return (this.#forward.all(afterId, limit) as Row[]).map(toRecord);
+  }
+
+  lastId(): number {
+    return (this.#last.get() as { id: number }).id;
   }
 
   get(workspaceId: string, id: number): LogRecord | undefined {
