@@ -1,5 +1,5 @@
 import type { EventLog, LogRecord } from '../store/ports.ts';
-import { decodeMeta, type EventMeta } from '../store/event-meta.ts';
+import { decodeMeta, STATUS_OF, type EventMeta, type MetaTuple } from '../store/event-meta.ts';
 import { isObject, type Json } from '../json.ts';
 
 /** One event as the admin API, the live stream and later pipeline stages see it. */
@@ -35,6 +35,30 @@ export function selectEvents(record: LogRecord, keep: (v: EventMeta) => boolean,
   const items: unknown[] = isBatch && isObject(body) && Array.isArray(body.batch) ? body.batch : [body];
   const shared = isBatch && isObject(body) ? body : {};
   return { total: verdicts.length, events: wanted.map((i) => toEvent(record, i, verdicts[i]!, items[i], shared)) };
+}
+
+/** One event as a backfill reads it: no copies, no dates rebuilt, the item as it was sent. */
+export type ScannedEvent = { id: string; type: string; event: string | null; timestamp: number; payload: Json };
+
+/**
+ * The events of a record whose verdict tuple passes `keep` (status, type, event name), read
+ * straight from the tuples and the parsed body: for scans over the whole log.
+ */
+export function scanRecord(record: LogRecord, keep: (status: string, type: string, event: string | undefined) => boolean): ScannedEvent[] {
+  const tuples = JSON.parse(record.meta) as MetaTuple[];
+  const out: ScannedEvent[] = [];
+  let items: unknown[] | undefined;
+  for (let i = 0; i < tuples.length; i++) {
+    const t = tuples[i]!;
+    if (!keep(STATUS_OF[t[2]] ?? 'quarantined', t[1], t[7] || undefined)) continue;
+    if (!items) {
+      const body = JSON.parse(record.body.toString('utf8')) as unknown;
+      items = record.kind === 'batch' && isObject(body) && Array.isArray(body.batch) ? body.batch : [body];
+    }
+    const item = items[i];
+    out.push({ id: eventId(record.id, i), type: t[1], event: t[7] || null, timestamp: t[3], payload: isObject(item) ? item : {} });
+  }
+  return out;
 }
 
 export const expandRecord = (record: LogRecord, keep: (v: EventMeta) => boolean = () => true): StoredEvent[] => selectEvents(record, keep).events;

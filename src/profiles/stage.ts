@@ -1,6 +1,6 @@
 import { extractIdentifiers } from '../identity/identifiers.ts';
 import { planEvent, type IdentityRules } from '../identity/merge-policy.ts';
-import { expandRecord, findEvent, type StoredEvent } from '../ingest/event-view.ts';
+import { expandRecord, findEvent, scanRecord, type StoredEvent } from '../ingest/event-view.ts';
 import type { EventLog } from '../store/ports.ts';
 import { accountKey, consentKey, dependencyOrder, dependsOnNow, eventTraits, needsOf, references, type Audience } from '../audiences/definition.ts';
 import { evaluate, type ProfileView } from '../audiences/evaluate.ts';
@@ -210,26 +210,32 @@ export function createProfileStage(
    * from, or null when the range is done.
    */
   function scanLog(workspaceId: string, traits: ComputedTrait[], after: number, upTo: number, maxRecords: number, touched?: Set<string>): number | null {
+    if (traits.length === 0) return null;
     const records = log.readForward(after, maxRecords).filter((r) => r.id < upTo);
-    if (records.length === 0 || traits.length === 0) return null;
+    if (records.length === 0) return null;
     const names = new Set(traits.map((t) => t.event));
     const at = now();
+    const found: Array<{ profileId: string; trait: ComputedTrait; timestamp: number; eventId: string; value: unknown }> = [];
     for (const record of records) {
       if (record.workspaceId !== workspaceId || record.kind === 'admin') continue;
-      for (const past of expandRecord(record, (v) => PROCESSED.has(v.status) && v.event !== undefined && names.has(v.event))) {
-        const timestamp = Date.parse(past.timestamp);
+      for (const past of scanRecord(record, (status, _type, event) => PROCESSED.has(status) && event !== undefined && names.has(event))) {
         let profileId: string | undefined | null = null;
         for (const trait of traits) {
           // A contribution already outside the window would lapse at the next sweep anyway.
-          if (trait.windowDays !== undefined && timestamp < at - trait.windowDays * DAY) continue;
+          if (trait.windowDays !== undefined && past.timestamp < at - trait.windowDays * DAY) continue;
           const value = contribution(trait, past);
           if (value === undefined) continue;
           if (profileId === null) profileId = writer.profileOfEvent(past.id);
           if (!profileId) break;
-          writer.addContribution(workspaceId, profileId, trait, timestamp, past.id, value);
-          touched?.add(profileId);
+          found.push({ profileId, trait, timestamp: past.timestamp, eventId: past.id, value });
         }
       }
+    }
+    // In profile order: neighbouring inserts land on the same pages.
+    found.sort((a, b) => (a.profileId < b.profileId ? -1 : a.profileId > b.profileId ? 1 : 0));
+    for (const c of found) {
+      writer.addContribution(workspaceId, c.profileId, c.trait, c.timestamp, c.eventId, c.value);
+      touched?.add(c.profileId);
     }
     return records[records.length - 1]!.id;
   }
@@ -321,8 +327,10 @@ export function createProfileStage(
       for (let after: number | null = 0; after !== null; ) after = scanLog(workspaceId, fill, after, upTo, 1024);
       let size = 0;
       const sample: string[] = [];
-      for (let after = '', count = backfillProfiles; count === backfillProfiles; ) {
-        const r = sweep(workspaceId, audience, after, backfillProfiles, fill);
+      // Nothing is written, so nothing waits: bigger runs than a backfill's.
+      const run = backfillProfiles * 5;
+      for (let after = '', count = run; count === run; ) {
+        const r = sweep(workspaceId, audience, after, run, fill);
         [after, count, size] = [r.last, r.count, size + r.matched.length];
         for (const id of r.matched) if (sample.length < sampleSize) sample.push(id);
       }

@@ -16,7 +16,7 @@ export type EventMeta = {
 };
 
 const STATUS_CODE = { accepted: 'a', flagged: 'f', quarantined: 'q', duplicate: 'd' } as const;
-const CODE_STATUS: Record<string, EventStatus> = { a: 'accepted', f: 'flagged', q: 'quarantined', d: 'duplicate' };
+export const STATUS_OF: Record<string, EventStatus> = { a: 'accepted', f: 'flagged', q: 'quarantined', d: 'duplicate' };
 export const DUPLICATE = 'd';
 
 export type MetaTuple = [string, string, string, number, string[] | 0, string | 0, string | 0, string | 0];
@@ -34,7 +34,7 @@ export function decodeMeta(meta: string): EventMeta[] {
   return (JSON.parse(meta) as MetaTuple[]).map((t) => ({
     messageId: t[0],
     type: t[1],
-    status: CODE_STATUS[t[2]] ?? 'quarantined',
+    status: STATUS_OF[t[2]] ?? 'quarantined',
     timestamp: t[3],
     reasons: t[4] || [],
     userId: t[5] || undefined,

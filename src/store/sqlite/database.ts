@@ -62,6 +62,7 @@ export const STATE_MIGRATIONS = [
      started_at INTEGER NOT NULL, finished_at INTEGER, PRIMARY KEY (workspace_id, audience_key));
    CREATE TABLE consents (profile_id TEXT NOT NULL, purpose TEXT NOT NULL, granted INTEGER NOT NULL, ts INTEGER NOT NULL, message_id TEXT NOT NULL, PRIMARY KEY (profile_id, purpose)) WITHOUT ROWID;
    CREATE INDEX consents_purpose ON consents (purpose, profile_id);
+   CREATE INDEX profiles_live ON profiles (workspace_id, id) WHERE merged_into IS NULL;
    CREATE TABLE ct_values_by_profile (workspace_id TEXT NOT NULL, profile_id TEXT NOT NULL, key TEXT NOT NULL, ts INTEGER NOT NULL, event_id TEXT NOT NULL, value TEXT NOT NULL, num REAL,
      PRIMARY KEY (profile_id, key, ts, event_id)) WITHOUT ROWID;
    INSERT OR IGNORE INTO ct_values_by_profile SELECT workspace_id, profile_id, key, ts, event_id, value, num FROM ct_values;

@@ -12,6 +12,12 @@ const lww = (table: string) => LWW.replaceAll('{t}', table);
 type TraitRow = { key: string; value: string; ts: number; message_id: string };
 const toTraits = (rows: TraitRow[]): Record<string, TraitValue> => Object.fromEntries(rows.map((r) => [r.key, { value: JSON.parse(r.value) as unknown, timestamp: r.ts, messageId: r.message_id }]));
 
+/** Rows as arrays: for reads of many rows, about twice as fast as one object per row. */
+function rows(statement: StatementSync, ...params: Array<string | number>): unknown[][] {
+  statement.setReturnArrays(true);
+  return statement.all(...params) as unknown as unknown[][];
+}
+
 type BackfillRow = {
   workspace_id: string; audience_key: string; phase: Backfill['phase']; traits: string; up_to: number; log_after: number; profile_after: string;
   profiles_total: number; profiles_done: number; entered: number; exited: number; cause: string; started_at: number; finished_at: number | null;
@@ -472,7 +478,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   }
 
   liveProfilesAfter(workspaceId: string, after: string, limit: number): string[] {
-    return (this.#s.chunkIds!.all(workspaceId, after, limit) as Array<{ id: string }>).map((r) => r.id);
+    return (rows(this.#s.chunkIds!, workspaceId, after, limit) as Array<[string]>).map((r) => r[0]);
   }
 
   audienceChanges(workspaceId: string, after: number, limit: number, key?: string) {
@@ -505,17 +511,17 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       const keys = JSON.stringify(needs.keys);
       // Computed values win over custom traits of the same name, as in every other read.
       for (const statement of [s.rangeTraits!, s.rangeComputed!]) {
-        for (const r of statement.all(from, to, keys) as Array<{ profile_id: string; key: string; value: string }>) chunk.values.get(r.key)!.set(r.profile_id, JSON.parse(r.value));
+        for (const [profileId, key, value] of rows(statement, from, to, keys) as Array<[string, string, string]>) chunk.values.get(key)!.set(profileId, JSON.parse(value));
       }
     }
-    for (const key of needs.audiences) chunk.members.set(key, new Set((s.rangeMembers!.all(workspaceId, key, from, to) as Array<{ profile_id: string }>).map((r) => r.profile_id)));
-    for (const purpose of needs.consents) chunk.consents.set(purpose, new Map((s.rangeConsents!.all(purpose, from, to) as Array<{ profile_id: string; granted: number }>).map((r) => [r.profile_id, r.granted === 1])));
+    for (const key of needs.audiences) chunk.members.set(key, new Set((rows(s.rangeMembers!, workspaceId, key, from, to) as Array<[string]>).map((r) => r[0])));
+    for (const purpose of needs.consents) chunk.consents.set(purpose, new Map((rows(s.rangeConsents!, purpose, from, to) as Array<[string, number]>).map(([p, granted]) => [p, granted === 1])));
     for (const key of needs.accounts) {
       const byProfile = new Map<string, unknown[]>();
-      for (const r of s.rangeAccounts!.all(key, from, to, workspaceId) as Array<{ profile_id: string; value: string }>) {
-        const list = byProfile.get(r.profile_id);
-        if (list) list.push(JSON.parse(r.value));
-        else byProfile.set(r.profile_id, [JSON.parse(r.value)]);
+      for (const [profileId, value] of rows(s.rangeAccounts!, key, from, to, workspaceId) as Array<[string, string]>) {
+        const list = byProfile.get(profileId);
+        if (list) list.push(JSON.parse(value));
+        else byProfile.set(profileId, [JSON.parse(value)]);
       }
       chunk.accounts.set(key, byProfile);
     }
