@@ -10,6 +10,7 @@ import { createIngest } from './ingest/accept.ts';
 import { eventsApi } from './ingest/events-api.ts';
 import { ingestRoutes } from './ingest/routes.ts';
 import type { Metrics } from './ops/metrics.ts';
+import { valueRoutes } from './value/routes.ts';
 import { OPENAPI } from './ops/openapi.ts';
 import { audienceRoutes } from './audiences/routes.ts';
 import { createAdminEvents, profileAdminRoutes } from './profiles/admin-routes.ts';
@@ -131,7 +132,9 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     await eventsApi(admin, { log: stores.log, live, authorize: (h) => check(h, 'events:read') });
     await accessRoutes(admin, { admin: createAccessAdmin(stores.access, credentials.invalidate), authorize: check });
     await profileAdminRoutes(admin, { profiles: stores.profiles, log: stores.log, stage: stores.stage, authorize: check, now });
-    await audienceRoutes(admin, { profiles: stores.profiles, authorize: check, adminEvent: createAdminEvents({ log: stores.log, stage: stores.stage, now }) });
+    const adminEvent = createAdminEvents({ log: stores.log, stage: stores.stage, now });
+    await audienceRoutes(admin, { profiles: stores.profiles, authorize: check, adminEvent });
+    await valueRoutes(admin, { profiles: stores.profiles, dataDir: config.dataDir, authorize: check, adminEvent, refreshMs: config.clvRefreshMs, now });
     admin.get('/api/v1/openapi.json', async () => OPENAPI);
   });
 

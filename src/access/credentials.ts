@@ -17,6 +17,8 @@ export const PERMISSIONS = {
   'traits:manage': ['owner', 'engineer', 'marketer'],
   'audiences:read': ['owner', 'engineer', 'marketer', 'analyst'],
   'audiences:manage': ['owner', 'engineer', 'marketer'],
+  'value:read': ['owner', 'engineer', 'marketer', 'analyst'],
+  'value:manage': ['owner', 'engineer', 'marketer'],
 } as const satisfies Record<string, readonly Role[]>;
 export type Permission = keyof typeof PERMISSIONS;
 

@@ -133,11 +133,14 @@ export function eventTraitKey(node: { event: string; where?: Filter[]; withinDay
   return key;
 }
 
-function hashKey(node: { event: string; where?: Filter[]; withinDays?: number }): string {
-  const spec = JSON.stringify([node.event, node.where ?? [], node.withinDays ?? null]);
+const hashKey = (node: { event: string; where?: Filter[]; withinDays?: number }): string => hiddenKey('__ev_', [node.event, node.where ?? [], node.withinDays ?? null]);
+
+/** A stable key for a hidden computed trait (never shown as a trait): a prefix and a hash of its spec. */
+export function hiddenKey(prefix: string, parts: unknown[]): string {
+  const spec = JSON.stringify(parts);
   let h = 2166136261;
   for (let i = 0; i < spec.length; i++) h = Math.imul(h ^ spec.charCodeAt(i), 16777619) >>> 0;
-  return `__ev_${h.toString(36)}_${spec.length.toString(36)}`;
+  return `${prefix}${h.toString(36)}_${spec.length.toString(36)}`;
 }
 
 /** The hidden computed traits an audience needs, one per distinct event condition. */

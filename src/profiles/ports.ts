@@ -36,6 +36,12 @@ export type ProfileChunk = {
   accounts: Map<string, Map<string, unknown[]>>;
 };
 
+/** A stored lifetime-value fit: what was asked, what came out (see src/value). */
+export type StoredFit = { id: string; workspaceId: string; createdAt: number; fit: Record<string, unknown> };
+
+/** Scoring every profile with a fit, in the background. */
+export type ValueJob = { workspaceId: string; fitId: string; profileAfter: string; scored: number; profilesDone: number; profilesTotal: number; scoredAt: number; startedAt: number; finishedAt: number | null };
+
 /** What the profile stage writes; one adapter per store (SQLite now). */
 export interface ProfileWriter {
   transaction(fn: () => void): void;
@@ -90,6 +96,13 @@ export interface ProfileWriter {
   deleteBackfill(workspaceId: string, audienceKey: string): void;
   /** Backfills not yet done, oldest first. */
   pendingBackfills(): Backfill[];
+  saveFit(fit: StoredFit): void;
+  saveValueJob(job: ValueJob): void;
+  pendingValueJobs(): ValueJob[];
+  /** The contributions of some traits for profiles with ids in [from, to]: purchases for scoring. */
+  contributionsInRange(keys: string[], from: string, to: string): Array<{ profileId: string; timestamp: number; value: number }>;
+  setComputedValue(profileId: string, key: string, value: unknown, at: number): void;
+  dropComputedValue(profileId: string, key: string): void;
   upsertAccount(workspaceId: string, groupId: string, traits: Record<string, unknown>, timestamp: number, why: Provenance): void;
   linkAccount(workspaceId: string, groupId: string, profileId: string, why: Provenance): void;
   checkpoint(): number;
@@ -125,6 +138,15 @@ export interface ProfileReader {
   /** One trait's values over the accounts the profile is linked to (those that have it). */
   accountValues(profileId: string, key: string): unknown[];
   backfill(workspaceId: string, audienceKey: string): Backfill | undefined;
+  fits(workspaceId: string, limit: number): StoredFit[];
+  /** Workspaces that have a lifetime-value fit. */
+  fitWorkspaces(): string[];
+  fit(workspaceId: string, id: string): StoredFit | undefined;
+  valueJob(workspaceId: string): ValueJob | undefined;
+  /** A workspace's contributions to some traits: every purchase, for fitting. */
+  contributions(workspaceId: string, keys: string[]): Array<{ profileId: string; timestamp: number; value: number }>;
+  /** Some computed values of profiles after a cursor, in profile id order (scores, for listing). */
+  computedValuesAfter(keys: string[], after: string, limit: number): Array<{ profileId: string; values: Record<string, unknown> }>;
   /** Entries and exits of every audience (or one) in the order they happened, after a cursor (their id). */
   audienceChanges(workspaceId: string, after: number, limit: number, key?: string): Array<{ id: number; key: string; profileId: string; change: 'enter' | 'exit'; at: number; eventId: string }>;
   /** The live profile a profile is now part of: itself, or the one it was merged into. */

@@ -8,11 +8,13 @@ import { contribution, type ComputedTrait } from './computed-traits.ts';
 import type { Backfill, ProfileReader, ProfileWriter, Provenance } from './ports.ts';
 import { parseProfileId, profileByRef } from './profile-ref.ts';
 import { isObject } from '../json.ts';
+import { purchaseTraits, scoreProfile, VALUE_KEYS, type FitRecord } from '../value/scores.ts';
+import type { Purchase } from '../value/summary.ts';
 
 const PROCESSED = new Set(['accepted', 'flagged']);
 const DAY = 86_400_000;
 /** Computed traits behind audience event conditions (see eventTraits). */
-const HIDDEN = '__';
+const EVENT_CONDITION = '__ev_';
 const NOTHING_BUILDING = { audiences: new Set<string>(), traits: new Set<string>() };
 
 /** Segment's consent preferences, `context.consent.categoryPreferences`: purpose → granted. */
@@ -278,14 +280,15 @@ export function createProfileStage(
   }
 
   /**
-   * Works on the oldest unfinished backfill for about `budgetMs` in one transaction: a few
-   * hundred log records at a time, then a couple of thousand profiles at a time. Returns whether
-   * any backfill is left.
+   * Background work for about `budgetMs` in one transaction: the oldest unfinished audience
+   * backfill (a few hundred log records at a time, then a couple of thousand profiles at a time)
+   * or, when there is none, scoring profiles with a new lifetime-value fit. Returns whether any
+   * background work is left.
    */
   function backfillStep(budgetMs: number): boolean {
-    const job = writer.pendingBackfills()[0];
-    if (!job) return false;
     const deadline = performance.now() + budgetMs;
+    const job = writer.pendingBackfills()[0];
+    if (!job) return scoringStep(deadline);
     writer.transaction(() => {
       const b = { ...job };
       const audience = writer.audiences(b.workspaceId).find((a) => a.key === b.audienceKey);
@@ -307,7 +310,7 @@ export function createProfileStage(
       } while (b.phase !== 'done' && performance.now() < deadline);
       writer.saveBackfill(b);
     });
-    return writer.pendingBackfills().length > 0;
+    return writer.pendingBackfills().length > 0 || writer.pendingValueJobs().length > 0;
   }
 
   /**
@@ -350,7 +353,7 @@ export function createProfileStage(
   /** Hidden event traits no audience reads any more. */
   function dropUnusedEventTraits(workspaceId: string): void {
     const used = new Set(writer.audiences(workspaceId).flatMap((a) => eventTraits(a.definition).map((t) => t.key)));
-    for (const trait of writer.computedTraits(workspaceId)) if (trait.key.startsWith(HIDDEN) && !used.has(trait.key)) writer.deleteComputedTrait(workspaceId, trait.key);
+    for (const trait of writer.computedTraits(workspaceId)) if (trait.key.startsWith(EVENT_CONDITION) && !used.has(trait.key)) writer.deleteComputedTrait(workspaceId, trait.key);
   }
 
   function recomputeAll(workspaceId: string, profileId: string): void {
@@ -432,6 +435,56 @@ export function createProfileStage(
     writer.recordSplit(workspaceId, from, to, id, moved, { eventId: e.id, messageId: e.messageId, rule: 'admin_split', at });
   }
 
+  /** The purchase events a fit reads: their hidden traits, backfilled over the log when new. */
+  function definePurchases(workspaceId: string, payload: Record<string, unknown>, upTo: number, cause: string): void {
+    const existing = new Set(writer.computedTraits(workspaceId).map((t) => t.key));
+    for (const trait of purchaseTraits(payload.events as string[], String(payload.property))) if (!existing.has(trait.key)) defineTrait(workspaceId, trait, upTo, cause);
+  }
+
+  /** A new fit: kept, then every profile is scored with it in the background (see scoringStep). */
+  function startScoring(workspaceId: string, e: StoredEvent): void {
+    const fit = e.payload.fit as { id: string } & FitRecord;
+    const at = now();
+    writer.saveFit({ id: fit.id, workspaceId, createdAt: at, fit });
+    writer.saveValueJob({ workspaceId, fitId: fit.id, profileAfter: '', scored: 0, profilesDone: 0, profilesTotal: writer.profileCount(workspaceId), scoredAt: fit.asOf, startedAt: at, finishedAt: null });
+  }
+
+  const valueKeys = new Set<string>(VALUE_KEYS);
+
+  /** Scores the next run of profiles of the oldest unfinished scoring job; whether any is left. */
+  function scoringStep(deadline: number): boolean {
+    const job = writer.pendingValueJobs()[0];
+    if (!job) return false;
+    writer.transaction(() => {
+      const j = { ...job };
+      const fit = writer.fit(j.workspaceId, j.fitId)?.fit as FitRecord | undefined;
+      do {
+        const ids = fit ? writer.liveProfilesAfter(j.workspaceId, j.profileAfter, backfillProfiles) : [];
+        if (ids.length > 0) {
+          const purchases = new Map<string, Purchase[]>();
+          for (const c of writer.contributionsInRange(fit!.purchaseKeys, ids[0]!, ids[ids.length - 1]!)) {
+            const list = purchases.get(c.profileId) ?? [];
+            list.push({ customer: c.profileId, at: c.timestamp, amount: c.value });
+            purchases.set(c.profileId, list);
+          }
+          const at = now();
+          for (const id of ids) {
+            const scores = purchases.has(id) ? scoreProfile(fit!, purchases.get(id)!, j.scoredAt) : undefined;
+            if (scores) for (const [key, value] of Object.entries(scores)) writer.setComputedValue(id, key, value, at);
+            else for (const key of VALUE_KEYS) writer.dropComputedValue(id, key);
+            if (scores) j.scored++;
+            evaluateAudiences(j.workspaceId, id, valueKeys, `clv:${j.fitId}`);
+          }
+          j.profileAfter = ids[ids.length - 1]!;
+          j.profilesDone += ids.length;
+        }
+        if (ids.length < backfillProfiles) [j.finishedAt, j.profilesTotal] = [now(), Math.max(j.profilesTotal, j.profilesDone)];
+      } while (j.finishedAt === null && performance.now() < deadline);
+      writer.saveValueJob(j);
+    });
+    return writer.pendingValueJobs().length > 0;
+  }
+
   /**
    * Time passing: audiences with conditions relative to now (within_days, older_than_days) are
    * swept over every profile, and windowed computed traits drop what left their window.
@@ -475,6 +528,8 @@ export function createProfileStage(
           else if (e.type === 'audience') defineAudience(record.workspaceId, e, record.id);
           else if (e.type === 'audience_preview') previewAudience(record.workspaceId, e, record.id);
           else if (e.type === 'audience_delete') deleteAudience(record.workspaceId, String(e.payload.key), e.id);
+          else if (e.type === 'clv_purchases') definePurchases(record.workspaceId, e.payload, record.id, e.id);
+          else if (e.type === 'clv_fit') startScoring(record.workspaceId, e);
           else if (e.type === 'computed_trait_delete') deleteTrait(record.workspaceId, String(e.payload.key), record.id, e.id);
         }
       }

@@ -72,6 +72,11 @@ export const STATE_MIGRATIONS = [
    CREATE INDEX profile_expiry_due ON profile_expiry (expires_at);
    INSERT INTO profile_expiry SELECT v.profile_id, min(v.ts + CAST(json_extract(c.definition, '$.windowDays') * 86400000 AS INTEGER))
      FROM ct_values v JOIN computed_traits c ON c.workspace_id = v.workspace_id AND c.key = v.key WHERE json_extract(c.definition, '$.windowDays') IS NOT NULL GROUP BY v.profile_id;`,
+  // Lifetime-value fits and the background job that scores every profile with the latest one.
+  `CREATE TABLE clv_fits (id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, created_at INTEGER NOT NULL, fit TEXT NOT NULL);
+   CREATE INDEX clv_fits_workspace ON clv_fits (workspace_id, created_at);
+   CREATE TABLE value_jobs (workspace_id TEXT PRIMARY KEY, fit_id TEXT NOT NULL, profile_after TEXT NOT NULL, scored INTEGER NOT NULL, profiles_done INTEGER NOT NULL,
+     profiles_total INTEGER NOT NULL, scored_at INTEGER NOT NULL, started_at INTEGER NOT NULL, finished_at INTEGER);`,
 ];
 
 /**

@@ -4,7 +4,7 @@ import { DEFAULT_RULES, type GraphView, type IdentityRules, type Warning } from 
 import { oncePerTurn } from '../../ops/once-per-turn.ts';
 import type { Audience, Needs } from '../../audiences/definition.ts';
 import type { ComputedTrait } from '../../profiles/computed-traits.ts';
-import type { Backfill, ProfileChunk, ProfileReader, ProfileWriter, Provenance, TraitValue } from '../../profiles/ports.ts';
+import type { Backfill, ProfileChunk, ProfileReader, ProfileWriter, Provenance, StoredFit, TraitValue, ValueJob } from '../../profiles/ports.ts';
 
 const LWW = 'WHERE excluded.ts > {t}.ts OR (excluded.ts = {t}.ts AND excluded.message_id > {t}.message_id)';
 const lww = (table: string) => LWW.replaceAll('{t}', table);
@@ -17,6 +17,13 @@ function rows(statement: StatementSync, ...params: Array<string | number>): unkn
   statement.setReturnArrays(true);
   return statement.all(...params) as unknown as unknown[][];
 }
+
+type FitRow = { id: string; workspace_id: string; created_at: number; fit: string };
+const toFit = (r: FitRow): StoredFit => ({ id: r.id, workspaceId: r.workspace_id, createdAt: r.created_at, fit: JSON.parse(r.fit) as Record<string, unknown> });
+type ValueJobRow = { workspace_id: string; fit_id: string; profile_after: string; scored: number; profiles_done: number; profiles_total: number; scored_at: number; started_at: number; finished_at: number | null };
+const toValueJob = (r: ValueJobRow): ValueJob => ({
+  workspaceId: r.workspace_id, fitId: r.fit_id, profileAfter: r.profile_after, scored: r.scored, profilesDone: r.profiles_done, profilesTotal: r.profiles_total, scoredAt: r.scored_at, startedAt: r.started_at, finishedAt: r.finished_at,
+});
 
 type BackfillRow = {
   workspace_id: string; audience_key: string; phase: Backfill['phase']; traits: string; up_to: number; log_after: number; profile_after: string;
@@ -118,7 +125,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       moveCtEvent: p('UPDATE ct_values SET profile_id = ? WHERE profile_id = ? AND event_id = ?'),
       dropComputedOf: p('DELETE FROM computed_values WHERE profile_id = ?'),
       profileOfEvent: p('SELECT profile_id FROM profile_events WHERE event_id = ?'),
-      workspaces: p('SELECT workspace_id FROM computed_traits UNION SELECT workspace_id FROM audiences'),
+      workspaces: p('SELECT workspace_id FROM computed_traits UNION SELECT workspace_id FROM audiences UNION SELECT workspace_id FROM value_jobs'),
       profileHistory: p('SELECT audience_key, change, at, event_id FROM audience_history WHERE profile_id = ? ORDER BY id DESC LIMIT ?'),
       historySince: p('SELECT change, at FROM audience_history WHERE workspace_id = ? AND audience_key = ? ORDER BY id'),
       defineAudience: p('INSERT INTO audiences (workspace_id, key, name, definition, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET name = excluded.name, definition = excluded.definition, updated_at = excluded.updated_at'),
@@ -161,6 +168,18 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       deleteBackfill: p('DELETE FROM backfills WHERE workspace_id = ? AND audience_key = ?'),
       pendingBackfills: p("SELECT * FROM backfills WHERE phase != 'done' ORDER BY started_at, workspace_id, audience_key"),
       backfill: p('SELECT * FROM backfills WHERE workspace_id = ? AND audience_key = ?'),
+      saveFit: p('INSERT INTO clv_fits (id, workspace_id, created_at, fit) VALUES (?, ?, ?, ?)'),
+      fits: p('SELECT id, workspace_id, created_at, fit FROM clv_fits WHERE workspace_id = ? ORDER BY created_at DESC, id DESC LIMIT ?'),
+      fit: p('SELECT id, workspace_id, created_at, fit FROM clv_fits WHERE workspace_id = ? AND id = ?'),
+      fitWorkspaces: p('SELECT DISTINCT workspace_id FROM clv_fits ORDER BY workspace_id'),
+      saveValueJob: p(`INSERT INTO value_jobs (workspace_id, fit_id, profile_after, scored, profiles_done, profiles_total, scored_at, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT DO UPDATE SET fit_id = excluded.fit_id, profile_after = excluded.profile_after, scored = excluded.scored, profiles_done = excluded.profiles_done,
+        profiles_total = excluded.profiles_total, scored_at = excluded.scored_at, started_at = excluded.started_at, finished_at = excluded.finished_at`),
+      pendingValueJobs: p('SELECT * FROM value_jobs WHERE finished_at IS NULL ORDER BY started_at'),
+      valueJob: p('SELECT * FROM value_jobs WHERE workspace_id = ?'),
+      contributions: p('SELECT profile_id, ts, num FROM ct_values WHERE workspace_id = ? AND key IN (SELECT value FROM json_each(?)) AND num IS NOT NULL'),
+      contributionsInRange: p('SELECT profile_id, ts, num FROM ct_values WHERE profile_id BETWEEN ? AND ? AND key IN (SELECT value FROM json_each(?)) AND num IS NOT NULL'),
+      computedAfter: p('SELECT profile_id, key, value FROM computed_values WHERE profile_id > ? AND key IN (SELECT value FROM json_each(?)) ORDER BY profile_id, key LIMIT ?'),
       upsertAccount: p('INSERT INTO accounts (workspace_id, group_id, created_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET updated_at = max(updated_at, excluded.updated_at)'),
       setAccountTrait: p(`INSERT INTO account_traits (workspace_id, group_id, key, value, ts, message_id) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace_id, group_id, key) DO UPDATE SET value = excluded.value, ts = excluded.ts, message_id = excluded.message_id ${lww('account_traits')}`),
       linkAccount: p('INSERT OR IGNORE INTO account_links (workspace_id, group_id, profile_id, event_id) VALUES (?, ?, ?, ?)'),
@@ -548,6 +567,64 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
 
   pendingBackfills(): Backfill[] {
     return (this.#pending ??= (this.#s.pendingBackfills!.all() as BackfillRow[]).map(toBackfill));
+  }
+
+  saveFit(f: StoredFit): void {
+    this.#s.saveFit!.run(f.id, f.workspaceId, f.createdAt, JSON.stringify(f.fit));
+  }
+
+  fits(workspaceId: string, limit: number): StoredFit[] {
+    return (this.#s.fits!.all(workspaceId, limit) as FitRow[]).map(toFit);
+  }
+
+  fitWorkspaces(): string[] {
+    return (this.#s.fitWorkspaces!.all() as Array<{ workspace_id: string }>).map((r) => r.workspace_id);
+  }
+
+  fit(workspaceId: string, id: string): StoredFit | undefined {
+    const row = this.#s.fit!.get(workspaceId, id) as FitRow | undefined;
+    return row && toFit(row);
+  }
+
+  saveValueJob(j: ValueJob): void {
+    this.#s.saveValueJob!.run(j.workspaceId, j.fitId, j.profileAfter, j.scored, j.profilesDone, j.profilesTotal, j.scoredAt, j.startedAt, j.finishedAt);
+  }
+
+  pendingValueJobs(): ValueJob[] {
+    return (this.#s.pendingValueJobs!.all() as ValueJobRow[]).map(toValueJob);
+  }
+
+  valueJob(workspaceId: string): ValueJob | undefined {
+    const row = this.#s.valueJob!.get(workspaceId) as ValueJobRow | undefined;
+    return row && toValueJob(row);
+  }
+
+  contributions(workspaceId: string, keys: string[]) {
+    return (rows(this.#s.contributions!, workspaceId, JSON.stringify(keys)) as Array<[string, number, number]>).map(([profileId, timestamp, value]) => ({ profileId, timestamp, value }));
+  }
+
+  contributionsInRange(keys: string[], from: string, to: string) {
+    return (rows(this.#s.contributionsInRange!, from, to, JSON.stringify(keys)) as Array<[string, number, number]>).map(([profileId, timestamp, value]) => ({ profileId, timestamp, value }));
+  }
+
+  computedValuesAfter(keys: string[], after: string, limit: number) {
+    const out: Array<{ profileId: string; values: Record<string, unknown> }> = [];
+    for (const [profileId, key, value] of rows(this.#s.computedAfter!, after, JSON.stringify(keys), limit * keys.length) as Array<[string, string, string]>) {
+      if (out.at(-1)?.profileId !== profileId) {
+        if (out.length === limit) break;
+        out.push({ profileId, values: {} });
+      }
+      out.at(-1)!.values[key] = JSON.parse(value);
+    }
+    return out;
+  }
+
+  setComputedValue(profileId: string, key: string, value: unknown, at: number): void {
+    this.#s.setComputed!.run(profileId, key, JSON.stringify(value), at);
+  }
+
+  dropComputedValue(profileId: string, key: string): void {
+    this.#s.dropComputed!.run(profileId, key);
   }
 
   backfill(workspaceId: string, audienceKey: string): Backfill | undefined {

@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { hashToken } from '../src/access/credentials.ts';
+import { parseTransactions } from '../src/value/transactions.ts';
+import { basic, bearer, openTestApp } from './helpers.ts';
+
+const near = (actual: number, expected: number, within: number, what: string) => assert.ok(Math.abs(actual - expected) <= within, `${what}: ${actual} is not within ${within} of ${expected}`);
+
+test('CDNOW through the ingest API: the fit from the event log reproduces the published BG/NBD results and scores every customer', async (t) => {
+  const app = await openTestApp(t);
+  const purchases = parseTransactions(readFileSync(new URL('./data/clv/CDNOW_sample.txt', import.meta.url), 'utf8'));
+  // Each transaction as an Order Completed event of its customer, in batches as a server would send them.
+  const events = purchases.map((p, i) => ({ type: 'track', event: 'Order Completed', userId: p.customer, messageId: `cdnow-${i}`, timestamp: new Date(p.at).toISOString(), properties: { revenue: p.amount } }));
+  for (let i = 0; i < events.length; i += 500) assert.equal((await app.send('/v1/batch', { batch: events.slice(i, i + 500) })).statusCode, 200);
+
+  const fit = await app.inject({ method: 'POST', url: '/api/v1/clv/fit', headers: { authorization: bearer() }, payload: { model: 'bgnbd', unit: 'weeks', calibrationEnd: '1997-09-30', purchaseEvents: ['Order Completed'], revenueProperty: 'revenue' } });
+  assert.equal(fit.statusCode, 201, fit.body);
+  const body = fit.json();
+  assert.equal(body.customers, 2357);
+  near(body.params.r, 0.243, 0.0005, 'r');
+  near(body.params.alpha, 4.414, 0.0005, 'α');
+  near(body.params.a, 0.793, 0.0005, 'a');
+  near(body.params.b, 2.426, 0.0005, 'b');
+  near(body.log_likelihood, -9582.4, 0.05, 'log-likelihood');
+  assert.equal(body.spend.customers, 946);
+  near(body.spend.params.p, 6.25, 0.01, 'p');
+  assert.ok(body.seconds > 0);
+
+  const detail = (await app.inject({ method: 'GET', url: `/api/v1/clv/fits/${body.id}`, headers: { authorization: bearer() } })).json();
+  assert.equal(detail.diagnostics.holdout.actual, 1882);
+  near(detail.diagnostics.holdout.expected, 1653.4, 0.05, 'holdout expectation');
+  const cumulative = detail.diagnostics.tracking.at(-1);
+  assert.equal(cumulative.actualCumulative, 2457 + 1882, 'every repeat transaction, calibration and holdout');
+  assert.ok(Math.abs(cumulative.expectedCumulative - cumulative.actualCumulative) / cumulative.actualCumulative < 0.1, 'the model tracks the cohort');
+  assert.equal(detail.diagnostics.conditional[0].x, '0');
+  const chart = await app.inject({ method: 'GET', url: `/api/v1/clv/fits/${body.id}/chart.svg`, headers: { authorization: bearer() } });
+  assert.equal(chart.headers['content-type'], 'image/svg+xml');
+  assert.match(chart.body, /^<svg[^>]*>[\s\S]*<path d="M[\d.,]+/);
+
+  // Scoring runs in the background; then every customer's scores are computed traits.
+  for (let i = 0; i < 500 && (await app.inject({ method: 'GET', url: '/api/v1/clv/fits', headers: { authorization: bearer() } })).json().scoring.status !== 'done'; i++) await new Promise((r) => setTimeout(r, 10));
+  const jobs = (await app.inject({ method: 'GET', url: '/api/v1/clv/fits', headers: { authorization: bearer() } })).json();
+  assert.equal(jobs.scoring.profiles.scored, 2357);
+  app.stores.access.createToken('default', 'api', 'access', hashToken('tdm_access_clv_000000000001'));
+  const traits = (await app.inject({ method: 'GET', url: '/v1/spaces/default/collections/users/profiles/user_id:1/traits?class=computed_trait&limit=20', headers: { authorization: basic('tdm_access_clv_000000000001') } })).json().traits;
+  near(traits.p_alive, 0.7266, 0.0001, 'customer 1 (x = 2, t_x = 30.43, T = 38.86): P(alive)');
+  assert.ok(['high', 'medium', 'low'].includes(traits.value_tier));
+  assert.ok(traits.predicted_clv > 0 && traits.expected_purchases > 0 && traits.expected_spend > 0);
+  const scores = (await app.inject({ method: 'GET', url: '/api/v1/clv/scores?limit=1000', headers: { authorization: bearer() } })).json();
+  assert.equal(scores.data.length, 1000);
+  const tiers = new Map<string, number>();
+  for (let after: string | null = '', n = 0; after !== null && n < 10; n++) {
+    const page: { data: Array<{ value_tier: string }>; next: string | null } = (await app.inject({ method: 'GET', url: `/api/v1/clv/scores?limit=1000&after=${after}`, headers: { authorization: bearer() } })).json();
+    for (const s of page.data) tiers.set(s.value_tier, (tiers.get(s.value_tier) ?? 0) + 1);
+    after = page.next;
+  }
+  assert.equal([...tiers.values()].reduce((a, b) => a + b, 0), 2357);
+  assert.ok(tiers.get('high')! >= 0.19 * 2357 && tiers.get('high')! <= 0.22 * 2357, `about a fifth are high value: ${JSON.stringify([...tiers])}`);
+
+  // An audience on the value tier, and the fit's errors.
+  const audience = await app.inject({ method: 'POST', url: '/api/v1/audiences', headers: { authorization: bearer() }, payload: { key: 'high_value', text: 'value tier = "high" and predicted clv > 0' } });
+  assert.equal(audience.statusCode, 201, audience.body);
+  for (let i = 0; i < 500 && (await app.inject({ method: 'GET', url: '/api/v1/audiences/high_value', headers: { authorization: bearer() } })).json().backfill.status !== 'done'; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal((await app.inject({ method: 'GET', url: '/api/v1/audiences/high_value', headers: { authorization: bearer() } })).json().size, tiers.get('high'));
+  const none = await app.inject({ method: 'POST', url: '/api/v1/clv/fit', headers: { authorization: bearer() }, payload: { purchaseEvents: ['Nothing Bought'] } });
+  assert.equal(none.statusCode, 422);
+  assert.equal(none.json().error.code, 'no_purchases');
+  assert.equal((await app.inject({ method: 'POST', url: '/api/v1/clv/fit', headers: { authorization: bearer() }, payload: { model: 'nope' } })).statusCode, 400);
+});
