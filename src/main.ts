@@ -5,6 +5,9 @@ import { loadConfig, type Config } from './config.ts';
 import { TandemError } from './errors.ts';
 import { openTandem } from './runtime.ts';
 import { openSqliteStores } from './store/sqlite/index.ts';
+import { clvFit } from './value/cli.ts';
+
+const defined = <T extends Record<string, string | undefined>>(o: T) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: string };
 
 const USAGE = `Usage: tandem <command>
 
@@ -16,6 +19,10 @@ const USAGE = `Usage: tandem <command>
                                                  access for the Profile API)
   tokens list                                    list tokens (secrets are never shown again)
   tokens revoke ID                               revoke a token at once
+  clv fit --csv FILE [--model bgnbd|pareto_nbd] [--unit weeks|days] [--calibration-end DATE]
+          [--customer COL --date COL --amount COL]
+                                                 fit lifetime-value models on a transaction file from another
+                                                 system (CSV with a header, or CDNOW's layout); prints JSON
 
 Options for every command: --data-dir DIR, --workspace ID (default "${DEFAULT_WORKSPACE}").
 Configuration comes from TANDEM_* environment variables; see README.md.`;
@@ -72,11 +79,18 @@ export async function main(argv: string[]): Promise<void> {
     options: {
       port: { type: 'string' }, host: { type: 'string' }, 'data-dir': { type: 'string' }, workspace: { type: 'string' },
       source: { type: 'string' }, name: { type: 'string' }, role: { type: 'string' }, help: { type: 'boolean' },
+      csv: { type: 'string' }, model: { type: 'string' }, unit: { type: 'string' }, 'calibration-end': { type: 'string' }, customer: { type: 'string' }, date: { type: 'string' }, amount: { type: 'string' },
     },
   });
   const [command, action] = args.positionals;
   if (!command || args.values.help) {
     process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (command === 'clv' && action === 'fit') {
+    const v = args.values;
+    if (!v.csv) throw new Error(USAGE);
+    process.stdout.write(`${JSON.stringify(clvFit({ csv: v.csv, ...defined({ model: v.model, unit: v.unit, calibrationEnd: v['calibration-end'], customer: v.customer, date: v.date, amount: v.amount }) }), null, 2)}\n`);
     return;
   }
   const overrides: Record<string, string> = {};

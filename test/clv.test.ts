@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 import { bgnbdExpected, bgnbdPAlive, fitBgNbd } from '../src/value/bgnbd.ts';
 import { expectedSpend, fitGammaGamma, toSpend } from '../src/value/gamma-gamma.ts';
@@ -83,5 +87,33 @@ describe('the summary from the raw CDNOW transaction log', () => {
     near(summary.reduce((n, s) => n + bgnbdExpected(bg.params, 39, s.x, s.tx, s.T), 0), 1653.4, 0.05, 'BG/NBD holdout');
     // Pareto/NBD's likelihood is flat in β; the sum moves in its first decimal along that ridge.
     near(summary.reduce((n, s) => n + paretoNbdExpected(pn.params, 39, s.x, s.tx, s.T), 0), 1665.6, 0.15, 'Pareto/NBD holdout');
+  });
+});
+
+describe('tandem clv fit --csv', () => {
+  const run = (args: string[]) => {
+    const r = spawnSync(process.execPath, [fileURLToPath(new URL('../src/main.ts', import.meta.url)), 'clv', 'fit', ...args], { encoding: 'utf8' });
+    return { code: r.status, out: r.stdout, err: r.stderr };
+  };
+
+  test('fits a transaction file exported from another system (CDNOW layout, or a CSV with a header)', (t) => {
+    const cdnow = run(['--csv', fileURLToPath(new URL('./data/clv/CDNOW_sample.txt', import.meta.url)), '--calibration-end', '1997-09-30', '--model', 'pareto_nbd']);
+    assert.equal(cdnow.code, 0, cdnow.err);
+    const fit = JSON.parse(cdnow.out);
+    assert.equal(fit.customers, 2357);
+    assert.equal(fit.model, 'pareto_nbd');
+    near(fit.logLikelihood, -9595.0, 0.05, 'log-likelihood');
+    near(fit.spend.params.q, 3.74, 0.01, 'q');
+
+    const dir = mkdtempSync(join(tmpdir(), 'tandem-clv-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const csv = join(dir, 'orders.csv');
+    writeFileSync(csv, ['customer_no,ordered_on,revenue', ...parseTransactions(data('CDNOW_sample.txt')).map((p) => `c${p.customer},${new Date(p.at).toISOString().slice(0, 10)},${p.amount}`)].join('\n'));
+    const exported = run(['--csv', csv, '--customer', 'customer_no', '--date', 'ordered_on', '--calibration-end', '1997-09-30']);
+    assert.equal(exported.code, 0, exported.err);
+    near(JSON.parse(exported.out).logLikelihood, -9582.4, 0.05, 'same data, same BG/NBD fit');
+    const bad = run(['--csv', csv, '--customer', 'nobody']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /no column "nobody"/);
   });
 });

@@ -5,7 +5,8 @@ import type { Purchase } from './summary.ts';
  * header (columns named by the options; dates as YYYYMMDD or ISO 8601) or CDNOW's
  * whitespace-separated layout (customer, sample id, YYYYMMDD, quantity, amount).
  */
-export type TransactionColumns = { customer: string; date: string; amount?: string };
+export type TransactionColumns = { customer: string; date: string; /** Found among amount, revenue, sales, value when absent; without one, amounts are 0. */ amount?: string };
+const AMOUNT_COLUMNS = ['amount', 'revenue', 'sales', 'value'];
 
 export function parseDate(text: string): number {
   const compact = /^(\d{4})(\d{2})(\d{2})$/.exec(text);
@@ -14,7 +15,7 @@ export function parseDate(text: string): number {
   return ms;
 }
 
-export function parseTransactions(text: string, columns: TransactionColumns = { customer: 'id', date: 'date', amount: 'sales' }): Purchase[] {
+export function parseTransactions(text: string, columns: TransactionColumns = { customer: 'id', date: 'date' }): Purchase[] {
   const lines = text.split(/\r?\n/).filter((l) => l.trim().length > 0);
   if (lines.length === 0) return [];
   if (!lines[0]!.includes(',')) {
@@ -32,7 +33,7 @@ export function parseTransactions(text: string, columns: TransactionColumns = { 
     if (i < 0) throw new Error(`no column ${JSON.stringify(name)} in ${header.join(',')}`);
     return i;
   };
-  const [c, d, a] = [col(columns.customer), col(columns.date), col(columns.amount)];
+  const [c, d, a] = [col(columns.customer), col(columns.date), col(columns.amount ?? AMOUNT_COLUMNS.find((name) => header.includes(name)))];
   return lines.slice(1).map((line, n) => {
     const f = line.split(',');
     const amount = a < 0 ? 0 : Number(f[a]);
