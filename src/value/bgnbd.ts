@@ -1,8 +1,7 @@
 import betaln from '@stdlib/math-base-special-betaln';
 import gammaln from '@stdlib/math-base-special-gammaln';
 import hyp2f1 from '@stdlib/math-base-special-hyp2f1';
-import { minimize } from './optimize.ts';
-import { logAddExp, starts, type Fit, type Rfm } from './rfm.ts';
+import { fitLogParameters, logAddExp, type Fit, type Rfm } from './rfm.ts';
 
 /**
  * BG/NBD (Fader, Hardie & Lee 2005, "Counting Your Customers the Easy Way"): purchases follow a
@@ -20,11 +19,13 @@ export function bgnbdLogLikelihood({ r, alpha, a, b }: BgNbdParams, d: Rfm): num
     drop: x > 0 ? betaln(a + 1, b + x - 1) - betaAB : -Infinity,
     power: r + x,
   }));
+  const logAT = d.Ts.map((T) => Math.log(alpha + T));
+  const logAtx = d.txs.map((tx) => Math.log(alpha + tx));
   let sum = 0;
   for (let i = 0; i < d.x.length; i++) {
     const t = perX[d.xi[i]!]!;
-    const alive = t.stay - t.power * Math.log(alpha + d.T[i]!);
-    const dropped = t.drop === -Infinity ? -Infinity : t.drop - t.power * Math.log(alpha + d.tx[i]!);
+    const alive = t.stay - t.power * logAT[d.Ti[i]!]!;
+    const dropped = t.drop === -Infinity ? -Infinity : t.drop - t.power * logAtx[d.txi[i]!]!;
     sum += d.weight[i]! * (t.common + logAddExp(alive, dropped));
   }
   return sum;
@@ -33,7 +34,7 @@ export function bgnbdLogLikelihood({ r, alpha, a, b }: BgNbdParams, d: Rfm): num
 export function fitBgNbd(d: Rfm): Fit<BgNbdParams> {
   const started = performance.now();
   const params = (v: number[]): BgNbdParams => ({ r: Math.exp(v[0]!), alpha: Math.exp(v[1]!), a: Math.exp(v[2]!), b: Math.exp(v[3]!) });
-  const m = minimize((v) => -bgnbdLogLikelihood(params(v), d), starts(4));
+  const m = fitLogParameters(d, 4, (data, v) => -bgnbdLogLikelihood(params(v), data));
   return { params: params(m.x), logLikelihood: -m.value, customers: d.customers, evaluations: m.evaluations, seconds: (performance.now() - started) / 1000 };
 }
 

@@ -46,14 +46,14 @@ export function nelderMead(f: (x: number[]) => number, start: number[], { step =
 }
 
 /** The best of several starts, each polished by restarting a small simplex at its minimum. */
-export function minimize(f: (x: number[]) => number, starts: number[][], options: { maxEvaluations?: number } = {}): Minimum {
+export function minimize(f: (x: number[]) => number, starts: number[][], options: { maxEvaluations?: number; step?: number } = {}): Minimum {
   let best: Minimum | undefined;
   let evaluations = 0;
   for (const start of starts) {
     let m = nelderMead(f, start, options);
     evaluations += m.evaluations;
     for (let restart = 0; restart < 3; restart++) {
-      const again = nelderMead(f, m.x, { ...options, step: 0.05 });
+      const again = nelderMead(f, m.x, { ...options, step: Math.min(0.05, options.step ?? 0.05) });
       evaluations += again.evaluations;
       const improved = m.value - again.value > 1e-9;
       if (again.value <= m.value) m = again;
