@@ -6,7 +6,9 @@
  */
 export type Minimum = { x: number[]; value: number; evaluations: number };
 
-export function nelderMead(f: (x: number[]) => number, start: number[], { step = 0.5, maxEvaluations = 5000, tolerance = 1e-10 } = {}): Minimum {
+export type NelderMeadOptions = { step?: number; maxEvaluations?: number; tolerance?: number; sizeTolerance?: number; restarts?: number };
+
+export function nelderMead(f: (x: number[]) => number, start: number[], { step = 0.5, maxEvaluations = 5000, tolerance = 1e-10, sizeTolerance = 1e-8 }: NelderMeadOptions = {}): Minimum {
   const n = start.length;
   let evaluations = 0;
   const value = (x: number[]) => {
@@ -22,7 +24,7 @@ export function nelderMead(f: (x: number[]) => number, start: number[], { step =
     const worst = simplex[n]!;
     const spread = Math.abs(worst.v - best.v);
     const size = Math.max(...simplex.slice(1).map((p) => Math.max(...p.x.map((v, i) => Math.abs(v - best.x[i]!)))));
-    if (spread <= tolerance * (Math.abs(best.v) + tolerance) && size < 1e-8) break;
+    if (spread <= tolerance * (Math.abs(best.v) + tolerance) && size < sizeTolerance) break;
     if (spread === 0 && size < 1e-12) break;
     const centroid = Array.from({ length: n }, (_, i) => simplex.slice(0, n).reduce((s, p) => s + p.x[i]!, 0) / n);
     const reflected = combine(centroid, worst.x, -1);
@@ -46,13 +48,13 @@ export function nelderMead(f: (x: number[]) => number, start: number[], { step =
 }
 
 /** The best of several starts, each polished by restarting a small simplex at its minimum. */
-export function minimize(f: (x: number[]) => number, starts: number[][], options: { maxEvaluations?: number; step?: number } = {}): Minimum {
+export function minimize(f: (x: number[]) => number, starts: number[][], options: NelderMeadOptions = {}): Minimum {
   let best: Minimum | undefined;
   let evaluations = 0;
   for (const start of starts) {
     let m = nelderMead(f, start, options);
     evaluations += m.evaluations;
-    for (let restart = 0; restart < 3; restart++) {
+    for (let restart = 0; restart < (options.restarts ?? 3); restart++) {
       const again = nelderMead(f, m.x, { ...options, step: Math.min(0.05, options.step ?? 0.05) });
       evaluations += again.evaluations;
       const improved = m.value - again.value > 1e-9;
