@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { hashToken } from '../src/access/credentials.ts';
+import { purchaseTraits } from '../src/value/scores.ts';
+import { summarize } from '../src/value/summary.ts';
 import { parseTransactions } from '../src/value/transactions.ts';
 import { basic, bearer, openTestApp } from './helpers.ts';
 
@@ -26,6 +28,25 @@ test('CDNOW through the ingest API: the fit from the event log reproduces the pu
   assert.equal(body.spend.customers, 946);
   near(body.spend.params.p, 6.25, 0.01, 'p');
   assert.ok(body.seconds > 0);
+
+  // The summary Tandem builds from what it stored reproduces the published one.
+  const stored = app.stores.profiles.contributions('default', purchaseTraits(['Order Completed'], 'revenue').map((t) => t.key));
+  const userOf = new Map<string, string>();
+  const summary = summarize(
+    stored.map((c) => {
+      if (!userOf.has(c.profileId)) userOf.set(c.profileId, app.stores.profiles.identifiers(c.profileId).find((i) => i.type === 'user_id')!.value);
+      return { customer: userOf.get(c.profileId)!, at: c.timestamp, amount: c.value };
+    }),
+    { unit: 'weeks', calibrationEnd: Date.UTC(1997, 8, 30) },
+  );
+  const published = new Map(readFileSync(new URL('./data/clv/cdnow_customers_summary.csv', import.meta.url), 'utf8').trim().split(/\r?\n/).slice(1).map((l) => l.split(',')).map(([id, x, tx, T]) => [id!, { x: Number(x), tx: Number(tx), T: Number(T) }]));
+  assert.equal(summary.length, 2357);
+  for (const s of summary) {
+    const p = published.get(s.customer)!;
+    assert.equal(s.x, p.x, `customer ${s.customer} frequency`);
+    near(s.tx, p.tx, 0.005, `customer ${s.customer} recency`);
+    near(s.T, p.T, 0.005, `customer ${s.customer} T`);
+  }
 
   const detail = (await app.inject({ method: 'GET', url: `/api/v1/clv/fits/${body.id}`, headers: { authorization: bearer() } })).json();
   assert.equal(detail.diagnostics.holdout.actual, 1882);
@@ -67,4 +88,22 @@ test('CDNOW through the ingest API: the fit from the event log reproduces the pu
   assert.equal(none.statusCode, 422);
   assert.equal(none.json().error.code, 'no_purchases');
   assert.equal((await app.inject({ method: 'POST', url: '/api/v1/clv/fit', headers: { authorization: bearer() }, payload: { model: 'nope' } })).statusCode, 400);
+});
+
+test('the latest fit is redone on a schedule, on the data as it is then', async (t) => {
+  const app = await openTestApp(t, { env: { TANDEM_CLV_REFRESH_HOURS: '0.0003' } });
+  const day = (d: number) => new Date(Date.UTC(2026, 0, 1) + d * 86_400_000).toISOString();
+  const orders = Array.from({ length: 300 }, (_, i) => ({ type: 'track', event: 'Order Completed', userId: `u${i % 60}`, messageId: `o${i}`, timestamp: day((i * 37) % 200), properties: { revenue: 10 + (i % 7) } }));
+  assert.equal((await app.send('/v1/batch', { batch: orders })).statusCode, 200);
+  const first = await app.inject({ method: 'POST', url: '/api/v1/clv/fit', headers: { authorization: bearer() }, payload: { unit: 'days' } });
+  assert.equal(first.statusCode, 201, first.body);
+  let fits: Array<{ id: string; request: { unit: string } }> = [];
+  for (let i = 0; i < 100 && fits.length < 2; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    fits = (await app.inject({ method: 'GET', url: '/api/v1/clv/fits', headers: { authorization: bearer() } })).json().data;
+  }
+  assert.ok(fits.length >= 2, 'a second fit appeared without a request');
+  assert.equal(fits[0]!.request.unit, 'days', 'with the settings the owner chose');
+  const refreshed = await app.inject({ method: 'POST', url: '/api/v1/clv/refresh', headers: { authorization: bearer() } });
+  assert.equal(refreshed.statusCode, 201, refreshed.body);
 });
