@@ -165,20 +165,8 @@ export function eventTraits(node: AudienceNode): ComputedTrait[] {
  * whose keys it touched.
  */
 export function references(node: AudienceNode): { keys: Set<string>; audiences: Set<string> } {
-  const keys = new Set<string>();
-  const audiences = new Set<string>();
-  const walk = (n: AudienceNode): void => {
-    if ('and' in n) n.and.forEach(walk);
-    else if ('or' in n) n.or.forEach(walk);
-    else if ('not' in n) walk(n.not);
-    else if ('event' in n) keys.add(eventTraitKey(n));
-    else if ('trait' in n) keys.add(n.trait);
-    else if ('consent' in n) keys.add(consentKey(n.consent));
-    else if ('account' in n) keys.add(accountKey(n.account));
-    else audiences.add(n.audience);
-  };
-  walk(node);
-  return { keys, audiences };
+  const needs = needsOf(node);
+  return { keys: new Set([...needs.keys, ...needs.consents.map(consentKey), ...needs.accounts.map(accountKey)]), audiences: new Set(needs.audiences) };
 }
 
 /** What evaluating a definition over many profiles has to load for each. */

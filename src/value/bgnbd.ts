@@ -1,7 +1,7 @@
 import betaln from '@stdlib/math-base-special-betaln';
 import gammaln from '@stdlib/math-base-special-gammaln';
 import hyp2f1 from '@stdlib/math-base-special-hyp2f1';
-import { fitLogParameters, logAddExp, type Fit, type Rfm } from './rfm.ts';
+import { fitModel, logAddExp, type Fit, type Rfm } from './rfm.ts';
 
 /**
  * BG/NBD (Fader, Hardie & Lee 2005, "Counting Your Customers the Easy Way"): purchases follow a
@@ -31,12 +31,7 @@ export function bgnbdLogLikelihood({ r, alpha, a, b }: BgNbdParams, d: Rfm): num
   return sum;
 }
 
-export function fitBgNbd(d: Rfm): Fit<BgNbdParams> {
-  const started = performance.now();
-  const params = (v: number[]): BgNbdParams => ({ r: Math.exp(v[0]!), alpha: Math.exp(v[1]!), a: Math.exp(v[2]!), b: Math.exp(v[3]!) });
-  const m = fitLogParameters(d, 4, (data, v) => -bgnbdLogLikelihood(params(v), data));
-  return { params: params(m.x), logLikelihood: -m.value, customers: d.customers, evaluations: m.evaluations, seconds: (performance.now() - started) / 1000 };
-}
+export const fitBgNbd = (d: Rfm): Fit<BgNbdParams> => fitModel<BgNbdParams>(d, ['r', 'alpha', 'a', 'b'], bgnbdLogLikelihood);
 
 /** P(alive | x, t_x, T). */
 export function bgnbdPAlive({ r, alpha, a, b }: BgNbdParams, x: number, tx: number, T: number): number {

@@ -1,6 +1,6 @@
 import gammaln from '@stdlib/math-base-special-gammaln';
 import hyp2f1 from '@stdlib/math-base-special-hyp2f1';
-import { fitLogParameters, logAddExp, type Fit, type Rfm } from './rfm.ts';
+import { fitModel, logAddExp, type Fit, type Rfm } from './rfm.ts';
 
 /**
  * Pareto/NBD (Schmittlein, Morrison & Colombo 1987): purchases at rates ~ Gamma(r, α) while
@@ -42,12 +42,7 @@ export function paretoNbdLogLikelihood(p: ParetoNbdParams, d: Rfm): number {
   return sum;
 }
 
-export function fitParetoNbd(d: Rfm): Fit<ParetoNbdParams> {
-  const started = performance.now();
-  const params = (v: number[]): ParetoNbdParams => ({ r: Math.exp(v[0]!), alpha: Math.exp(v[1]!), s: Math.exp(v[2]!), beta: Math.exp(v[3]!) });
-  const m = fitLogParameters(d, 4, (data, v) => -paretoNbdLogLikelihood(params(v), data));
-  return { params: params(m.x), logLikelihood: -m.value, customers: d.customers, evaluations: m.evaluations, seconds: (performance.now() - started) / 1000 };
-}
+export const fitParetoNbd = (d: Rfm): Fit<ParetoNbdParams> => fitModel<ParetoNbdParams>(d, ['r', 'alpha', 's', 'beta'], paretoNbdLogLikelihood);
 
 /** P(alive | x, t_x, T). */
 export function paretoNbdPAlive(p: ParetoNbdParams, x: number, tx: number, T: number): number {

@@ -87,6 +87,14 @@ export function fitLogParameters(d: Rfm, dimensions: number, negLogLikelihood: (
   return { ...full, evaluations: rough.evaluations + full.evaluations };
 }
 
+/** A model's maximum-likelihood fit: its parameters, all positive, are optimised as logarithms. */
+export function fitModel<P extends Record<string, number>>(d: Rfm, names: Array<keyof P & string>, logLikelihood: (p: P, d: Rfm) => number): Fit<P> {
+  const started = performance.now();
+  const params = (v: number[]) => Object.fromEntries(names.map((name, i) => [name, Math.exp(v[i]!)])) as P;
+  const m = fitLogParameters(d, names.length, (data, v) => -logLikelihood(params(v), data));
+  return { params: params(m.x), logLikelihood: -m.value, customers: d.customers, evaluations: m.evaluations, seconds: (performance.now() - started) / 1000 };
+}
+
 /** Starting points on log-parameters: the origin and a spread around it (deterministic). */
 export function starts(dimensions: number): number[][] {
   const out = [new Array<number>(dimensions).fill(0)];
