@@ -181,14 +181,17 @@ export function createProfileStage(
     const needs = needsOf(audience.definition);
     const chunk = writer.profileChunk(workspaceId, { ...needs, audiences: [...needs.audiences, audience.key] }, ids);
     const current = chunk.members.get(audience.key)!;
-    for (const id of ids) {
-      const isIn = evaluate(audience.definition, {
-        value: (k) => chunk.values.get(k)?.get(id),
-        member: (k) => chunk.members.get(k)?.has(id) ?? false,
-        consent: (purpose) => chunk.consents.get(purpose)?.get(id),
-        account: (k) => chunk.accounts.get(k)?.get(id) ?? [],
-        now: at,
-      });
+    // One view, pointed at each profile in turn: no objects per profile.
+    let id = '';
+    const view: ProfileView = {
+      value: (k) => chunk.values.get(k)?.get(id),
+      member: (k) => chunk.members.get(k)?.has(id) ?? false,
+      consent: (purpose) => chunk.consents.get(purpose)?.get(id),
+      account: (k) => chunk.accounts.get(k)?.get(id) ?? [],
+      now: at,
+    };
+    for (id of ids) {
+      const isIn = evaluate(audience.definition, view);
       if (isIn) result.matched.push(id);
       if (cause === undefined) continue;
       const change = writer.setMembership(workspaceId, audience.key, id, isIn, at, cause, current.has(id));

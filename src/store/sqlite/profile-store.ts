@@ -12,6 +12,22 @@ const lww = (table: string) => LWW.replaceAll('{t}', table);
 type TraitRow = { key: string; value: string; ts: number; message_id: string };
 const toTraits = (rows: TraitRow[]): Record<string, TraitValue> => Object.fromEntries(rows.map((r) => [r.key, { value: JSON.parse(r.value) as unknown, timestamp: r.ts, messageId: r.message_id }]));
 
+/**
+ * A stored JSON value; plain strings, numbers and booleans (most trait values) without the
+ * general parser.
+ */
+function parseValue(json: string): unknown {
+  const first = json.charCodeAt(0);
+  if (first === 34 /* " */ && json.indexOf('\\') < 0) return json.slice(1, -1);
+  if ((first >= 48 && first <= 57) || first === 45) {
+    const n = Number(json);
+    if (!Number.isNaN(n)) return n;
+  }
+  if (json === 'true') return true;
+  if (json === 'false') return false;
+  return JSON.parse(json);
+}
+
 /** Rows as arrays: for reads of many rows, about twice as fast as one object per row. */
 function rows(statement: StatementSync, ...params: Array<string | number>): unknown[][] {
   statement.setReturnArrays(true);
@@ -520,6 +536,16 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     return (this.#s.members!.all(workspaceId, key) as Array<{ profile_id: string }>).map((r) => r.profile_id);
   }
 
+  #accountsInRange(workspaceId: string, key: string, from: string, to: string): Map<string, unknown[]> {
+    const byProfile = new Map<string, unknown[]>();
+    for (const [profileId, value] of rows(this.#s.rangeAccounts!, key, from, to, workspaceId) as Array<[string, string]>) {
+      const list = byProfile.get(profileId);
+      if (list) list.push(JSON.parse(value));
+      else byProfile.set(profileId, [JSON.parse(value)]);
+    }
+    return byProfile;
+  }
+
   profileChunk(workspaceId: string, needs: Needs, ids: string[]): ProfileChunk {
     const s = this.#s;
     const chunk: ProfileChunk = { values: new Map(), members: new Map(), consents: new Map(), accounts: new Map() };
@@ -530,20 +556,12 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       const keys = JSON.stringify(needs.keys);
       // Computed values win over custom traits of the same name, as in every other read.
       for (const statement of [s.rangeTraits!, s.rangeComputed!]) {
-        for (const [profileId, key, value] of rows(statement, from, to, keys) as Array<[string, string, string]>) chunk.values.get(key)!.set(profileId, JSON.parse(value));
+        for (const [profileId, key, value] of rows(statement, from, to, keys) as Array<[string, string, string]>) chunk.values.get(key)!.set(profileId, parseValue(value));
       }
     }
     for (const key of needs.audiences) chunk.members.set(key, new Set((rows(s.rangeMembers!, workspaceId, key, from, to) as Array<[string]>).map((r) => r[0])));
     for (const purpose of needs.consents) chunk.consents.set(purpose, new Map((rows(s.rangeConsents!, purpose, from, to) as Array<[string, number]>).map(([p, granted]) => [p, granted === 1])));
-    for (const key of needs.accounts) {
-      const byProfile = new Map<string, unknown[]>();
-      for (const [profileId, value] of rows(s.rangeAccounts!, key, from, to, workspaceId) as Array<[string, string]>) {
-        const list = byProfile.get(profileId);
-        if (list) list.push(JSON.parse(value));
-        else byProfile.set(profileId, [JSON.parse(value)]);
-      }
-      chunk.accounts.set(key, byProfile);
-    }
+    for (const key of needs.accounts) chunk.accounts.set(key, this.#accountsInRange(workspaceId, key, from, to));
     return chunk;
   }
 
