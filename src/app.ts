@@ -11,6 +11,7 @@ import { eventsApi } from './ingest/events-api.ts';
 import { ingestRoutes } from './ingest/routes.ts';
 import type { Metrics } from './ops/metrics.ts';
 import { valueRoutes } from './value/routes.ts';
+import { governanceRoutes } from './governance/routes.ts';
 import { OPENAPI } from './ops/openapi.ts';
 import { audienceRoutes } from './audiences/routes.ts';
 import { createAdminEvents, profileAdminRoutes } from './profiles/admin-routes.ts';
@@ -116,6 +117,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const accept = createIngest({
     log: stores.log,
     resolveWriteKey: (key) => credentials.writeKey(key),
+    sourcePlan: (sourceId) => credentials.sourcePlan(sourceId),
     policy: { futureToleranceMs: config.futureToleranceMs, minTimestampMs: config.minTimestampMs },
     maxBodyBytes: config.maxBodyBytes,
     maxPendingBytes: config.maxPendingBytes,
@@ -134,6 +136,15 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     await profileAdminRoutes(admin, { profiles: stores.profiles, log: stores.log, stage: stores.stage, authorize: check, now });
     const adminEvent = createAdminEvents({ log: stores.log, stage: stores.stage, now });
     await audienceRoutes(admin, { profiles: stores.profiles, authorize: check, adminEvent });
+    await governanceRoutes(admin, {
+      access: stores.access,
+      log: stores.log,
+      stage: stores.stage,
+      policy: { futureToleranceMs: config.futureToleranceMs, minTimestampMs: config.minTimestampMs },
+      sourcePlan: (sourceId) => credentials.sourcePlan(sourceId),
+      invalidate: credentials.invalidate,
+      authorize: check,
+    });
     await valueRoutes(admin, { profiles: stores.profiles, dataDir: config.dataDir, authorize: check, adminEvent, refreshMs: config.clvRefreshMs, now });
     admin.get('/api/v1/openapi.json', async () => OPENAPI);
   });

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { TandemError } from '../errors.ts';
 import { oncePerTurn } from '../ops/once-per-turn.ts';
+import { compilePlan, type Enforcement, type PlanCheck, type PlanDefinition } from '../governance/tracking-plan.ts';
 import type { AccessStore, Role, Token, WriteKey } from '../store/ports.ts';
 
 export const ROLES = ['owner', 'engineer', 'marketer', 'analyst', 'access'] as const satisfies readonly Role[];
@@ -19,6 +20,9 @@ export const PERMISSIONS = {
   'audiences:manage': ['owner', 'engineer', 'marketer'],
   'value:read': ['owner', 'engineer', 'marketer', 'analyst'],
   'value:manage': ['owner', 'engineer', 'marketer'],
+  'plans:read': ['owner', 'engineer', 'marketer', 'analyst'],
+  'plans:manage': ['owner', 'engineer'],
+  'quarantine:replay': ['owner', 'engineer'],
 } as const satisfies Record<string, readonly Role[]>;
 export type Permission = keyof typeof PERMISSIONS;
 
@@ -40,8 +44,11 @@ export function createCredentials(store: AccessStore) {
       version = v;
       keys.clear();
       tokens.clear();
+      plans.clear();
     }
   });
+  const plans = new Map<string, SourcePlan | null>();
+  const compiled = new Map<string, PlanCheck>();
   const cached = <T>(cache: Map<string, T | null>, key: string, load: () => T | undefined): T | undefined => {
     fresh();
     let hit = cache.get(key);
@@ -53,6 +60,17 @@ export function createCredentials(store: AccessStore) {
     return hit ?? undefined;
   };
   return {
+    /** The compiled plan a source enforces, or undefined; compiled once per plan version. */
+    sourcePlan(sourceId: string): SourcePlan | undefined {
+      return cached(plans, sourceId, () => {
+        const attached = store.sourcePlan(sourceId);
+        if (!attached) return undefined;
+        const id = `${sourceId}|${attached.plan.key}@${attached.plan.version}`;
+        let check = compiled.get(id);
+        if (!check) compiled.set(id, (check = compilePlan(JSON.parse(attached.plan.definition) as PlanDefinition)));
+        return { key: attached.plan.key, version: attached.plan.version, enforcement: attached.enforcement as Enforcement, check };
+      });
+    },
     writeKey(key: string): WriteKey | undefined {
       const found = cached(keys, key, () => store.findWriteKey(key));
       return found && found.revokedAt === null ? found : undefined;
@@ -67,10 +85,12 @@ export function createCredentials(store: AccessStore) {
     invalidate(): void {
       keys.clear();
       tokens.clear();
+      plans.clear();
     },
   };
 }
 export type Credentials = ReturnType<typeof createCredentials>;
+export type SourcePlan = { key: string; version: number; enforcement: Enforcement; check: PlanCheck };
 
 /** Parses `Authorization: Bearer <token>` and checks the permission; throws 401/403 codes. */
 export function authorize(credentials: Credentials, header: string | undefined, permission: Permission): Token {

@@ -4,6 +4,21 @@ import { encodeMeta, markDuplicates } from '../store/event-meta.ts';
 import { decodeBody, parseJsonBody, type ParsedBody } from './body.ts';
 import { judgeEvent, judgeSingle, LIMITS, type EventType, type IngestKind, type TimePolicy, type Verdict } from './normalize.ts';
 import { isObject } from '../json.ts';
+import type { SourcePlan } from '../access/credentials.ts';
+
+/**
+ * The source's tracking plan on one event that passed the basic checks: violations become
+ * reasons `plan:<field>:<keyword>`; `allow` keeps the event accepted, `flag` flags it, `block`
+ * quarantines it (kept in the log with its reasons, replayable once the plan is fixed).
+ */
+export function enforce(plan: SourcePlan, verdict: Verdict, item: unknown): void {
+  if (verdict.status === 'quarantined' || !isObject(item)) return;
+  const violations = plan.check(verdict.type, item);
+  if (violations.length === 0) return;
+  for (const v of violations) verdict.reasons.push(`plan:${v}`);
+  if (plan.enforcement === 'flag') verdict.status = 'flagged';
+  else if (plan.enforcement === 'block') verdict.status = 'quarantined';
+}
 
 export type IngestRequest = {
   kind: IngestKind;
@@ -18,6 +33,8 @@ export type IngestOutcome = { record: LogRecord; accepted: number; flagged: numb
 export type IngestDeps = {
   log: EventLog;
   resolveWriteKey: (key: string) => WriteKey | undefined;
+  /** The tracking plan a source enforces, if any. */
+  sourcePlan?: (sourceId: string) => SourcePlan | undefined;
   policy: TimePolicy;
   maxBodyBytes: number;
   maxPendingBytes: number;
@@ -40,8 +57,12 @@ export function createIngest(deps: IngestDeps) {
     return found;
   }
 
-  function judgeAll(kind: IngestKind, parsed: ParsedBody, receivedAt: number): Verdict[] {
-    if (kind !== 'batch') return [judgeSingle(parsed.value, kind as EventType, receivedAt, deps.policy, parsed.bytes.length)];
+  function judgeAll(kind: IngestKind, parsed: ParsedBody, receivedAt: number, plan: SourcePlan | undefined): Verdict[] {
+    if (kind !== 'batch') {
+      const verdict = judgeSingle(parsed.value, kind as EventType, receivedAt, deps.policy, parsed.bytes.length);
+      if (plan) enforce(plan, verdict, parsed.value);
+      return [verdict];
+    }
     const body = parsed.value;
     if (!isObject(body) || !Array.isArray(body.batch)) throw new TandemError('invalid_batch');
     if (parsed.bytes.length > LIMITS.batchBytes) throw new TandemError('batch_too_large');
@@ -53,6 +74,7 @@ export function createIngest(deps: IngestDeps) {
     for (let i = 0; i < items.length; i++) {
       const bytes = small ? 0 : (spans?.[i] ?? Buffer.byteLength(JSON.stringify(items[i]) ?? ''));
       verdicts[i] = judgeEvent(items[i], undefined, body.sentAt, receivedAt, deps.policy, bytes);
+      if (plan) enforce(plan, verdicts[i]!, items[i]);
     }
     return verdicts;
   }
@@ -64,7 +86,7 @@ export function createIngest(deps: IngestDeps) {
     const parsed = parseJsonBody(decoded);
     const source = basic ?? authenticate(undefined, parsed.value);
     if (deps.log.pendingBytes() > deps.maxPendingBytes) throw new TandemError('rate_limited');
-    const verdicts = judgeAll(req.kind, parsed, receivedAt);
+    const verdicts = judgeAll(req.kind, parsed, receivedAt, deps.sourcePlan?.(source.sourceId));
     const messageIds = verdicts.map((v) => v.messageId);
     const entry = { workspaceId: source.workspaceId, sourceId: source.sourceId, receivedAt, kind: req.kind, body: parsed.bytes, meta: encodeMeta(verdicts) };
     let appended: Appended;

@@ -60,9 +60,26 @@ export interface AccessStore {
   findTokenByHash(tokenHash: string): Token | undefined;
   listTokens(workspaceId: string): Token[];
   revokeToken(workspaceId: string, id: string): boolean;
-  /** Changes whenever keys or tokens change, in any process (the CLI too), so caches can be dropped. */
+  /** Saves a new version of a tracking plan (1, 2, …); returns it. */
+  savePlan(workspaceId: string, key: string, name: string, definition: string): StoredPlan;
+  /** The latest version of a plan, or the given one. */
+  plan(workspaceId: string, key: string, version?: number): StoredPlan | undefined;
+  /** The latest version of every plan, and how many versions each has. */
+  plans(workspaceId: string): Array<StoredPlan & { versions: number }>;
+  sources(workspaceId: string): Source[];
+  /** Attaches a plan to a source (or detaches it with null); false when the source is not the workspace's. */
+  attachPlan(workspaceId: string, sourceId: string, plan: { key: string; enforcement: string } | null): boolean;
+  /** The plan a source enforces, latest version. */
+  sourcePlan(sourceId: string): { plan: StoredPlan; enforcement: string } | undefined;
+  /** Records that a quarantined event was replayed; false when it already was. */
+  recordReplay(workspaceId: string, eventId: string, replayEventId: string): boolean;
+  replayOf(eventId: string): string | undefined;
+  /** Changes whenever keys, tokens or plans change, in any process (the CLI too), so caches can be dropped. */
   version(): number;
 }
+
+export type StoredPlan = { key: string; name: string; version: number; definition: string; createdAt: number };
+export type Source = { id: string; name: string; plan: { key: string; enforcement: string } | null };
 
 /** The profile stage, running beside ingest. */
 export interface StageHandle {

@@ -1,5 +1,5 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import type { AccessStore, Role, Token, WriteKey } from '../ports.ts';
+import type { AccessStore, Role, Source, StoredPlan, Token, WriteKey } from '../ports.ts';
 
 type KeyRow = { key: string; workspace_id: string; source_id: string; name: string; created_at: number; revoked_at: number | null };
 type TokenRow = { id: string; workspace_id: string; name: string; role: Role; created_at: number; revoked_at: number | null };
@@ -9,6 +9,10 @@ const toToken = (r: TokenRow): Token => ({ id: r.id, workspaceId: r.workspace_id
 
 const KEY_SELECT = 'SELECT k.key, s.workspace_id, k.source_id, s.name, k.created_at, k.revoked_at FROM write_keys k JOIN sources s ON s.id = k.source_id';
 const TOKEN_SELECT = 'SELECT id, workspace_id, name, role, created_at, revoked_at FROM tokens';
+
+type PlanRow = { key: string; name: string; version: number; definition: string; created_at: number };
+const PLAN_SELECT = 'SELECT key, name, version, definition, created_at FROM tracking_plans';
+const toPlan = (r: PlanRow): StoredPlan => ({ key: r.key, name: r.name, version: r.version, definition: r.definition, createdAt: r.created_at });
 
 export class SqliteAccessStore implements AccessStore {
   readonly #db: DatabaseSync;
@@ -61,6 +65,58 @@ export class SqliteAccessStore implements AccessStore {
 
   revokeToken(workspaceId: string, id: string): boolean {
     return this.#db.prepare('UPDATE tokens SET revoked_at = ? WHERE id = ? AND workspace_id = ? AND revoked_at IS NULL').run(Date.now(), id, workspaceId).changes > 0;
+  }
+
+  savePlan(workspaceId: string, key: string, name: string, definition: string): StoredPlan {
+    const db = this.#db;
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      const { v } = db.prepare('SELECT coalesce(max(version), 0) + 1 AS v FROM tracking_plans WHERE workspace_id = ? AND key = ?').get(workspaceId, key) as { v: number };
+      db.prepare('INSERT INTO tracking_plans (workspace_id, key, version, name, definition, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(workspaceId, key, v, name, definition, Date.now());
+      db.exec('COMMIT');
+    } catch (err) {
+      db.exec('ROLLBACK');
+      throw err;
+    }
+    return this.plan(workspaceId, key)!;
+  }
+
+  plan(workspaceId: string, key: string, version?: number): StoredPlan | undefined {
+    const row = (version === undefined
+      ? this.#db.prepare(`${PLAN_SELECT} WHERE workspace_id = ? AND key = ? ORDER BY version DESC LIMIT 1`).get(workspaceId, key)
+      : this.#db.prepare(`${PLAN_SELECT} WHERE workspace_id = ? AND key = ? AND version = ?`).get(workspaceId, key, version)) as PlanRow | undefined;
+    return row && toPlan(row);
+  }
+
+  plans(workspaceId: string): Array<StoredPlan & { versions: number }> {
+    const rows = this.#db.prepare(`${PLAN_SELECT} p WHERE workspace_id = ? AND version = (SELECT max(version) FROM tracking_plans q WHERE q.workspace_id = p.workspace_id AND q.key = p.key) ORDER BY key`).all(workspaceId) as PlanRow[];
+    return rows.map((r) => ({ ...toPlan(r), versions: r.version }));
+  }
+
+  sources(workspaceId: string): Source[] {
+    const rows = this.#db.prepare('SELECT s.id, s.name, p.plan_key, p.enforcement FROM sources s LEFT JOIN source_plans p ON p.source_id = s.id WHERE s.workspace_id = ? ORDER BY s.name').all(workspaceId) as Array<{ id: string; name: string; plan_key: string | null; enforcement: string | null }>;
+    return rows.map((r) => ({ id: r.id, name: r.name, plan: r.plan_key === null ? null : { key: r.plan_key, enforcement: r.enforcement! } }));
+  }
+
+  attachPlan(workspaceId: string, sourceId: string, plan: { key: string; enforcement: string } | null): boolean {
+    if (!this.#db.prepare('SELECT 1 FROM sources WHERE id = ? AND workspace_id = ?').get(sourceId, workspaceId)) return false;
+    if (plan === null) this.#db.prepare('DELETE FROM source_plans WHERE source_id = ?').run(sourceId);
+    else this.#db.prepare('INSERT INTO source_plans (source_id, plan_key, enforcement, attached_at) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET plan_key = excluded.plan_key, enforcement = excluded.enforcement, attached_at = excluded.attached_at').run(sourceId, plan.key, plan.enforcement, Date.now());
+    return true;
+  }
+
+  sourcePlan(sourceId: string): { plan: StoredPlan; enforcement: string } | undefined {
+    const row = this.#db.prepare('SELECT s.workspace_id, p.plan_key, p.enforcement FROM source_plans p JOIN sources s ON s.id = p.source_id WHERE p.source_id = ?').get(sourceId) as { workspace_id: string; plan_key: string; enforcement: string } | undefined;
+    const plan = row && this.plan(row.workspace_id, row.plan_key);
+    return plan && { plan, enforcement: row.enforcement };
+  }
+
+  recordReplay(workspaceId: string, eventId: string, replayEventId: string): boolean {
+    return this.#db.prepare('INSERT INTO replays (event_id, workspace_id, replay_event_id, at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING').run(eventId, workspaceId, replayEventId, Date.now()).changes > 0;
+  }
+
+  replayOf(eventId: string): string | undefined {
+    return (this.#db.prepare('SELECT replay_event_id FROM replays WHERE event_id = ?').get(eventId) as { replay_event_id: string } | undefined)?.replay_event_id;
   }
 
   version(): number {

@@ -18,6 +18,15 @@ export const LOG_MIGRATIONS = [
    CREATE TRIGGER tokens_insert AFTER INSERT ON tokens BEGIN UPDATE access_version SET version = version + 1; END;
    CREATE TRIGGER tokens_update AFTER UPDATE ON tokens BEGIN UPDATE access_version SET version = version + 1; END;
    CREATE TRIGGER tokens_delete AFTER DELETE ON tokens BEGIN UPDATE access_version SET version = version + 1; END;`,
+  // Tracking plans (every version kept), the plan each source enforces, and replays of quarantined events.
+  `CREATE TABLE tracking_plans (workspace_id TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL, name TEXT NOT NULL, definition TEXT NOT NULL, created_at INTEGER NOT NULL,
+     PRIMARY KEY (workspace_id, key, version));
+   CREATE TABLE source_plans (source_id TEXT PRIMARY KEY REFERENCES sources(id), plan_key TEXT NOT NULL, enforcement TEXT NOT NULL, attached_at INTEGER NOT NULL);
+   CREATE TABLE replays (event_id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, replay_event_id TEXT NOT NULL, at INTEGER NOT NULL);
+   CREATE TRIGGER tracking_plans_insert AFTER INSERT ON tracking_plans BEGIN UPDATE access_version SET version = version + 1; END;
+   CREATE TRIGGER source_plans_insert AFTER INSERT ON source_plans BEGIN UPDATE access_version SET version = version + 1; END;
+   CREATE TRIGGER source_plans_update AFTER UPDATE ON source_plans BEGIN UPDATE access_version SET version = version + 1; END;
+   CREATE TRIGGER source_plans_delete AFTER DELETE ON source_plans BEGIN UPDATE access_version SET version = version + 1; END;`,
 ];
 
 /** Profiles, identities and the stage's checkpoint (state.db): written by the profile stage only. */
