@@ -8,37 +8,18 @@
  * and ack latency. BENCH_SECONDS (default 10), BENCH_ROUNDS (default 2), BENCH_CONNECTIONS (8).
  */
 import { fileURLToPath } from 'node:url';
-import autocannon from 'autocannon';
 import { bodyTemplate } from './events.ts';
-import { basic, spawnServer, WRITE_KEY } from './lib/server.ts';
+import { best, formatLoad, loadIngest, type LoadResult } from './lib/load.ts';
+import { spawnServer, WRITE_KEY } from './lib/server.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 8);
 const root = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 
-type Result = { eventsPerSec: number; p50: number; p99: number; non2xx: number };
-
-async function load(url: string, path: string, eventsPerRequest: number): Promise<Result> {
-  const body = bodyTemplate(eventsPerRequest);
-  let n = 0;
-  const run = async (duration: number) =>
-    autocannon({
-      url: `${url}${path}`,
-      method: 'POST',
-      connections: CONNECTIONS,
-      duration,
-      headers: { 'content-type': 'application/json', authorization: basic(WRITE_KEY) },
-      requests: [{ setupRequest: (req) => ({ ...req, body: body(`${process.pid}-${n++}`) }) }],
-    });
-  await run(2);
-  const r = await run(SECONDS);
-  const ok = r.requests.total - r.non2xx;
-  return { eventsPerSec: (ok * eventsPerRequest) / SECONDS, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx };
-}
-
-const best = (rs: Result[]): Result => rs.reduce((a, b) => (b.eventsPerSec > a.eventsPerSec ? b : a));
-const fmt = (r: Result) => `${Math.round(r.eventsPerSec).toLocaleString('en-US').padStart(9)} events/s  p50 ${r.p50.toFixed(1)} ms  p99 ${r.p99.toFixed(1)} ms${r.non2xx ? `  (${r.non2xx} non-2xx!)` : ''}`;
+type Result = LoadResult;
+const load = (url: string, path: string, events: number) => loadIngest(url, path, events, WRITE_KEY, { seconds: SECONDS, connections: CONNECTIONS });
+const fmt = formatLoad;
 
 const shapes = [
   { name: 'batch of 100 events (~35 KB) on /v1/batch', path: '/v1/batch', events: 100 },
