@@ -1,7 +1,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { createAccessAdmin } from './access/admin.ts';
-import { authorize, authorizeBasic, createCredentials, type Permission } from './access/credentials.ts';
+import { authorize, authorizeBasic, basicUsername, createCredentials, type Permission } from './access/credentials.ts';
 import { accessRoutes } from './access/routes.ts';
 import { LiveFeed } from './bus/live.ts';
 import type { Config } from './config.ts';
@@ -12,6 +12,7 @@ import { ingestRoutes } from './ingest/routes.ts';
 import type { Metrics } from './ops/metrics.ts';
 import { valueRoutes } from './value/routes.ts';
 import { governanceRoutes } from './governance/routes.ts';
+import { ADMIN_PII_ROUTES, auditHooks, auditReads, auditRoutes, rememberCaller } from './governance/audit.ts';
 import { OPENAPI } from './ops/openapi.ts';
 import { audienceRoutes } from './audiences/routes.ts';
 import { createAdminEvents, profileAdminRoutes } from './profiles/admin-routes.ts';
@@ -129,8 +130,13 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     admin.addHook('onRequest', async (request) => {
       const origin = request.headers.origin;
       if (origin !== undefined && origin !== `${request.protocol}://${request.host}`) throw new TandemError('cross_origin_forbidden');
+      const bearer = /^Bearer ([\x21-\x7e]{1,512})$/.exec(request.headers.authorization ?? '');
+      const caller = bearer ? credentials.token(bearer[1]!) : undefined;
+      if (caller) rememberCaller(request, caller);
     });
+    auditHooks(admin, stores.access, { piiRoutes: (url) => ADMIN_PII_ROUTES.has(url), now });
     const check = (header: string | undefined, permission: Permission) => authorize(credentials, header, permission);
+    await auditRoutes(admin, { store: stores.access, authorize: check });
     await eventsApi(admin, { log: stores.log, live, authorize: (h) => check(h, 'events:read') });
     await accessRoutes(admin, { admin: createAccessAdmin(stores.access, credentials.invalidate), authorize: check });
     await profileAdminRoutes(admin, { profiles: stores.profiles, log: stores.log, stage: stores.stage, authorize: check, now });
@@ -149,7 +155,18 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     admin.get('/api/v1/openapi.json', async () => OPENAPI);
   });
 
-  await app.register(async (scope) => profileApi(scope, { profiles: stores.profiles, log: stores.log, authenticate: (h) => authorizeBasic(credentials, h, 'profiles:read') }));
+  await app.register(async (scope) => {
+    // Profile API reads come by the thousand per second: unmasked reads are audited per token and minute.
+    const reads = auditReads(stores.access, now);
+    scope.addHook('onResponse', async (request, reply) => reads.record(request, reply.statusCode));
+    scope.addHook('onClose', async () => reads.flush());
+    scope.addHook('onRequest', async (request) => {
+      const username = basicUsername(request.headers.authorization);
+      const caller = username ? credentials.token(username) : undefined;
+      if (caller) rememberCaller(request, caller);
+    });
+    await profileApi(scope, { profiles: stores.profiles, log: stores.log, authenticate: (h) => authorizeBasic(credentials, h, 'profiles:read') });
+  });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {

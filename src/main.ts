@@ -15,8 +15,9 @@ const USAGE = `Usage: tandem <command>
   keys create [--source NAME]                    create a write key for a source (default: "default")
   keys list                                      list write keys
   keys revoke KEY                                revoke a write key at once
-  tokens create --name NAME --role ROLE          create a token (owner|engineer|marketer|analyst for the admin API,
-                                                 access for the Profile API)
+  tokens create --name NAME --role ROLE [--pii]  create a token (owner|engineer|marketer|analyst for the admin API,
+                                                 access for the Profile API); --pii: reads show personal
+                                                 data unmasked (owners always)
   tokens list                                    list tokens (secrets are never shown again)
   tokens revoke ID                               revoke a token at once
   clv fit --csv FILE [--model bgnbd|pareto_nbd] [--unit weeks|days] [--calibration-end DATE]
@@ -53,7 +54,7 @@ async function start(config: Config): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
-function admin(config: Config, command: string, action: string | undefined, args: { positionals: string[]; values: Record<string, string | undefined> }): void {
+function admin(config: Config, command: string, action: string | undefined, args: { positionals: string[]; values: Record<string, string | undefined> }, pii = false): void {
   const stores = openSqliteStores({ dataDir: config.dataDir, sync: config.sync });
   try {
     const access = createAccessAdmin(stores.access);
@@ -63,7 +64,7 @@ function admin(config: Config, command: string, action: string | undefined, args
     if (command === 'keys' && action === 'create') out(access.createWriteKey(ws, args.values.source ?? 'default'));
     else if (command === 'keys' && action === 'list') out(access.listWriteKeys(ws));
     else if (command === 'keys' && action === 'revoke' && target) out(access.revokeWriteKey(ws, target) ?? { revoked: target });
-    else if (command === 'tokens' && action === 'create') out(access.createToken(ws, args.values.name ?? '', args.values.role ?? ''));
+    else if (command === 'tokens' && action === 'create') out(access.createToken(ws, args.values.name ?? '', args.values.role ?? '', undefined, pii || args.values.role === 'owner'));
     else if (command === 'tokens' && action === 'list') out(access.listTokens(ws));
     else if (command === 'tokens' && action === 'revoke' && target) out(access.revokeToken(ws, target) ?? { revoked: target });
     else throw new Error(USAGE);
@@ -78,7 +79,7 @@ export async function main(argv: string[]): Promise<void> {
     allowPositionals: true,
     options: {
       port: { type: 'string' }, host: { type: 'string' }, 'data-dir': { type: 'string' }, workspace: { type: 'string' },
-      source: { type: 'string' }, name: { type: 'string' }, role: { type: 'string' }, help: { type: 'boolean' },
+      source: { type: 'string' }, name: { type: 'string' }, role: { type: 'string' }, help: { type: 'boolean' }, pii: { type: 'boolean' },
       csv: { type: 'string' }, model: { type: 'string' }, unit: { type: 'string' }, 'calibration-end': { type: 'string' }, customer: { type: 'string' }, date: { type: 'string' }, amount: { type: 'string' },
     },
   });
@@ -99,7 +100,7 @@ export async function main(argv: string[]): Promise<void> {
   if (args.values['data-dir']) overrides.TANDEM_DATA_DIR = args.values['data-dir'];
   const config = loadConfig(process.env, overrides);
   if (command === 'start') return start(config);
-  if (command === 'keys' || command === 'tokens') return admin(config, command, action, args as never);
+  if (command === 'keys' || command === 'tokens') return admin(config, command, action, args as never, args.values.pii === true);
   throw new Error(USAGE);
 }
 

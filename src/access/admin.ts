@@ -19,10 +19,10 @@ export function createAccessAdmin(store: AccessStore, onChange: () => void = () 
       onChange();
     },
     /** Returns the token in clear once; only its hash is stored. */
-    createToken(workspaceId: string, name: string, role: string, token = newAdminToken()) {
+    createToken(workspaceId: string, name: string, role: string, token = newAdminToken(), pii = role === 'owner') {
       if (!(ROLES as readonly string[]).includes(role)) throw new TandemError('invalid_request', `role must be one of ${ROLES.join(', ')}.`);
       if (!/^[\w .-]{1,64}$/.test(name)) throw new TandemError('invalid_request', 'name must be 1–64 letters, digits, spaces, dots, dashes or underscores.');
-      const created = store.createToken(workspaceId, name, role as Role, hashToken(token));
+      const created = store.createToken(workspaceId, name, role as Role, hashToken(token), pii);
       onChange();
       return { ...created, token };
     },

@@ -23,6 +23,7 @@ export const PERMISSIONS = {
   'plans:read': ['owner', 'engineer', 'marketer', 'analyst'],
   'plans:manage': ['owner', 'engineer'],
   'quarantine:replay': ['owner', 'engineer'],
+  'audit:read': ['owner'],
 } as const satisfies Record<string, readonly Role[]>;
 export type Permission = keyof typeof PERMISSIONS;
 

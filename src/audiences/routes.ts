@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { TandemError } from '../errors.ts';
+import { before } from '../governance/audit.ts';
 import type { Backfill, ProfileReader } from '../profiles/ports.ts';
 import type { Token } from '../store/ports.ts';
 import { DefinitionError, dependencyOrder, references, validateDefinition, type Audience } from './definition.ts';
@@ -134,7 +135,9 @@ export async function audienceRoutes(app: FastifyInstance, deps: AudienceRouteDe
   app.post<{ Body: Body }>('/api/v1/audiences', { schema: { body: BODY } }, async (req, reply) => {
     const token = deps.authorize(req.headers.authorization, 'audiences:manage');
     const audience = audienceOf(token.workspaceId, req.body);
-    const existed = profiles.audiences(token.workspaceId).some((a) => a.key === audience.key);
+    const existing = profiles.audiences(token.workspaceId).find((a) => a.key === audience.key);
+    const existed = existing !== undefined;
+    if (existing) before(req, existing);
     await deps.adminEvent(token.workspaceId, token, { op: 'audience', audience });
     return reply.code(existed ? 200 : 201).send(describe(token.workspaceId, audience));
   });
@@ -145,6 +148,7 @@ export async function audienceRoutes(app: FastifyInstance, deps: AudienceRouteDe
     if (!list.some((a) => a.key === req.params.key)) throw new TandemError('not_found');
     const dependent = list.find((a) => references(a.definition).audiences.has(req.params.key));
     if (dependent) throw new TandemError('invalid_request', `Audience ${JSON.stringify(dependent.key)} uses it.`);
+    before(req, list.find((a) => a.key === req.params.key));
     await deps.adminEvent(token.workspaceId, token, { op: 'audience_delete', key: req.params.key });
     return reply.code(204).send();
   });

@@ -7,6 +7,7 @@ import { readEvents } from '../ingest/events-api.ts';
 import { judgeEvent, type TimePolicy } from '../ingest/normalize.ts';
 import { decodeMeta, encodeMeta } from '../store/event-meta.ts';
 import type { AccessStore, EventLog, StageHandle, Token } from '../store/ports.ts';
+import { before } from './audit.ts';
 import { compilePlan, ENFORCEMENTS, PLAN_SCHEMA, PlanError, type PlanDefinition } from './tracking-plan.ts';
 
 export type GovernanceDeps = {
@@ -57,6 +58,8 @@ export async function governanceRoutes(app: FastifyInstance, deps: GovernanceDep
         if (err instanceof PlanError) throw new TandemError('invalid_plan', err.message);
         throw err;
       }
+      const previous = access.plan(workspaceId, req.params.key);
+      if (previous) before(req, { version: previous.version, definition: JSON.parse(previous.definition) as unknown });
       const saved = access.savePlan(workspaceId, req.params.key, req.body.name ?? req.params.key, JSON.stringify(req.body.definition));
       deps.invalidate();
       return reply.code(saved.version === 1 ? 201 : 200).send(describe(saved));
@@ -75,6 +78,7 @@ export async function governanceRoutes(app: FastifyInstance, deps: GovernanceDep
       const { workspaceId } = deps.authorize(req.headers.authorization, 'plans:manage');
       if (req.body.plan !== null && !access.plan(workspaceId, req.body.plan)) throw new TandemError('invalid_request', `There is no tracking plan ${JSON.stringify(req.body.plan)}.`);
       const attached = req.body.plan === null ? null : { key: req.body.plan, enforcement: req.body.enforcement ?? 'flag' };
+      before(req, access.sources(workspaceId).find((s) => s.id === req.params.id)?.plan ?? null);
       if (!access.attachPlan(workspaceId, req.params.id, attached)) throw new TandemError('not_found');
       deps.invalidate();
       return access.sources(workspaceId).find((s) => s.id === req.params.id);

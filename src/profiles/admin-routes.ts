@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { TandemError } from '../errors.ts';
+import { before } from '../governance/audit.ts';
 import { DEFAULT_RULES, type IdentityRules } from '../identity/merge-policy.ts';
 import { COMPUTED_TRAIT_SCHEMA, type ComputedTrait } from './computed-traits.ts';
 import { encodeMeta } from '../store/event-meta.ts';
@@ -50,7 +51,9 @@ export async function profileAdminRoutes(app: FastifyInstance, deps: ProfileAdmi
 
   app.post<{ Body: ComputedTrait }>('/api/v1/computed-traits', { schema: { body: COMPUTED_TRAIT_SCHEMA } }, async (req, reply) => {
     const token = deps.authorize(req.headers.authorization, 'traits:manage');
-    const existed = profiles.computedTraits(token.workspaceId).some((t) => t.key === req.body.key);
+    const existing = profiles.computedTraits(token.workspaceId).find((t) => t.key === req.body.key);
+    const existed = existing !== undefined;
+    if (existing) before(req, existing);
     await adminEvent(token.workspaceId, token, { op: 'computed_trait', trait: req.body });
     return reply.code(existed ? 200 : 201).send(req.body);
   });
@@ -66,6 +69,7 @@ export async function profileAdminRoutes(app: FastifyInstance, deps: ProfileAdmi
 
   app.put<{ Body: Partial<IdentityRules> }>('/api/v1/identity/rules', { schema: { body: RULES_SCHEMA } }, async (req) => {
     const { workspaceId } = deps.authorize(req.headers.authorization, 'identity:manage');
+    before(req, profiles.rules(workspaceId));
     for (const b of req.body.blocked ?? []) {
       try {
         new RegExp(b.pattern, 'iu');

@@ -48,7 +48,8 @@ export interface EventLog {
 export type Role = 'owner' | 'engineer' | 'marketer' | 'analyst' | 'access';
 
 export type WriteKey = { key: string; workspaceId: string; sourceId: string; sourceName: string; createdAt: number; revokedAt: number | null };
-export type Token = { id: string; workspaceId: string; name: string; role: Role; createdAt: number; revokedAt: number | null };
+/** `pii`: reads show personal data unmasked (owners have it from the start). */
+export type Token = { id: string; workspaceId: string; name: string; role: Role; pii: boolean; createdAt: number; revokedAt: number | null };
 
 export interface AccessStore {
   ensureWorkspace(id: string, name: string): boolean;
@@ -56,7 +57,7 @@ export interface AccessStore {
   findWriteKey(key: string): WriteKey | undefined;
   listWriteKeys(workspaceId: string): WriteKey[];
   revokeWriteKey(workspaceId: string, key: string): boolean;
-  createToken(workspaceId: string, name: string, role: Role, tokenHash: string): Token;
+  createToken(workspaceId: string, name: string, role: Role, tokenHash: string, pii?: boolean): Token;
   findTokenByHash(tokenHash: string): Token | undefined;
   listTokens(workspaceId: string): Token[];
   revokeToken(workspaceId: string, id: string): boolean;
@@ -74,9 +75,15 @@ export interface AccessStore {
   /** Records that a quarantined event was replayed; false when it already was. */
   recordReplay(workspaceId: string, eventId: string, replayEventId: string): boolean;
   replayOf(eventId: string): string | undefined;
+  appendAudit(entry: AuditEntry): void;
+  /** Audit entries after a cursor (their id), oldest first. */
+  audit(workspaceId: string, filter: { after: number; limit: number; action?: string; actor?: string }): Array<AuditEntry & { id: number }>;
   /** Changes whenever keys, tokens or plans change, in any process (the CLI too), so caches can be dropped. */
   version(): number;
 }
+
+/** Who did what, when, to what; before and after as JSON where they apply. */
+export type AuditEntry = { workspaceId: string; at: number; actor: string | null; role: string | null; action: 'change' | 'denied' | 'read_pii'; route: string; target: string; status: number; before: string | null; after: string | null };
 
 export type StoredPlan = { key: string; name: string; version: number; definition: string; createdAt: number };
 export type Source = { id: string; name: string; plan: { key: string; enforcement: string } | null };

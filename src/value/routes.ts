@@ -165,7 +165,7 @@ export async function valueRoutes(app: FastifyInstance, deps: ValueRouteDeps): P
           const [latest] = profiles.fits(workspaceId, 1);
           if (!latest || deps.now() - latest.createdAt < deps.refreshMs) continue;
           const { calibrationEnd: _, ...request } = (latest.fit as unknown as StoredValueFit).request;
-          await fit({ id: 'schedule', workspaceId, name: 'schedule', role: 'owner', createdAt: 0, revokedAt: null }, request).catch(() => {});
+          await fit({ id: 'schedule', workspaceId, name: 'schedule', role: 'owner', pii: false, createdAt: 0, revokedAt: null }, request).catch(() => {});
         }
       })();
     }, Math.min(deps.refreshMs, 3_600_000));

@@ -1,14 +1,14 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import type { AccessStore, Role, Source, StoredPlan, Token, WriteKey } from '../ports.ts';
+import type { AccessStore, AuditEntry, Role, Source, StoredPlan, Token, WriteKey } from '../ports.ts';
 
 type KeyRow = { key: string; workspace_id: string; source_id: string; name: string; created_at: number; revoked_at: number | null };
-type TokenRow = { id: string; workspace_id: string; name: string; role: Role; created_at: number; revoked_at: number | null };
+type TokenRow = { id: string; workspace_id: string; name: string; role: Role; pii: number; created_at: number; revoked_at: number | null };
 
 const toKey = (r: KeyRow): WriteKey => ({ key: r.key, workspaceId: r.workspace_id, sourceId: r.source_id, sourceName: r.name, createdAt: r.created_at, revokedAt: r.revoked_at });
-const toToken = (r: TokenRow): Token => ({ id: r.id, workspaceId: r.workspace_id, name: r.name, role: r.role, createdAt: r.created_at, revokedAt: r.revoked_at });
+const toToken = (r: TokenRow): Token => ({ id: r.id, workspaceId: r.workspace_id, name: r.name, role: r.role, pii: r.pii === 1, createdAt: r.created_at, revokedAt: r.revoked_at });
 
 const KEY_SELECT = 'SELECT k.key, s.workspace_id, k.source_id, s.name, k.created_at, k.revoked_at FROM write_keys k JOIN sources s ON s.id = k.source_id';
-const TOKEN_SELECT = 'SELECT id, workspace_id, name, role, created_at, revoked_at FROM tokens';
+const TOKEN_SELECT = 'SELECT id, workspace_id, name, role, pii, created_at, revoked_at FROM tokens';
 
 type PlanRow = { key: string; name: string; version: number; definition: string; created_at: number };
 const PLAN_SELECT = 'SELECT key, name, version, definition, created_at FROM tracking_plans';
@@ -48,9 +48,9 @@ export class SqliteAccessStore implements AccessStore {
     return this.#db.prepare('UPDATE write_keys SET revoked_at = ? WHERE key = ? AND revoked_at IS NULL AND source_id IN (SELECT id FROM sources WHERE workspace_id = ?)').run(Date.now(), key, workspaceId).changes > 0;
   }
 
-  createToken(workspaceId: string, name: string, role: Role, tokenHash: string): Token {
+  createToken(workspaceId: string, name: string, role: Role, tokenHash: string, pii = role === 'owner'): Token {
     const id = `tok_${crypto.randomUUID()}`;
-    this.#db.prepare('INSERT INTO tokens (id, workspace_id, name, role, token_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(id, workspaceId, name, role, tokenHash, Date.now());
+    this.#db.prepare('INSERT INTO tokens (id, workspace_id, name, role, token_hash, pii, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)').run(id, workspaceId, name, role, tokenHash, pii ? 1 : 0, Date.now());
     return toToken(this.#db.prepare(`${TOKEN_SELECT} WHERE id = ?`).get(id) as TokenRow);
   }
 
@@ -117,6 +117,17 @@ export class SqliteAccessStore implements AccessStore {
 
   replayOf(eventId: string): string | undefined {
     return (this.#db.prepare('SELECT replay_event_id FROM replays WHERE event_id = ?').get(eventId) as { replay_event_id: string } | undefined)?.replay_event_id;
+  }
+
+  appendAudit(e: AuditEntry): void {
+    this.#db.prepare('INSERT INTO audit (workspace_id, at, actor, role, action, route, target, status, before, after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').run(e.workspaceId, e.at, e.actor, e.role, e.action, e.route, e.target, e.status, e.before, e.after);
+  }
+
+  audit(workspaceId: string, filter: { after: number; limit: number; action?: string; actor?: string }) {
+    const rows = this.#db
+      .prepare('SELECT id, workspace_id, at, actor, role, action, route, target, status, before, after FROM audit WHERE workspace_id = ? AND id > ? AND (? IS NULL OR action = ?) AND (? IS NULL OR actor = ?) ORDER BY id LIMIT ?')
+      .all(workspaceId, filter.after, filter.action ?? null, filter.action ?? null, filter.actor ?? null, filter.actor ?? null, filter.limit) as Array<{ id: number; workspace_id: string; at: number; actor: string | null; role: string | null; action: AuditEntry['action']; route: string; target: string; status: number; before: string | null; after: string | null }>;
+    return rows.map((r) => ({ id: r.id, workspaceId: r.workspace_id, at: r.at, actor: r.actor, role: r.role, action: r.action, route: r.route, target: r.target, status: r.status, before: r.before, after: r.after }));
   }
 
   version(): number {

@@ -27,6 +27,14 @@ export const LOG_MIGRATIONS = [
    CREATE TRIGGER source_plans_insert AFTER INSERT ON source_plans BEGIN UPDATE access_version SET version = version + 1; END;
    CREATE TRIGGER source_plans_update AFTER UPDATE ON source_plans BEGIN UPDATE access_version SET version = version + 1; END;
    CREATE TRIGGER source_plans_delete AFTER DELETE ON source_plans BEGIN UPDATE access_version SET version = version + 1; END;`,
+  // The audit log (every change, every refusal, every read of unmasked PII; append-only) and the tokens' `pii` permission.
+  `CREATE TABLE audit (id INTEGER PRIMARY KEY, workspace_id TEXT NOT NULL, at INTEGER NOT NULL, actor TEXT, role TEXT, action TEXT NOT NULL, route TEXT NOT NULL,
+     target TEXT NOT NULL, status INTEGER NOT NULL, before TEXT, after TEXT);
+   CREATE INDEX audit_workspace ON audit (workspace_id, id);
+   CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+   CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+   ALTER TABLE tokens ADD COLUMN pii INTEGER NOT NULL DEFAULT 0;
+   UPDATE tokens SET pii = 1 WHERE role = 'owner';`,
 ];
 
 /** Profiles, identities and the stage's checkpoint (state.db): written by the profile stage only. */

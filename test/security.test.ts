@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { describe, test } from 'node:test';
+import { PERMISSIONS, type Permission } from '../src/access/credentials.ts';
+import { basic, bearer, openTestApp, WRITE_KEY, type TestApp } from './helpers.ts';
+
+type Route = { method: 'GET' | 'POST' | 'PUT' | 'DELETE'; url: string; permission: Permission; body?: Record<string, unknown> };
+
+/** Every admin route, with a body its schema accepts, so that only the role decides. */
+const ROUTES: Route[] = [
+  { method: 'GET', url: '/api/v1/events', permission: 'events:read' },
+  { method: 'GET', url: '/api/v1/write-keys', permission: 'keys:manage' },
+  { method: 'POST', url: '/api/v1/write-keys', permission: 'keys:manage', body: { source: 'matrix' } },
+  { method: 'DELETE', url: '/api/v1/write-keys/wk_nope', permission: 'keys:manage' },
+  { method: 'GET', url: '/api/v1/tokens', permission: 'tokens:manage' },
+  { method: 'POST', url: '/api/v1/tokens', permission: 'tokens:manage', body: { name: 'made', role: 'analyst' } },
+  { method: 'DELETE', url: '/api/v1/tokens/tok_nope', permission: 'tokens:manage' },
+  { method: 'GET', url: '/api/v1/identity/rules', permission: 'identity:read' },
+  { method: 'PUT', url: '/api/v1/identity/rules', permission: 'identity:manage', body: {} },
+  { method: 'GET', url: '/api/v1/profiles/user_id:nobody/identities', permission: 'identity:read' },
+  { method: 'POST', url: '/api/v1/profiles/merge', permission: 'identity:manage', body: { from: 'user_id:a', into: 'user_id:b' } },
+  { method: 'POST', url: '/api/v1/profiles/user_id:a/split', permission: 'identity:manage', body: { identifier: 'anonymous_id:x' } },
+  { method: 'GET', url: '/api/v1/computed-traits', permission: 'traits:read' },
+  { method: 'POST', url: '/api/v1/computed-traits', permission: 'traits:manage', body: { key: 'orders', kind: 'count', event: 'Order Completed' } },
+  { method: 'DELETE', url: '/api/v1/computed-traits/nope', permission: 'traits:manage' },
+  { method: 'GET', url: '/api/v1/audiences', permission: 'audiences:read' },
+  { method: 'GET', url: '/api/v1/audiences/nope', permission: 'audiences:read' },
+  { method: 'GET', url: '/api/v1/audiences/nope/sizes', permission: 'audiences:read' },
+  { method: 'POST', url: '/api/v1/audiences', permission: 'audiences:manage', body: { key: 'pros', text: 'traits.plan = "pro"' } },
+  { method: 'POST', url: '/api/v1/audiences/preview', permission: 'audiences:manage', body: { key: 'pros', text: 'traits.plan = "pro"' } },
+  { method: 'DELETE', url: '/api/v1/audiences/nope', permission: 'audiences:manage' },
+  { method: 'GET', url: '/api/v1/audience-events', permission: 'audiences:read' },
+  { method: 'GET', url: '/api/v1/tracking-plans', permission: 'plans:read' },
+  { method: 'GET', url: '/api/v1/tracking-plans/nope', permission: 'plans:read' },
+  { method: 'PUT', url: '/api/v1/tracking-plans/web', permission: 'plans:manage', body: { definition: {} } },
+  { method: 'GET', url: '/api/v1/sources', permission: 'plans:read' },
+  { method: 'PUT', url: '/api/v1/sources/src_nope/plan', permission: 'plans:manage', body: { plan: null } },
+  { method: 'GET', url: '/api/v1/violations', permission: 'plans:read' },
+  { method: 'POST', url: '/api/v1/quarantine/replay', permission: 'quarantine:replay', body: {} },
+  { method: 'GET', url: '/api/v1/clv/fits', permission: 'value:read' },
+  { method: 'GET', url: '/api/v1/clv/fits/nope', permission: 'value:read' },
+  { method: 'GET', url: '/api/v1/clv/fits/nope/chart.svg', permission: 'value:read' },
+  { method: 'GET', url: '/api/v1/clv/scores', permission: 'value:read' },
+  { method: 'POST', url: '/api/v1/clv/fit', permission: 'value:manage', body: {} },
+  { method: 'POST', url: '/api/v1/clv/refresh', permission: 'value:manage' },
+  { method: 'GET', url: '/api/v1/audit', permission: 'audit:read' },
+  { method: 'GET', url: '/api/v1/audit/export', permission: 'audit:read' },
+];
+
+async function tokens(app: TestApp) {
+  const out: Record<string, { token: string; id: string }> = {};
+  for (const role of ['engineer', 'marketer', 'analyst', 'access']) {
+    const created = (await app.inject({ method: 'POST', url: '/api/v1/tokens', headers: { authorization: bearer() }, payload: { name: role, role } })).json();
+    out[role] = { token: created.token, id: created.id };
+  }
+  return out;
+}
+
+const call = (app: TestApp, r: Route, authorization: string) => app.inject({ method: r.method, url: r.url, headers: { authorization }, ...(r.body ? { payload: r.body } : {}) });
+
+describe('security checks', () => {
+  test('every role against every admin route: 403 exactly where the role lacks the permission, each refusal audited', async (t) => {
+    const app = await openTestApp(t);
+    const made = await tokens(app);
+    const owner = (await app.inject({ method: 'GET', url: '/api/v1/tokens', headers: { authorization: bearer() } })).json().data.find((x: { role: string }) => x.role === 'owner');
+    for (const r of ROUTES) {
+      for (const [role, credentials] of [['owner', { token: undefined, id: owner.id }], ...Object.entries(made)] as const) {
+        const res = await call(app, r, bearer(credentials.token));
+        const allowed = (PERMISSIONS[r.permission] as readonly string[]).includes(role);
+        if (allowed) assert.notEqual(res.statusCode, 403, `${role} ${r.method} ${r.url}: ${res.body}`);
+        else assert.equal(res.statusCode, 403, `${role} ${r.method} ${r.url}: ${res.statusCode} ${res.body}`);
+      }
+    }
+    const denied = (await app.inject({ method: 'GET', url: '/api/v1/audit?action=denied&limit=1000', headers: { authorization: bearer() } })).json().data;
+    for (const r of ROUTES) {
+      for (const [role, { id }] of Object.entries(made)) {
+        if ((PERMISSIONS[r.permission] as readonly string[]).includes(role)) continue;
+        assert.ok(denied.some((e: { actor: string; route: string }) => e.actor === id && e.route.startsWith(`${r.method} /api/v1/`)), `no audit entry for ${role} refused on ${r.method} ${r.url}`);
+      }
+    }
+  });
+
+  test('write keys are useless on admin routes; malformed Authorization headers get 401', async (t) => {
+    const app = await openTestApp(t);
+    for (const authorization of [bearer(WRITE_KEY), basic(WRITE_KEY), 'Bearer', 'Basic !!!', 'Bearer a b', `Bearer ${'x'.repeat(600)}`]) {
+      const res = await app.inject({ method: 'GET', url: '/api/v1/audiences', headers: { authorization } });
+      assert.equal(res.statusCode, 401, authorization.slice(0, 20));
+      assert.doesNotMatch(res.body, /at .*\.ts|stack/i, 'no stack traces');
+    }
+    const profile = await app.inject({ method: 'GET', url: '/v1/spaces/default/collections/users/profiles/user_id:x/traits', headers: { authorization: basic(WRITE_KEY) } });
+    assert.equal(profile.statusCode, 401, 'nor on the Profile API');
+  });
+
+  test("another workspace's objects by id: 404, no data", async (t) => {
+    const app = await openTestApp(t);
+    await app.send('/v1/identify', { userId: 'ada', traits: { plan: 'pro', email: 'ada@example.com' }, messageId: 'sec-1' });
+    for (const [method, url, payload] of [
+      ['POST', '/api/v1/audiences', { key: 'pros', text: 'traits.plan = "pro"' }],
+      ['PUT', '/api/v1/tracking-plans/web', { definition: {} }],
+      ['POST', '/api/v1/computed-traits', { key: 'orders', kind: 'count', event: 'Order Completed' }],
+    ] as const) assert.ok((await app.inject({ method, url, headers: { authorization: bearer() }, payload })).statusCode < 300);
+    const event = (await app.inject({ method: 'GET', url: '/api/v1/events?messageId=sec-1', headers: { authorization: bearer() } })).json().data[0];
+    app.stores.access.ensureWorkspace('acme', 'Acme');
+    const { hashToken } = await import('../src/access/credentials.ts');
+    app.stores.access.createToken('acme', 'acme owner', 'owner', hashToken('tdm_acme_owner_token_0000001'));
+    const acme = bearer('tdm_acme_owner_token_0000001');
+    const source = (await app.inject({ method: 'GET', url: '/api/v1/sources', headers: { authorization: bearer() } })).json().data[0].id;
+    for (const [method, url, payload] of [
+      ['GET', '/api/v1/audiences/pros', undefined],
+      ['GET', '/api/v1/audiences/pros/sizes', undefined],
+      ['DELETE', '/api/v1/audiences/pros', undefined],
+      ['GET', '/api/v1/tracking-plans/web', undefined],
+      ['PUT', `/api/v1/sources/${source}/plan`, { plan: null }],
+      ['DELETE', '/api/v1/computed-traits/orders', undefined],
+      ['GET', '/api/v1/profiles/user_id:ada/identities', undefined],
+      ['POST', '/api/v1/quarantine/replay', { eventIds: [event.id] }],
+    ] as const) {
+      const res = await app.inject({ method, url, headers: { authorization: acme }, ...(payload ? { payload } : {}) });
+      if (url.endsWith('replay')) assert.deepEqual(res.json().data, [], 'no other workspace event is seen');
+      else assert.equal(res.statusCode, 404, `${method} ${url}: ${res.body}`);
+      assert.doesNotMatch(res.body, /ada@example\.com|"plan"/);
+    }
+    assert.equal((await app.inject({ method: 'GET', url: `/api/v1/events?messageId=sec-1`, headers: { authorization: acme } })).json().data.length, 0);
+  });
+
+  test('changes are audited with before and after; the log is append-only, and owners query and export it', async (t) => {
+    const app = await openTestApp(t);
+    const made = await tokens(app);
+    await app.inject({ method: 'PUT', url: '/api/v1/tracking-plans/web', headers: { authorization: bearer(made.engineer!.token) }, payload: { definition: { unplannedEvents: 'allow' } } });
+    await app.inject({ method: 'PUT', url: '/api/v1/tracking-plans/web', headers: { authorization: bearer(made.engineer!.token) }, payload: { definition: { unplannedEvents: 'violation' } } });
+    const changes = (await app.inject({ method: 'GET', url: '/api/v1/audit?action=change', headers: { authorization: bearer() } })).json().data.filter((e: { route: string }) => e.route === 'PUT /api/v1/tracking-plans/:key');
+    assert.equal(changes.length, 2);
+    assert.equal(changes[1].actor, made.engineer!.id);
+    assert.deepEqual(changes[1].target, { key: 'web' });
+    assert.deepEqual(changes[1].before, { version: 1, definition: { unplannedEvents: 'allow' } });
+    assert.deepEqual(changes[1].after, { definition: { unplannedEvents: 'violation' } });
+    const tokenMade = (await app.inject({ method: 'GET', url: '/api/v1/audit?action=change', headers: { authorization: bearer() } })).json().data.find((e: { route: string }) => e.route === 'POST /api/v1/tokens');
+    assert.doesNotMatch(JSON.stringify(tokenMade), /tdm_/, 'secrets never reach the audit log');
+    const exported = await app.inject({ method: 'GET', url: '/api/v1/audit/export', headers: { authorization: bearer() } });
+    assert.match(String(exported.headers['content-type']), /^application\/x-ndjson/);
+    assert.ok(exported.body.trim().split('\n').every((line) => typeof JSON.parse(line).id === 'number'));
+    const db = new DatabaseSync(join(app.dataDir, 'tandem.db'));
+    t.after(() => db.close());
+    assert.throws(() => db.exec('UPDATE audit SET actor = NULL'), /append-only/);
+    assert.throws(() => db.exec('DELETE FROM audit'), /append-only/);
+  });
+});
