@@ -12,6 +12,7 @@ import { ingestRoutes } from './ingest/routes.ts';
 import type { Metrics } from './ops/metrics.ts';
 import { valueRoutes } from './value/routes.ts';
 import { governanceRoutes } from './governance/routes.ts';
+import { createPiiPolicy } from './governance/pii.ts';
 import { ADMIN_PII_ROUTES, auditHooks, auditReads, auditRoutes, rememberCaller } from './governance/audit.ts';
 import { OPENAPI } from './ops/openapi.ts';
 import { audienceRoutes } from './audiences/routes.ts';
@@ -111,6 +112,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   app.setNotFoundHandler((request, reply) => reply.code(404).send(isIngestUrl(request.url) ? { success: false, error: { code: 'not_found', message: ERRORS.not_found.message } } : { error: { code: 'not_found', message: ERRORS.not_found.message } }));
 
   const credentials = createCredentials(stores.access);
+  const maskerFor = createPiiPolicy(stores.access);
   const live = new LiveFeed();
   const stage = stores.stage;
   if (stage) live.subscribe(() => stage.notify());
@@ -137,11 +139,11 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     auditHooks(admin, stores.access, { piiRoutes: (url) => ADMIN_PII_ROUTES.has(url), now });
     const check = (header: string | undefined, permission: Permission) => authorize(credentials, header, permission);
     await auditRoutes(admin, { store: stores.access, authorize: check });
-    await eventsApi(admin, { log: stores.log, live, authorize: (h) => check(h, 'events:read') });
+    await eventsApi(admin, { log: stores.log, live, authorize: (h) => check(h, 'events:read'), maskerFor });
     await accessRoutes(admin, { admin: createAccessAdmin(stores.access, credentials.invalidate), authorize: check });
-    await profileAdminRoutes(admin, { profiles: stores.profiles, log: stores.log, stage: stores.stage, authorize: check, now });
+    await profileAdminRoutes(admin, { profiles: stores.profiles, log: stores.log, stage: stores.stage, authorize: check, maskerFor, now });
     const adminEvent = createAdminEvents({ log: stores.log, stage: stores.stage, now });
-    await audienceRoutes(admin, { profiles: stores.profiles, authorize: check, adminEvent });
+    await audienceRoutes(admin, { profiles: stores.profiles, authorize: check, adminEvent, maskerFor });
     await governanceRoutes(admin, {
       access: stores.access,
       log: stores.log,
@@ -150,6 +152,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       sourcePlan: (sourceId) => credentials.sourcePlan(sourceId),
       invalidate: credentials.invalidate,
       authorize: check,
+      maskerFor,
     });
     await valueRoutes(admin, { profiles: stores.profiles, dataDir: config.dataDir, authorize: check, adminEvent, refreshMs: config.clvRefreshMs, now });
     admin.get('/api/v1/openapi.json', async () => OPENAPI);
@@ -165,7 +168,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       const caller = username ? credentials.token(username) : undefined;
       if (caller) rememberCaller(request, caller);
     });
-    await profileApi(scope, { profiles: stores.profiles, log: stores.log, authenticate: (h) => authorizeBasic(credentials, h, 'profiles:read') });
+    await profileApi(scope, { profiles: stores.profiles, log: stores.log, authenticate: (h) => authorizeBasic(credentials, h, 'profiles:read'), maskerFor });
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));

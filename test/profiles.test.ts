@@ -7,7 +7,7 @@ const ACCESS = 'tdm_profile_access_token_0001';
 
 async function setup(t: Parameters<typeof openTestApp>[0]) {
   const app = await openTestApp(t);
-  app.stores.access.createToken('default', 'profile api', 'access', hashToken(ACCESS));
+  app.stores.access.createToken('default', 'profile api', 'access', hashToken(ACCESS), true);
   const get = async (path: string, token = ACCESS) => {
     await app.stores.stage!.caughtUp();
     return app.inject({ method: 'GET', url: `/v1/spaces/default/collections/${path}`, headers: { authorization: basic(token) } });

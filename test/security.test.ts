@@ -146,3 +146,64 @@ describe('security checks', () => {
     assert.throws(() => db.exec('DELETE FROM audit'), /append-only/);
   });
 });
+
+describe('PII masking', () => {
+  test('without the pii permission every read of a profile or event shows personal data masked; with it, unmasked and audited', async (t) => {
+    const app = await openTestApp(t);
+    const { hashToken } = await import('../src/access/credentials.ts');
+    app.stores.access.createToken('default', 'api', 'access', hashToken('tdm_access_masked_00000001'));
+    app.stores.access.createToken('default', 'api-pii', 'access', hashToken('tdm_access_unmasked_000001'), true);
+    const made = await tokens(app);
+    const piiAnalyst = (await app.inject({ method: 'POST', url: '/api/v1/tokens', headers: { authorization: bearer() }, payload: { name: 'dpo', role: 'analyst', pii: true } })).json();
+    // A plan tags a custom field as personal data.
+    await app.inject({ method: 'PUT', url: '/api/v1/tracking-plans/web', headers: { authorization: bearer() }, payload: { definition: { unplannedEvents: 'allow', events: { 'Order Completed': { type: 'object', properties: { loyalty_card: { type: 'string', 'x-pii': 'card' } } } } } } });
+    const source = (await app.inject({ method: 'GET', url: '/api/v1/sources', headers: { authorization: bearer() } })).json().data[0].id;
+    await app.inject({ method: 'PUT', url: `/api/v1/sources/${source}/plan`, headers: { authorization: bearer() }, payload: { plan: 'web', enforcement: 'allow' } });
+    await app.send('/v1/batch', {
+      batch: [
+        { type: 'identify', userId: 'ada@example.com', messageId: 'pii-1', traits: { email: 'ada@example.com', name: 'Ada Lovelace', phone: '+44 20 7946 0958', plan: 'pro' }, context: { ip: '203.0.113.7' } },
+        { type: 'track', userId: 'ada@example.com', messageId: 'pii-2', event: 'Order Completed', properties: { total: 12, loyalty_card: 'LC-99887766', contact: 'ada@example.com' } },
+        { type: 'group', userId: 'ada@example.com', groupId: 'acme', messageId: 'pii-3', traits: { name: 'Acme', owner_email: 'boss@acme.example' } },
+      ],
+    });
+    await app.inject({ method: 'POST', url: '/api/v1/audiences', headers: { authorization: bearer() }, payload: { key: 'pros', text: 'traits.plan = "pro"' } });
+    for (let i = 0; i < 200 && (await app.inject({ method: 'GET', url: '/api/v1/audiences/pros', headers: { authorization: bearer() } })).json().backfill.status !== 'done'; i++) await new Promise((r) => setTimeout(r, 10));
+
+    const RAW = ['ada@example.com', 'Ada Lovelace', '7946 0958', '203.0.113.7', 'LC-99887766', 'boss@acme.example'];
+    const profileApi = (token: string, path: string) => app.inject({ method: 'GET', url: `/v1/spaces/default/collections/${path}`, headers: { authorization: basic(token) } });
+    const reads: Array<[string, () => Promise<{ statusCode: number; body: string }>]> = [
+      ['Profile API traits', () => profileApi('tdm_access_masked_00000001', 'users/profiles/email:ada@example.com/traits?limit=50')],
+      ['Profile API events', () => profileApi('tdm_access_masked_00000001', 'users/profiles/email:ada@example.com/events')],
+      ['Profile API external ids', () => profileApi('tdm_access_masked_00000001', 'users/profiles/email:ada@example.com/external_ids')],
+      ['Profile API account links', () => profileApi('tdm_access_masked_00000001', 'accounts/profiles/group_id:acme/links')],
+      ['Profile API account traits', () => profileApi('tdm_access_masked_00000001', 'accounts/profiles/group_id:acme/traits')],
+      ['event log (engineer)', () => app.inject({ method: 'GET', url: '/api/v1/events', headers: { authorization: bearer(made.engineer!.token) } })],
+      ['identities (analyst)', () => app.inject({ method: 'GET', url: '/api/v1/profiles/email:ada@example.com/identities', headers: { authorization: bearer(made.analyst!.token) } })],
+      ['audience events (marketer)', () => app.inject({ method: 'GET', url: '/api/v1/audience-events', headers: { authorization: bearer(made.marketer!.token) } })],
+      ['audience preview (marketer)', () => app.inject({ method: 'POST', url: '/api/v1/audiences/preview', headers: { authorization: bearer(made.marketer!.token) }, payload: { key: 'p', text: 'traits.plan = "pro"' } })],
+      ['violations sample (marketer)', () => app.inject({ method: 'GET', url: '/api/v1/violations', headers: { authorization: bearer(made.marketer!.token) } })],
+    ];
+    for (const [what, read] of reads) {
+      const res = await read();
+      assert.equal(res.statusCode, 200, `${what}: ${res.body}`);
+      // The cursor echoes the identifier the caller asked by; everything else is stored data.
+      const { cursor: _, ...body } = JSON.parse(res.body) as Record<string, unknown>;
+      const shown = JSON.stringify(body);
+      for (const raw of RAW) assert.ok(!shown.includes(raw), `${what} shows ${raw}: ${shown.slice(0, 300)}`);
+    }
+    const traits = (await profileApi('tdm_access_masked_00000001', 'users/profiles/email:ada@example.com/traits?limit=50')).json().traits;
+    assert.deepEqual(traits, { email: 'a***@example.com', name: 'A***', phone: '***58', plan: 'pro' }, 'masked values keep what helps to recognise them');
+    assert.equal((await profileApi('tdm_access_masked_00000001', 'accounts/profiles/group_id:acme/traits')).json().traits.name, 'Acme', "an account's name is not a person's");
+
+    const unmasked = await profileApi('tdm_access_unmasked_000001', 'users/profiles/email:ada@example.com/traits?limit=50');
+    assert.equal(unmasked.json().traits.email, 'ada@example.com');
+    const events = await app.inject({ method: 'GET', url: '/api/v1/events?messageId=pii-2', headers: { authorization: bearer(piiAnalyst.token) } });
+    assert.equal(events.json().data[0].payload.properties.loyalty_card, 'LC-99887766');
+    await app.close(); // flushes the Profile API's read counts
+    const db = new DatabaseSync(join(app.dataDir, 'tandem.db'), { readOnly: true });
+    t.after(() => db.close());
+    const audit = db.prepare("SELECT actor, route, target FROM audit WHERE action = 'read_pii'").all() as Array<{ actor: string; route: string; target: string }>;
+    assert.ok(audit.some((e) => e.actor === piiAnalyst.id && e.route === 'GET /api/v1/events'), 'an unmasked read of the event log is audited');
+    assert.ok(audit.some((e) => e.route.includes('/users/profiles/:id/traits') && JSON.parse(e.target).reads >= 1), 'Profile API reads are audited per token and minute');
+  });
+});

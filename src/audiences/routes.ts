@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { TandemError } from '../errors.ts';
 import { before } from '../governance/audit.ts';
 import type { Backfill, ProfileReader } from '../profiles/ports.ts';
+import type { Masker } from '../governance/pii.ts';
 import type { Token } from '../store/ports.ts';
 import { DefinitionError, dependencyOrder, references, validateDefinition, type Audience } from './definition.ts';
 import { parseAudience, printAudience } from './text.ts';
@@ -11,6 +12,7 @@ export type AudienceRouteDeps = {
   authorize: (header: string | undefined, permission: 'audiences:read' | 'audiences:manage') => Token;
   /** Appends an admin event to the log and waits until the profile stage applied it. */
   adminEvent: (workspaceId: string, token: Token, body: Record<string, unknown>) => Promise<void>;
+  maskerFor: (token: Token) => Masker;
 };
 
 const BODY = {
@@ -88,7 +90,9 @@ export async function audienceRoutes(app: FastifyInstance, deps: AudienceRouteDe
    * profile's identifiers are those it has now (following merges).
    */
   app.get<{ Querystring: { after?: string; limit?: string; audience?: string } }>('/api/v1/audience-events', async (req) => {
-    const { workspaceId } = deps.authorize(req.headers.authorization, 'audiences:read');
+    const token = deps.authorize(req.headers.authorization, 'audiences:read');
+    const { workspaceId } = token;
+    const masker = deps.maskerFor(token);
     const after = req.query.after === undefined ? 0 : Number(req.query.after);
     const limit = req.query.limit === undefined ? 100 : Number(req.query.limit);
     if (!Number.isSafeInteger(after) || after < 0) throw new TandemError('invalid_cursor');
@@ -98,7 +102,10 @@ export async function audienceRoutes(app: FastifyInstance, deps: AudienceRouteDe
     const data = changes.map((c) => {
       const live = profiles.liveProfileOf(c.profileId) ?? c.profileId;
       const ids = profiles.identifiers(live);
-      const first = (type: string) => ids.find((i) => i.type === type)?.value;
+      const first = (type: string) => {
+        const id = ids.find((i) => i.type === type);
+        return id && masker.identifier(id.type, id.value);
+      };
       const email = first('email');
       return {
         type: 'track',
@@ -127,8 +134,10 @@ export async function audienceRoutes(app: FastifyInstance, deps: AudienceRouteDe
     const audience = audienceOf(token.workspaceId, req.body);
     const previewId = crypto.randomUUID();
     await deps.adminEvent(token.workspaceId, token, { op: 'audience_preview', audience, previewId, sample: 10 });
-    const result = profiles.preview(token.workspaceId, previewId) as { size: number; sample: unknown[] } | undefined;
+    const result = profiles.preview(token.workspaceId, previewId) as { size: number; sample: Array<{ profile_id: string; identifiers: Array<{ type: string; value: string }> }> } | undefined;
     if (!result) throw new TandemError('unavailable');
+    const masker = deps.maskerFor(token);
+    if (result.sample) result.sample = result.sample.map((s) => ({ ...s, identifiers: s.identifiers.map((i) => ({ type: i.type, value: masker.identifier(i.type, i.value) })) }));
     return { key: audience.key, definition: audience.definition, text: printAudience(audience.definition), ...result };
   });
 

@@ -8,6 +8,7 @@ import { judgeEvent, type TimePolicy } from '../ingest/normalize.ts';
 import { decodeMeta, encodeMeta } from '../store/event-meta.ts';
 import type { AccessStore, EventLog, StageHandle, Token } from '../store/ports.ts';
 import { before } from './audit.ts';
+import type { Masker } from './pii.ts';
 import { compilePlan, ENFORCEMENTS, PLAN_SCHEMA, PlanError, type PlanDefinition } from './tracking-plan.ts';
 
 export type GovernanceDeps = {
@@ -19,6 +20,7 @@ export type GovernanceDeps = {
   /** Call after changing plans in this process: ingest picks the change up at once. */
   invalidate: () => void;
   authorize: (header: string | undefined, permission: 'plans:read' | 'plans:manage' | 'quarantine:replay') => Token;
+  maskerFor: (token: Token) => Masker;
 };
 
 const KEY = { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9_-]{0,63}$' } as const;
@@ -90,7 +92,9 @@ export async function governanceRoutes(app: FastifyInstance, deps: GovernanceDep
    * first and last seen, and one sample payload each.
    */
   app.get<{ Querystring: { source?: string; event?: string; hours?: string } }>('/api/v1/violations', async (req) => {
-    const { workspaceId } = deps.authorize(req.headers.authorization, 'plans:read');
+    const token = deps.authorize(req.headers.authorization, 'plans:read');
+    const { workspaceId } = token;
+    const masker = deps.maskerFor(token);
     const hours = req.query.hours === undefined ? 168 : Number(req.query.hours);
     if (!(hours > 0 && hours <= 24 * 366)) throw new TandemError('invalid_request', 'hours must be a number from 1 to 8784.');
     const since = Date.now() - hours * 3_600_000;
@@ -130,7 +134,8 @@ export async function governanceRoutes(app: FastifyInstance, deps: GovernanceDep
     }
     const sample = (s: { recordId: number; index: number }) => {
       const record = deps.log.get(workspaceId, s.recordId);
-      return record && selectEvents(record, () => true).events[s.index]?.payload;
+      const payload = record && selectEvents(record, () => true).events[s.index]?.payload;
+      return payload && masker.event(payload);
     };
     const data = [...groups.values()]
       .sort((a, b) => b.count - a.count)

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { LiveFeed } from '../bus/live.ts';
 import { TandemError } from '../errors.ts';
-import type { EventLog } from '../store/ports.ts';
+import type { EventLog, Token } from '../store/ports.ts';
+import type { Masker } from '../governance/pii.ts';
 import { expandRecord, selectEvents, type StoredEvent } from './event-view.ts';
 import type { EventMeta } from '../store/event-meta.ts';
 
@@ -77,23 +78,36 @@ function parseQuery(query: Query): { filter: EventFilter; limit: number } {
 export type EventsApiDeps = {
   log: EventLog;
   live: LiveFeed;
-  authorize: (header: string | undefined) => { workspaceId: string };
+  authorize: (header: string | undefined) => Token;
+  maskerFor: (token: Token) => Masker;
 };
+
+/** An event as this caller may see it: personal data masked without the `pii` permission. */
+function shown(masker: Masker, e: StoredEvent): StoredEvent {
+  if (!masker.masks) return e;
+  const userId = e.userId === null ? null : masker.identifier('user_id', e.userId);
+  const anonymousId = e.anonymousId === null ? null : masker.identifier('anonymous_id', e.anonymousId);
+  return { ...e, userId, anonymousId, payload: masker.event(e.payload) };
+}
 
 /** The live event log (the debugger): a paginated list and a Server-Sent Events stream. */
 export async function eventsApi(app: FastifyInstance, deps: EventsApiDeps): Promise<void> {
   app.get<{ Querystring: Query }>('/api/v1/events', async (request) => {
-    const { workspaceId } = deps.authorize(request.headers.authorization);
+    const token = deps.authorize(request.headers.authorization);
+    const { workspaceId } = token;
+    const masker = deps.maskerFor(token);
     const { filter, limit } = parseQuery(request.query);
     if (request.query.cursor !== undefined && typeof request.query.cursor !== 'string') throw new TandemError('invalid_cursor');
     const page = readEvents(deps.log, workspaceId, filter, limit, request.query.cursor);
     const params = new URLSearchParams(Object.entries({ ...filter, limit: String(limit) }));
     if (page.next) params.set('cursor', page.next);
-    return { data: page.data, cursor: { has_more: page.next !== null, next: page.next, url: page.next ? `/api/v1/events?${params}` : null } };
+    return { data: page.data.map((e) => shown(masker, e)), cursor: { has_more: page.next !== null, next: page.next, url: page.next ? `/api/v1/events?${params}` : null } };
   });
 
   app.get<{ Querystring: Query }>('/api/v1/events/stream', (request, reply) => {
-    const { workspaceId } = deps.authorize(request.headers.authorization);
+    const token = deps.authorize(request.headers.authorization);
+    const { workspaceId } = token;
+    const masker = deps.maskerFor(token);
     const { filter } = parseQuery(request.query);
     const keep = matches(filter);
     reply.hijack();
@@ -102,7 +116,7 @@ export async function eventsApi(app: FastifyInstance, deps: EventsApiDeps): Prom
     res.write(': connected\n\n');
     const unsubscribe = deps.live.subscribe((record) => {
       if (record.workspaceId !== workspaceId) return;
-      for (const e of expandRecord(record, keep)) res.write(`id: ${e.id}\nevent: event\ndata: ${JSON.stringify(e)}\n\n`);
+      for (const e of expandRecord(record, keep)) res.write(`id: ${e.id}\nevent: event\ndata: ${JSON.stringify(shown(masker, e))}\n\n`);
     });
     const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
     request.raw.on('close', () => {

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { TandemError } from '../errors.ts';
 import { before } from '../governance/audit.ts';
+import type { Masker } from '../governance/pii.ts';
 import { DEFAULT_RULES, type IdentityRules } from '../identity/merge-policy.ts';
 import { COMPUTED_TRAIT_SCHEMA, type ComputedTrait } from './computed-traits.ts';
 import { encodeMeta } from '../store/event-meta.ts';
@@ -14,6 +15,7 @@ export type ProfileAdminDeps = {
   log: Pick<EventLog, 'append'>;
   stage: StageHandle | undefined;
   authorize: (header: string | undefined, permission: Permission) => Token;
+  maskerFor: (token: Token) => Masker;
   now: () => number;
 };
 
@@ -83,15 +85,18 @@ export async function profileAdminRoutes(app: FastifyInstance, deps: ProfileAdmi
   });
 
   app.get<{ Params: { ref: string } }>('/api/v1/profiles/:ref/identities', async (req) => {
-    const { workspaceId } = deps.authorize(req.headers.authorization, 'identity:read');
+    const token = deps.authorize(req.headers.authorization, 'identity:read');
+    const { workspaceId } = token;
+    const masker = deps.maskerFor(token);
     await settled();
     const profileId = find(workspaceId, req.params.ref);
     const iso = (t: number) => new Date(t).toISOString();
+    const shown = (id: { type: string; value: string }) => ({ type: id.type, value: masker.identifier(id.type, id.value) });
     return {
       profile_id: profileId,
-      identifiers: profiles.identifiers(profileId).map((i) => ({ type: i.type, value: i.value, rule: i.rule, event_id: i.eventId, message_id: i.messageId, linked_at: iso(i.createdAt) })),
-      merges: profiles.merges(profileId).map((m) => ({ from: m.from, into: m.into, via: m.via, rule: m.rule, event_id: m.eventId, at: iso(m.at) })),
-      splits: profiles.splits(profileId).map((s) => ({ from: s.from, to: s.to, identifier: s.id, moved_events: s.movedEvents, event_id: s.eventId, at: iso(s.at) })),
+      identifiers: profiles.identifiers(profileId).map((i) => ({ type: i.type, value: masker.identifier(i.type, i.value), rule: i.rule, event_id: i.eventId, message_id: i.messageId, linked_at: iso(i.createdAt) })),
+      merges: profiles.merges(profileId).map((m) => ({ from: m.from, into: m.into, via: shown(m.via), rule: m.rule, event_id: m.eventId, at: iso(m.at) })),
+      splits: profiles.splits(profileId).map((s) => ({ from: s.from, to: s.to, identifier: shown(s.id), moved_events: s.movedEvents, event_id: s.eventId, at: iso(s.at) })),
       warnings: profiles.warnings(profileId).map((w) => ({ event_id: w.eventId, ...w.warning })),
       audiences: profiles.memberships(profileId),
       audience_history: profiles.profileAudienceHistory(profileId, 100).map((h) => ({ audience: h.key, change: h.change, at: iso(h.at), event_id: h.eventId })),

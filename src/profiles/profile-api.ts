@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { TandemError } from '../errors.ts';
+import type { Masker } from '../governance/pii.ts';
 import type { Identifier } from '../identity/identifiers.ts';
 import { findEvent } from '../ingest/event-view.ts';
 import type { EventLog, Token } from '../store/ports.ts';
@@ -11,6 +12,8 @@ export type ProfileApiDeps = {
   log: Pick<EventLog, 'get'>;
   /** Resolves the HTTP Basic username to a token allowed to read profiles, or throws. */
   authenticate: (authorization: string | undefined) => Token;
+  /** What the caller may see of personal data. */
+  maskerFor: (token: Token) => Masker;
 };
 
 type Params = { spaceId: string; id: string };
@@ -31,10 +34,10 @@ export async function profileApi(app: FastifyInstance, deps: ProfileApiDeps): Pr
   const { profiles } = deps;
 
   /** The caller's workspace (which must be the space in the path) and the identifier asked for. */
-  function scope(params: Params, authorization: string | undefined): { workspaceId: string; id: Identifier } {
+  function scope(params: Params, authorization: string | undefined): { workspaceId: string; id: Identifier; masker: Masker } {
     const token = deps.authenticate(authorization);
     if (params.spaceId !== token.workspaceId) throw new TandemError('not_found');
-    return { workspaceId: token.workspaceId, id: parseProfileId(params.id) };
+    return { workspaceId: token.workspaceId, id: parseProfileId(params.id), masker: deps.maskerFor(token) };
   }
 
   function profileIn(workspaceId: string, id: Identifier): string {
@@ -43,38 +46,38 @@ export async function profileApi(app: FastifyInstance, deps: ProfileApiDeps): Pr
     return profileId;
   }
 
-  function profile(params: Params, authorization: string | undefined): { workspaceId: string; profileId: string } {
-    const { workspaceId, id } = scope(params, authorization);
-    return { workspaceId, profileId: profileIn(workspaceId, id) };
+  function profile(params: Params, authorization: string | undefined): { workspaceId: string; profileId: string; masker: Masker } {
+    const { workspaceId, id, masker } = scope(params, authorization);
+    return { workspaceId, profileId: profileIn(workspaceId, id), masker };
   }
 
   /** All trait values by identifier, in one read when no class is asked for (the hot path). */
-  function traitsFor(params: Params, authorization: string | undefined, cls: string | undefined): Record<string, unknown> {
-    const { workspaceId, id } = scope(params, authorization);
+  function traitsFor(params: Params, authorization: string | undefined, cls: string | undefined): { values: Record<string, unknown>; masker: Masker } {
+    const { workspaceId, id, masker } = scope(params, authorization);
     if (cls === undefined && id.type !== 'profile_id') {
       const found = profiles.traitValuesOf(workspaceId, id);
       if (!found) throw new TandemError('not_found', 'No profile has this identifier.');
-      return found.values;
+      return { values: found.values, masker };
     }
     const profileId = profileIn(workspaceId, id);
-    if (cls === 'audience') return Object.fromEntries(profiles.memberships(profileId).map((key) => [key, true]));
-    return cls === 'computed_trait' ? profiles.computedValues(profileId) : profiles.traitValues(profileId);
+    if (cls === 'audience') return { values: Object.fromEntries(profiles.memberships(profileId).map((key) => [key, true])), masker };
+    return { values: cls === 'computed_trait' ? profiles.computedValues(profileId) : profiles.traitValues(profileId), masker };
   }
 
   app.get<{ Params: Params; Querystring: Query }>(`${BASE}/users/profiles/:id/traits`, async (req) => {
     const limit = limitOf(req.query, 10, 200);
     if (req.query.class !== undefined && !['computed_trait', 'audience'].includes(req.query.class)) throw new TandemError('invalid_request', 'class must be computed_trait or audience.');
-    const all = traitsFor(req.params, req.headers.authorization, req.query.class);
+    const { values: all, masker } = traitsFor(req.params, req.headers.authorization, req.query.class);
     const include = req.query.include?.split(',').map((s) => s.trim()).filter(Boolean);
     const keys = Object.keys(all).filter((k) => (!include || include.includes(k)) && (req.query.next === undefined || k > req.query.next)).sort();
     const page = keys.slice(0, limit);
     const next = keys.length > limit ? page[page.length - 1]! : null;
     const url = req.url.split('?')[0]!;
-    return { traits: Object.fromEntries(page.map((k) => [k, all[k]])), cursor: cursorOf(next ? `${url}?limit=${limit}&next=${encodeURIComponent(next)}` : url, next) };
+    return { traits: masker.traits(Object.fromEntries(page.map((k) => [k, all[k]]))), cursor: cursorOf(next ? `${url}?limit=${limit}&next=${encodeURIComponent(next)}` : url, next) };
   });
 
   app.get<{ Params: Params; Querystring: Query }>(`${BASE}/users/profiles/:id/events`, async (req) => {
-    const { workspaceId, profileId } = profile(req.params, req.headers.authorization);
+    const { workspaceId, profileId, masker } = profile(req.params, req.headers.authorization);
     const limit = limitOf(req.query, 10, 100);
     let before: { timestamp: number; eventId: string } | undefined;
     if (req.query.next !== undefined) {
@@ -86,7 +89,7 @@ export async function profileApi(app: FastifyInstance, deps: ProfileApiDeps): Pr
     const data = refs.slice(0, limit).map(({ eventId }) => {
       const e = findEvent(deps.log, workspaceId, eventId);
       if (!e) return { message_id: null, event_id: eventId };
-      const p = e.payload;
+      const p = masker.event(e.payload);
       return { type: e.type, event: e.event, message_id: e.messageId, source_id: e.sourceId, timestamp: e.timestamp, received_at: e.receivedAt, properties: p.properties ?? {}, traits: p.traits ?? undefined, context: p.context ?? {} };
     });
     const last = refs.length > limit ? refs[limit - 1]! : null;
@@ -96,7 +99,7 @@ export async function profileApi(app: FastifyInstance, deps: ProfileApiDeps): Pr
   });
 
   app.get<{ Params: Params; Querystring: Query }>(`${BASE}/users/profiles/:id/external_ids`, async (req) => {
-    const { profileId } = profile(req.params, req.headers.authorization);
+    const { profileId, masker } = profile(req.params, req.headers.authorization);
     const limit = limitOf(req.query, 25, 200);
     const offset = req.query.next === undefined ? 0 : Number(req.query.next);
     if (!Number.isInteger(offset) || offset < 0) throw new TandemError('invalid_cursor');
@@ -105,7 +108,7 @@ export async function profileApi(app: FastifyInstance, deps: ProfileApiDeps): Pr
     const next = offset + limit < all.length ? String(offset + limit) : null;
     const url = req.url.split('?')[0]!;
     return {
-      data: page.map((i) => ({ id: i.value, type: i.type, collection: 'users', encoding: 'none', created_at: new Date(i.createdAt).toISOString(), first_message_id: i.messageId, rule: i.rule })),
+      data: page.map((i) => ({ id: masker.identifier(i.type, i.value), type: i.type, collection: 'users', encoding: 'none', created_at: new Date(i.createdAt).toISOString(), first_message_id: i.messageId, rule: i.rule })),
       cursor: cursorOf(next ? `${url}?limit=${limit}&next=${next}` : url, next),
     };
   });
@@ -117,25 +120,25 @@ export async function profileApi(app: FastifyInstance, deps: ProfileApiDeps): Pr
   });
 
   const account = (params: Params, authorization: string | undefined) => {
-    const { workspaceId, id } = scope(params, authorization);
+    const { workspaceId, id, masker } = scope(params, authorization);
     if (id.type !== 'group_id') throw new TandemError('invalid_request', 'Accounts are looked up by group_id.');
     const found = profiles.account(workspaceId, id.value);
     if (!found) throw new TandemError('not_found', 'No account has this group_id.');
-    return { workspaceId, groupId: id.value, found };
+    return { workspaceId, groupId: id.value, found, masker };
   };
 
   app.get<{ Params: Params; Querystring: Query }>(`${BASE}/accounts/profiles/:id/traits`, async (req) => {
-    const { found } = account(req.params, req.headers.authorization);
+    const { found, masker } = account(req.params, req.headers.authorization);
     const include = req.query.include?.split(',').map((s) => s.trim()).filter(Boolean);
-    const traits = Object.fromEntries(Object.entries(found.traits).filter(([k]) => !include || include.includes(k)).map(([k, v]) => [k, v.value]));
+    const traits = masker.properties(Object.fromEntries(Object.entries(found.traits).filter(([k]) => !include || include.includes(k)).map(([k, v]) => [k, v.value])));
     return { traits, cursor: cursorOf(req.url.split('?')[0]!, null) };
   });
 
   app.get<{ Params: Params }>(`${BASE}/accounts/profiles/:id/links`, async (req) => {
-    const { workspaceId, groupId } = account(req.params, req.headers.authorization);
+    const { workspaceId, groupId, masker } = account(req.params, req.headers.authorization);
     const data = profiles.accountLinks(workspaceId, groupId).map((profileId) => ({
       to_collection: 'users',
-      external_ids: profiles.identifiers(profileId).map((i) => ({ id: i.value, type: i.type, collection: 'users', encoding: 'none', created_at: new Date(i.createdAt).toISOString() })),
+      external_ids: profiles.identifiers(profileId).map((i) => ({ id: masker.identifier(i.type, i.value), type: i.type, collection: 'users', encoding: 'none', created_at: new Date(i.createdAt).toISOString() })),
     }));
     return { data, cursor: cursorOf(req.url.split('?')[0]!, null) };
   });
