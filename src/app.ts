@@ -12,6 +12,7 @@ import { ingestRoutes } from './ingest/routes.ts';
 import type { Metrics } from './ops/metrics.ts';
 import { valueRoutes } from './value/routes.ts';
 import { governanceRoutes } from './governance/routes.ts';
+import { changeRoutes } from './governance/change-routes.ts';
 import { createPiiPolicy } from './governance/pii.ts';
 import { ADMIN_PII_ROUTES, auditHooks, auditReads, auditRoutes, rememberCaller } from './governance/audit.ts';
 import { OPENAPI } from './ops/openapi.ts';
@@ -154,6 +155,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       authorize: check,
       maskerFor,
     });
+    await changeRoutes(admin, { access: stores.access, log: stores.log, profiles: stores.profiles, invalidate: credentials.invalidate, authorize: check, now });
     await valueRoutes(admin, { profiles: stores.profiles, dataDir: config.dataDir, authorize: check, adminEvent, refreshMs: config.clvRefreshMs, now });
     admin.get('/api/v1/openapi.json', async () => OPENAPI);
   });

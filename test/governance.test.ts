@@ -144,3 +144,71 @@ describe('tracking plans', () => {
     assert.equal((await app.inject({ method: 'POST', url: '/api/v1/quarantine/replay', headers: { authorization: bearer(marketer) }, payload: {} })).statusCode, 403);
   });
 });
+
+describe('change requests', () => {
+  test('a marketer proposes a new event; an engineer sees its diff and impact and approves; it applies atomically, once', async (t) => {
+    const app = await openTestApp(t);
+    const token = async (role: string) => (await app.inject({ method: 'POST', url: '/api/v1/tokens', headers: { authorization: bearer() }, payload: { name: role, role } })).json().token as string;
+    const [marketer, engineer] = [await token('marketer'), await token('engineer')];
+    await withPlan(app, 'flag');
+    await app.send('/v1/batch', { batch: [{ type: 'track', event: 'Order Completed', userId: 'u', messageId: mid('o'), properties: { total: 3 } }, { type: 'track', event: 'Order Completed', userId: 'u', messageId: mid('o'), properties: { total: 4 } }] });
+    await app.inject({ method: 'POST', url: '/api/v1/audiences', headers: { authorization: bearer(marketer) }, payload: { key: 'buyers', text: 'performed "Order Completed"' } });
+    assert.equal((await app.inject({ method: 'PUT', url: '/api/v1/tracking-plans/web', headers: { authorization: bearer(marketer) }, payload: { definition: PLAN } })).statusCode, 403, 'marketers cannot change plans directly');
+
+    const proposed = {
+      ...PLAN,
+      events: {
+        ...PLAN.events,
+        'Order Completed': { ...PLAN.events['Order Completed'], properties: { ...PLAN.events['Order Completed'].properties, gift_note: { type: 'string' }, buyer_phone: { type: 'string', 'x-pii': 'phone' } } },
+        'Wishlist Added': { type: 'object', properties: { sku: { type: 'string' } } },
+      },
+    };
+    const created = await app.inject({ method: 'POST', url: '/api/v1/change-requests', headers: { authorization: bearer(marketer) }, payload: { kind: 'tracking_plan', target: 'web', definition: proposed, comment: 'for the gift campaign' } });
+    assert.equal(created.statusCode, 201, created.body);
+    const request = created.json();
+    assert.equal(request.status, 'open');
+    assert.equal(request.base_version, 1);
+    assert.deepEqual(request.diff.events, { added: ['Wishlist Added'], removed: [], changed: ['Order Completed'] });
+    assert.deepEqual(request.diff.properties, [{ event: 'Order Completed', added: ['gift_note', 'buyer_phone'], removed: [] }, { event: 'Wishlist Added', added: ['sku'], removed: [] }]);
+    assert.deepEqual(request.impact.pii.added, ['Order Completed.buyer_phone (phone)']);
+    assert.deepEqual(request.impact.audiences, ['buyers']);
+    assert.equal(request.impact.volume_7d['Order Completed'], 2);
+    assert.equal(request.impact.volume_7d['Wishlist Added'], 0);
+    assert.equal((await app.inject({ method: 'GET', url: '/api/v1/tracking-plans/web', headers: { authorization: bearer() } })).json().version, 1, 'nothing applies before the review');
+
+    assert.equal((await app.inject({ method: 'POST', url: `/api/v1/change-requests/${request.id}/approve`, headers: { authorization: bearer(marketer) }, payload: {} })).statusCode, 403);
+    const approved = await app.inject({ method: 'POST', url: `/api/v1/change-requests/${request.id}/approve`, headers: { authorization: bearer(engineer) }, payload: { comment: 'ok, no PII to destinations' } });
+    assert.equal(approved.statusCode, 200, approved.body);
+    assert.equal(approved.json().status, 'approved');
+    assert.equal(approved.json().applied_version, 2);
+    assert.equal(approved.json().decision_comment, 'ok, no PII to destinations');
+    assert.deepEqual(Object.keys((await app.inject({ method: 'GET', url: '/api/v1/tracking-plans/web', headers: { authorization: bearer() } })).json().definition.events).sort(), ['Order Completed', 'Wishlist Added']);
+    const wish = mid('w');
+    await app.send('/v1/track', { type: 'track', event: 'Wishlist Added', userId: 'u', messageId: wish, properties: { sku: 'A1' } });
+    assert.equal((await app.inject({ method: 'GET', url: `/api/v1/events?messageId=${wish}&status=accepted`, headers: { authorization: bearer() } })).json().data.length, 1, 'ingest enforces the new version at once');
+    assert.equal((await app.inject({ method: 'POST', url: `/api/v1/change-requests/${request.id}/approve`, headers: { authorization: bearer(engineer) }, payload: {} })).statusCode, 400, 'decided once');
+  });
+
+  test('a request made on an older version is refused on approval; rejection keeps the plan; review can be switched off', async (t) => {
+    const app = await openTestApp(t);
+    const marketer = (await app.inject({ method: 'POST', url: '/api/v1/tokens', headers: { authorization: bearer() }, payload: { name: 'm', role: 'marketer' } })).json().token;
+    await withPlan(app, 'flag');
+    const propose = (definition: unknown) => app.inject({ method: 'POST', url: '/api/v1/change-requests', headers: { authorization: bearer(marketer) }, payload: { kind: 'tracking_plan', target: 'web', definition } });
+    const first = (await propose({ ...PLAN, unplannedEvents: 'allow' })).json();
+    const second = (await propose({ ...PLAN, unplannedProperties: 'allow' })).json();
+    assert.deepEqual(first.diff.policy, { unplannedEvents: ['violation', 'allow'] });
+    assert.equal((await app.inject({ method: 'POST', url: `/api/v1/change-requests/${first.id}/approve`, headers: { authorization: bearer() }, payload: {} })).statusCode, 200);
+    const stale = await app.inject({ method: 'POST', url: `/api/v1/change-requests/${second.id}/approve`, headers: { authorization: bearer() }, payload: {} });
+    assert.equal(stale.statusCode, 409);
+    assert.equal(stale.json().error.code, 'stale_change');
+    const third = (await propose({ ...PLAN, events: {} })).json();
+    const rejected = await app.inject({ method: 'POST', url: `/api/v1/change-requests/${third.id}/reject`, headers: { authorization: bearer() }, payload: { comment: 'we still send orders' } });
+    assert.equal(rejected.json().status, 'rejected');
+    assert.equal((await app.inject({ method: 'GET', url: '/api/v1/tracking-plans/web', headers: { authorization: bearer() } })).json().version, 2);
+    assert.equal((await app.inject({ method: 'PUT', url: '/api/v1/governance/settings', headers: { authorization: bearer() }, payload: { approvalRequired: { tracking_plan: false } } })).statusCode, 200);
+    const direct = (await propose({ ...PLAN, unplannedEvents: 'violation', unplannedProperties: 'allow' })).json();
+    assert.equal(direct.status, 'applied');
+    assert.equal(direct.applied_version, 3);
+    assert.deepEqual((await app.inject({ method: 'GET', url: '/api/v1/change-requests?status=open', headers: { authorization: bearer(marketer) } })).json().data.map((c: { id: string }) => c.id), [second.id]);
+  });
+});

@@ -44,6 +44,13 @@ const ROUTES: Route[] = [
   { method: 'GET', url: '/api/v1/clv/scores', permission: 'value:read' },
   { method: 'POST', url: '/api/v1/clv/fit', permission: 'value:manage', body: {} },
   { method: 'POST', url: '/api/v1/clv/refresh', permission: 'value:manage' },
+  { method: 'GET', url: '/api/v1/governance/settings', permission: 'plans:read' },
+  { method: 'PUT', url: '/api/v1/governance/settings', permission: 'tokens:manage', body: { approvalRequired: { tracking_plan: true } } },
+  { method: 'POST', url: '/api/v1/change-requests', permission: 'changes:propose', body: { kind: 'tracking_plan', target: 'web', definition: {} } },
+  { method: 'GET', url: '/api/v1/change-requests', permission: 'changes:propose' },
+  { method: 'GET', url: '/api/v1/change-requests/chg_nope', permission: 'changes:propose' },
+  { method: 'POST', url: '/api/v1/change-requests/chg_nope/approve', permission: 'changes:approve', body: {} },
+  { method: 'POST', url: '/api/v1/change-requests/chg_nope/reject', permission: 'changes:approve', body: {} },
   { method: 'GET', url: '/api/v1/audit', permission: 'audit:read' },
   { method: 'GET', url: '/api/v1/audit/export', permission: 'audit:read' },
 ];

@@ -24,6 +24,8 @@ export const PERMISSIONS = {
   'plans:manage': ['owner', 'engineer'],
   'quarantine:replay': ['owner', 'engineer'],
   'audit:read': ['owner'],
+  'changes:propose': ['owner', 'engineer', 'marketer'],
+  'changes:approve': ['owner', 'engineer'],
 } as const satisfies Record<string, readonly Role[]>;
 export type Permission = keyof typeof PERMISSIONS;
 

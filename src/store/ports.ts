@@ -75,6 +75,11 @@ export interface AccessStore {
   /** Records that a quarantined event was replayed; false when it already was. */
   recordReplay(workspaceId: string, eventId: string, replayEventId: string): boolean;
   replayOf(eventId: string): string | undefined;
+  saveChangeRequest(request: ChangeRequest): void;
+  changeRequest(workspaceId: string, id: string): ChangeRequest | undefined;
+  changeRequests(workspaceId: string, status?: string): ChangeRequest[];
+  governanceSettings(workspaceId: string): string | undefined;
+  setGovernanceSettings(workspaceId: string, settings: string): void;
   appendAudit(entry: AuditEntry): void;
   /** Audit entries after a cursor (their id), oldest first. */
   audit(workspaceId: string, filter: { after: number; limit: number; action?: string; actor?: string }): Array<AuditEntry & { id: number }>;
@@ -84,6 +89,13 @@ export interface AccessStore {
 
 /** Who did what, when, to what; before and after as JSON where they apply. */
 export type AuditEntry = { workspaceId: string; at: number; actor: string | null; role: string | null; action: 'change' | 'denied' | 'read_pii'; route: string; target: string; status: number; before: string | null; after: string | null };
+
+/** A proposed change that the other side reviews; `proposal` is the change as JSON. */
+export type ChangeRequest = {
+  id: string; workspaceId: string; kind: string; target: string; proposal: string; baseVersion: number | null;
+  status: 'open' | 'approved' | 'rejected' | 'applied'; proposedBy: string; proposedAt: number; comment: string | null;
+  decidedBy: string | null; decidedAt: number | null; decisionComment: string | null; appliedVersion: number | null;
+};
 
 export type StoredPlan = { key: string; name: string; version: number; definition: string; createdAt: number };
 export type Source = { id: string; name: string; plan: { key: string; enforcement: string } | null };

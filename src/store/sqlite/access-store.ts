@@ -1,5 +1,5 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import type { AccessStore, AuditEntry, Role, Source, StoredPlan, Token, WriteKey } from '../ports.ts';
+import type { AccessStore, AuditEntry, ChangeRequest, Role, Source, StoredPlan, Token, WriteKey } from '../ports.ts';
 
 type KeyRow = { key: string; workspace_id: string; source_id: string; name: string; created_at: number; revoked_at: number | null };
 type TokenRow = { id: string; workspace_id: string; name: string; role: Role; pii: number; created_at: number; revoked_at: number | null };
@@ -13,6 +13,15 @@ const TOKEN_SELECT = 'SELECT id, workspace_id, name, role, pii, created_at, revo
 type PlanRow = { key: string; name: string; version: number; definition: string; created_at: number };
 const PLAN_SELECT = 'SELECT key, name, version, definition, created_at FROM tracking_plans';
 const toPlan = (r: PlanRow): StoredPlan => ({ key: r.key, name: r.name, version: r.version, definition: r.definition, createdAt: r.created_at });
+
+type ChangeRow = {
+  id: string; workspace_id: string; kind: string; target: string; proposal: string; base_version: number | null; status: ChangeRequest['status']; proposed_by: string; proposed_at: number;
+  comment: string | null; decided_by: string | null; decided_at: number | null; decision_comment: string | null; applied_version: number | null;
+};
+const toChange = (r: ChangeRow): ChangeRequest => ({
+  id: r.id, workspaceId: r.workspace_id, kind: r.kind, target: r.target, proposal: r.proposal, baseVersion: r.base_version, status: r.status, proposedBy: r.proposed_by, proposedAt: r.proposed_at,
+  comment: r.comment, decidedBy: r.decided_by, decidedAt: r.decided_at, decisionComment: r.decision_comment, appliedVersion: r.applied_version,
+});
 
 export class SqliteAccessStore implements AccessStore {
   readonly #db: DatabaseSync;
@@ -117,6 +126,31 @@ export class SqliteAccessStore implements AccessStore {
 
   replayOf(eventId: string): string | undefined {
     return (this.#db.prepare('SELECT replay_event_id FROM replays WHERE event_id = ?').get(eventId) as { replay_event_id: string } | undefined)?.replay_event_id;
+  }
+
+  saveChangeRequest(c: ChangeRequest): void {
+    this.#db
+      .prepare(`INSERT INTO change_requests (id, workspace_id, kind, target, proposal, base_version, status, proposed_by, proposed_at, comment, decided_by, decided_at, decision_comment, applied_version)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET status = excluded.status, decided_by = excluded.decided_by, decided_at = excluded.decided_at,
+        decision_comment = excluded.decision_comment, applied_version = excluded.applied_version`)
+      .run(c.id, c.workspaceId, c.kind, c.target, c.proposal, c.baseVersion, c.status, c.proposedBy, c.proposedAt, c.comment, c.decidedBy, c.decidedAt, c.decisionComment, c.appliedVersion);
+  }
+
+  changeRequest(workspaceId: string, id: string): ChangeRequest | undefined {
+    const row = this.#db.prepare('SELECT * FROM change_requests WHERE workspace_id = ? AND id = ?').get(workspaceId, id) as ChangeRow | undefined;
+    return row && toChange(row);
+  }
+
+  changeRequests(workspaceId: string, status?: string): ChangeRequest[] {
+    return (this.#db.prepare('SELECT * FROM change_requests WHERE workspace_id = ? AND (? IS NULL OR status = ?) ORDER BY proposed_at DESC, id').all(workspaceId, status ?? null, status ?? null) as ChangeRow[]).map(toChange);
+  }
+
+  governanceSettings(workspaceId: string): string | undefined {
+    return (this.#db.prepare('SELECT settings FROM governance_settings WHERE workspace_id = ?').get(workspaceId) as { settings: string } | undefined)?.settings;
+  }
+
+  setGovernanceSettings(workspaceId: string, settings: string): void {
+    this.#db.prepare('INSERT INTO governance_settings (workspace_id, settings) VALUES (?, ?) ON CONFLICT DO UPDATE SET settings = excluded.settings').run(workspaceId, settings);
   }
 
   appendAudit(e: AuditEntry): void {

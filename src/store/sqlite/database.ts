@@ -35,6 +35,11 @@ export const LOG_MIGRATIONS = [
    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
    ALTER TABLE tokens ADD COLUMN pii INTEGER NOT NULL DEFAULT 0;
    UPDATE tokens SET pii = 1 WHERE role = 'owner';`,
+  // Change requests (proposed, reviewed, applied) and which changes each workspace wants reviewed.
+  `CREATE TABLE change_requests (id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL, proposal TEXT NOT NULL, base_version INTEGER,
+     status TEXT NOT NULL, proposed_by TEXT NOT NULL, proposed_at INTEGER NOT NULL, comment TEXT, decided_by TEXT, decided_at INTEGER, decision_comment TEXT, applied_version INTEGER);
+   CREATE INDEX change_requests_workspace ON change_requests (workspace_id, proposed_at);
+   CREATE TABLE governance_settings (workspace_id TEXT PRIMARY KEY, settings TEXT NOT NULL);`,
 ];
 
 /** Profiles, identities and the stage's checkpoint (state.db): written by the profile stage only. */
