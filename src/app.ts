@@ -13,6 +13,7 @@ import type { Metrics } from './ops/metrics.ts';
 import { valueRoutes } from './value/routes.ts';
 import { governanceRoutes } from './governance/routes.ts';
 import { changeRoutes } from './governance/change-routes.ts';
+import { userRoutes } from './access/users.ts';
 import { createPiiPolicy } from './governance/pii.ts';
 import { ADMIN_PII_ROUTES, auditHooks, auditReads, auditRoutes, rememberCaller } from './governance/audit.ts';
 import { OPENAPI } from './ops/openapi.ts';
@@ -140,6 +141,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     auditHooks(admin, stores.access, { piiRoutes: (url) => ADMIN_PII_ROUTES.has(url), now });
     const check = (header: string | undefined, permission: Permission) => authorize(credentials, header, permission);
     await auditRoutes(admin, { store: stores.access, authorize: check });
+    await userRoutes(admin, { store: stores.access, authorize: check, invalidate: credentials.invalidate });
     await eventsApi(admin, { log: stores.log, live, authorize: (h) => check(h, 'events:read'), maskerFor });
     await accessRoutes(admin, { admin: createAccessAdmin(stores.access, credentials.invalidate), authorize: check });
     await profileAdminRoutes(admin, { profiles: stores.profiles, log: stores.log, stage: stores.stage, authorize: check, maskerFor, now });

@@ -29,6 +29,7 @@ export const ERRORS = {
   cross_origin_forbidden: { status: 403, message: 'Cross-origin requests are not allowed on this route.' },
   not_found: { status: 404, message: 'Not found.' },
   invalid_request: { status: 400, message: 'The request is not valid.' },
+  invalid_credentials: { status: 401, message: 'The email or the password is not right.' },
   stale_change: { status: 409, message: 'What the change request was made on has changed since; propose it again.' },
   invalid_plan: { status: 400, message: 'The tracking plan is not valid at the path named.' },
   no_purchases: { status: 422, message: 'No customer has a purchase on or before the calibration end: there is nothing to fit.' },

@@ -51,6 +51,10 @@ const ROUTES: Route[] = [
   { method: 'GET', url: '/api/v1/change-requests/chg_nope', permission: 'changes:propose' },
   { method: 'POST', url: '/api/v1/change-requests/chg_nope/approve', permission: 'changes:approve', body: {} },
   { method: 'POST', url: '/api/v1/change-requests/chg_nope/reject', permission: 'changes:approve', body: {} },
+  { method: 'GET', url: '/api/v1/users', permission: 'users:manage' },
+  { method: 'POST', url: '/api/v1/users', permission: 'users:manage', body: { email: 'matrix@example.com', role: 'analyst', password: 'a long enough password' } },
+  { method: 'DELETE', url: '/api/v1/users/usr_nope', permission: 'users:manage' },
+  { method: 'PUT', url: '/api/v1/users/usr_nope/password', permission: 'users:manage', body: { password: 'a long enough password' } },
   { method: 'GET', url: '/api/v1/audit', permission: 'audit:read' },
   { method: 'GET', url: '/api/v1/audit/export', permission: 'audit:read' },
 ];

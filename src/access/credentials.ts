@@ -26,6 +26,7 @@ export const PERMISSIONS = {
   'audit:read': ['owner'],
   'changes:propose': ['owner', 'engineer', 'marketer'],
   'changes:approve': ['owner', 'engineer'],
+  'users:manage': ['owner'],
 } as const satisfies Record<string, readonly Role[]>;
 export type Permission = keyof typeof PERMISSIONS;
 
@@ -82,7 +83,7 @@ export function createCredentials(store: AccessStore) {
       // Keyed by the token itself: the cache lives only in this process's memory, and the hash is
       // computed once per token instead of once per request.
       const found = cached(tokens, bearer, () => store.findTokenByHash(hashToken(bearer)));
-      return found && found.revokedAt === null ? found : undefined;
+      return found && found.revokedAt === null && (found.expiresAt == null || found.expiresAt > Date.now()) ? found : undefined;
     },
     /** Call after this process changed keys or tokens. */
     invalidate(): void {

@@ -49,7 +49,8 @@ export type Role = 'owner' | 'engineer' | 'marketer' | 'analyst' | 'access';
 
 export type WriteKey = { key: string; workspaceId: string; sourceId: string; sourceName: string; createdAt: number; revokedAt: number | null };
 /** `pii`: reads show personal data unmasked (owners have it from the start). */
-export type Token = { id: string; workspaceId: string; name: string; role: Role; pii: boolean; createdAt: number; revokedAt: number | null };
+export type Token = { id: string; workspaceId: string; name: string; role: Role; pii: boolean; createdAt: number; revokedAt: number | null; /** Sessions: whose, and until when. */ userId?: string | null; expiresAt?: number | null };
+export type User = { id: string; workspaceId: string; email: string; name: string; role: Role; pii: boolean; createdAt: number; disabledAt: number | null };
 
 export interface AccessStore {
   ensureWorkspace(id: string, name: string): boolean;
@@ -75,6 +76,14 @@ export interface AccessStore {
   /** Records that a quarantined event was replayed; false when it already was. */
   recordReplay(workspaceId: string, eventId: string, replayEventId: string): boolean;
   replayOf(eventId: string): string | undefined;
+  createUser(user: Omit<User, 'id' | 'createdAt' | 'disabledAt'>, passwordHash: string): User | undefined;
+  users(workspaceId: string): User[];
+  /** A user and their password hash, by email (for signing in). */
+  userByEmail(workspaceId: string, email: string): (User & { passwordHash: string }) | undefined;
+  /** Disables a user and revokes their sessions at once; false when there is no such user. */
+  disableUser(workspaceId: string, id: string): boolean;
+  setPassword(workspaceId: string, id: string, passwordHash: string): boolean;
+  createSession(user: User, tokenHash: string, expiresAt: number): Token;
   saveChangeRequest(request: ChangeRequest): void;
   changeRequest(workspaceId: string, id: string): ChangeRequest | undefined;
   changeRequests(workspaceId: string, status?: string): ChangeRequest[];

@@ -1,14 +1,16 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import type { AccessStore, AuditEntry, ChangeRequest, Role, Source, StoredPlan, Token, WriteKey } from '../ports.ts';
+import type { AccessStore, AuditEntry, ChangeRequest, Role, Source, StoredPlan, Token, User, WriteKey } from '../ports.ts';
 
 type KeyRow = { key: string; workspace_id: string; source_id: string; name: string; created_at: number; revoked_at: number | null };
-type TokenRow = { id: string; workspace_id: string; name: string; role: Role; pii: number; created_at: number; revoked_at: number | null };
+type TokenRow = { id: string; workspace_id: string; name: string; role: Role; pii: number; created_at: number; revoked_at: number | null; user_id: string | null; expires_at: number | null };
 
 const toKey = (r: KeyRow): WriteKey => ({ key: r.key, workspaceId: r.workspace_id, sourceId: r.source_id, sourceName: r.name, createdAt: r.created_at, revokedAt: r.revoked_at });
-const toToken = (r: TokenRow): Token => ({ id: r.id, workspaceId: r.workspace_id, name: r.name, role: r.role, pii: r.pii === 1, createdAt: r.created_at, revokedAt: r.revoked_at });
+const toToken = (r: TokenRow): Token => ({ id: r.id, workspaceId: r.workspace_id, name: r.name, role: r.role, pii: r.pii === 1, createdAt: r.created_at, revokedAt: r.revoked_at, userId: r.user_id, expiresAt: r.expires_at });
+type UserRow = { id: string; workspace_id: string; email: string; name: string; role: Role; pii: number; password_hash: string; created_at: number; disabled_at: number | null };
+const toUser = (r: UserRow): User => ({ id: r.id, workspaceId: r.workspace_id, email: r.email, name: r.name, role: r.role, pii: r.pii === 1, createdAt: r.created_at, disabledAt: r.disabled_at });
 
 const KEY_SELECT = 'SELECT k.key, s.workspace_id, k.source_id, s.name, k.created_at, k.revoked_at FROM write_keys k JOIN sources s ON s.id = k.source_id';
-const TOKEN_SELECT = 'SELECT id, workspace_id, name, role, pii, created_at, revoked_at FROM tokens';
+const TOKEN_SELECT = 'SELECT id, workspace_id, name, role, pii, created_at, revoked_at, user_id, expires_at FROM tokens';
 
 type PlanRow = { key: string; name: string; version: number; definition: string; created_at: number };
 const PLAN_SELECT = 'SELECT key, name, version, definition, created_at FROM tracking_plans';
@@ -69,7 +71,39 @@ export class SqliteAccessStore implements AccessStore {
   }
 
   listTokens(workspaceId: string): Token[] {
-    return (this.#db.prepare(`${TOKEN_SELECT} WHERE workspace_id = ? ORDER BY created_at`).all(workspaceId) as TokenRow[]).map(toToken);
+    return (this.#db.prepare(`${TOKEN_SELECT} WHERE workspace_id = ? AND user_id IS NULL ORDER BY created_at`).all(workspaceId) as TokenRow[]).map(toToken);
+  }
+
+  createUser(user: Omit<User, 'id' | 'createdAt' | 'disabledAt'>, passwordHash: string): User | undefined {
+    const id = `usr_${crypto.randomUUID()}`;
+    const created = this.#db.prepare('INSERT INTO users (id, workspace_id, email, name, role, pii, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING').run(id, user.workspaceId, user.email, user.name, user.role, user.pii ? 1 : 0, passwordHash, Date.now());
+    return created.changes > 0 ? this.users(user.workspaceId).find((u) => u.id === id) : undefined;
+  }
+
+  users(workspaceId: string): User[] {
+    return (this.#db.prepare('SELECT * FROM users WHERE workspace_id = ? ORDER BY email').all(workspaceId) as UserRow[]).map(toUser);
+  }
+
+  userByEmail(workspaceId: string, email: string): (User & { passwordHash: string }) | undefined {
+    const row = this.#db.prepare('SELECT * FROM users WHERE workspace_id = ? AND email = ?').get(workspaceId, email) as UserRow | undefined;
+    return row && { ...toUser(row), passwordHash: row.password_hash };
+  }
+
+  disableUser(workspaceId: string, id: string): boolean {
+    const now = Date.now();
+    const changed = this.#db.prepare('UPDATE users SET disabled_at = ? WHERE id = ? AND workspace_id = ? AND disabled_at IS NULL').run(now, id, workspaceId).changes > 0;
+    if (changed) this.#db.prepare('UPDATE tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL').run(now, id);
+    return changed;
+  }
+
+  setPassword(workspaceId: string, id: string, passwordHash: string): boolean {
+    return this.#db.prepare('UPDATE users SET password_hash = ? WHERE id = ? AND workspace_id = ? AND disabled_at IS NULL').run(passwordHash, id, workspaceId).changes > 0;
+  }
+
+  createSession(user: User, tokenHash: string, expiresAt: number): Token {
+    const id = `ses_${crypto.randomUUID()}`;
+    this.#db.prepare('INSERT INTO tokens (id, workspace_id, name, role, token_hash, pii, created_at, user_id, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(id, user.workspaceId, `session ${user.email}`, user.role, tokenHash, user.pii ? 1 : 0, Date.now(), user.id, expiresAt);
+    return toToken(this.#db.prepare(`${TOKEN_SELECT} WHERE id = ?`).get(id) as TokenRow);
   }
 
   revokeToken(workspaceId: string, id: string): boolean {

@@ -40,6 +40,13 @@ export const LOG_MIGRATIONS = [
      status TEXT NOT NULL, proposed_by TEXT NOT NULL, proposed_at INTEGER NOT NULL, comment TEXT, decided_by TEXT, decided_at INTEGER, decision_comment TEXT, applied_version INTEGER);
    CREATE INDEX change_requests_workspace ON change_requests (workspace_id, proposed_at);
    CREATE TABLE governance_settings (workspace_id TEXT PRIMARY KEY, settings TEXT NOT NULL);`,
+  // People who sign in with an email and a password (scrypt); their sessions are tokens that expire.
+  `CREATE TABLE users (id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL REFERENCES workspaces(id), email TEXT NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL, pii INTEGER NOT NULL,
+     password_hash TEXT NOT NULL, created_at INTEGER NOT NULL, disabled_at INTEGER, UNIQUE (workspace_id, email));
+   ALTER TABLE tokens ADD COLUMN user_id TEXT;
+   ALTER TABLE tokens ADD COLUMN expires_at INTEGER;
+   CREATE INDEX tokens_user ON tokens (user_id);
+   CREATE TRIGGER users_update AFTER UPDATE ON users BEGIN UPDATE access_version SET version = version + 1; END;`,
 ];
 
 /** Profiles, identities and the stage's checkpoint (state.db): written by the profile stage only. */
