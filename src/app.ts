@@ -16,7 +16,7 @@ import { changeRoutes } from './governance/change-routes.ts';
 import { userRoutes } from './access/users.ts';
 import { createPiiPolicy } from './governance/pii.ts';
 import { ADMIN_PII_ROUTES, auditHooks, auditReads, auditRoutes, rememberCaller } from './governance/audit.ts';
-import { OPENAPI } from './ops/openapi.ts';
+import { openApiDocument } from './ops/openapi.ts';
 import { audienceRoutes } from './audiences/routes.ts';
 import { createAdminEvents, profileAdminRoutes } from './profiles/admin-routes.ts';
 import { profileApi } from './profiles/profile-api.ts';
@@ -131,6 +131,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(async (scope) => ingestRoutes(scope, { accept, credentials, live, metrics }));
 
   await app.register(async (admin) => {
+    const adminRoutes: Array<{ method: string | string[]; url: string; schema?: { body?: unknown; querystring?: unknown } }> = [];
+    admin.addHook('onRoute', (route) => void adminRoutes.push({ method: route.method, url: route.url, schema: route.schema as { body?: unknown; querystring?: unknown } }));
     admin.addHook('onRequest', async (request) => {
       const origin = request.headers.origin;
       if (origin !== undefined && origin !== `${request.protocol}://${request.host}`) throw new TandemError('cross_origin_forbidden');
@@ -159,7 +161,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     });
     await changeRoutes(admin, { access: stores.access, log: stores.log, profiles: stores.profiles, invalidate: credentials.invalidate, authorize: check, now });
     await valueRoutes(admin, { profiles: stores.profiles, dataDir: config.dataDir, authorize: check, adminEvent, refreshMs: config.clvRefreshMs, now });
-    admin.get('/api/v1/openapi.json', async () => OPENAPI);
+    let document: ReturnType<typeof openApiDocument> | undefined;
+    admin.get('/api/v1/openapi.json', async () => (document ??= openApiDocument(adminRoutes)));
   });
 
   await app.register(async (scope) => {

@@ -92,6 +92,15 @@ describe('security checks', () => {
     }
   });
 
+  test('the OpenAPI document lists every admin route', async (t) => {
+    const app = await openTestApp(t);
+    const doc = (await app.inject({ method: 'GET', url: '/api/v1/openapi.json' })).json();
+    for (const r of ROUTES) {
+      const path = Object.keys(doc.paths).find((p) => new RegExp(`^${p.replace(/\{[^}]+\}/g, '[^/]+')}$`).test(r.url));
+      assert.ok(path && doc.paths[path][r.method.toLowerCase()], `${r.method} ${r.url} is not documented`);
+    }
+  });
+
   test('write keys are useless on admin routes; malformed Authorization headers get 401', async (t) => {
     const app = await openTestApp(t);
     for (const authorization of [bearer(WRITE_KEY), basic(WRITE_KEY), 'Bearer', 'Basic !!!', 'Bearer a b', `Bearer ${'x'.repeat(600)}`]) {

@@ -72,7 +72,7 @@ export const OPENAPI = {
     '/api/v1/computed-traits/{key}': { delete: { summary: 'Delete a computed trait and its values', parameters: [{ name: 'key', in: 'path', required: true, schema: { type: 'string' } }], responses: { '204': { description: 'Deleted' }, ...errors } } },
     '/api/v1/audiences': {
       get: { summary: 'Audiences of the workspace, with their sizes', responses: { '200': { description: 'Audiences' }, ...errors } },
-      post: { summary: 'Create or change an audience; it is evaluated over every profile before the call returns', requestBody: { content: { 'application/json': { schema: { type: 'object', required: ['key'], properties: { key: { type: 'string' }, name: { type: 'string' }, definition: { type: 'object', description: 'the JSON tree' }, text: { type: 'string', description: 'or the short text form' } } } } } }, responses: { '201': { description: 'Created' }, '200': { description: 'Changed' }, ...errors } },
+      post: { summary: 'Create or change an audience; it is built over every profile in the background (see backfill)', requestBody: { content: { 'application/json': { schema: { type: 'object', required: ['key'], properties: { key: { type: 'string' }, name: { type: 'string' }, definition: { type: 'object', description: 'the JSON tree' }, text: { type: 'string', description: 'or the short text form' } } } } } }, responses: { '201': { description: 'Created' }, '200': { description: 'Changed' }, ...errors } },
     },
     '/api/v1/audiences/{key}/sizes': {
       get: { summary: 'Audience size over time', parameters: [{ name: 'key', in: 'path', required: true, schema: { type: 'string' } }, { name: 'bucket', in: 'query', schema: { type: 'string', enum: ['minute', 'hour', 'day'] } }], responses: { '200': { description: 'Sizes' }, ...errors } },
@@ -87,3 +87,31 @@ export const OPENAPI = {
     '/api/v1/tokens/{id}': { delete: { summary: 'Revoke a token; takes effect at once', parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }], responses: { '204': { description: 'Revoked' }, ...errors } } },
   },
 } as const;
+
+type RouteInfo = { method: string | string[]; url: string; schema?: { body?: unknown; querystring?: unknown } };
+
+/**
+ * The document, completed with every admin route registered (collected by `collectRoutes`):
+ * routes without a hand-written entry get one from their method, path parameters and body and
+ * query schemas, so nothing the server answers is missing from it.
+ */
+export function openApiDocument(routes: RouteInfo[]) {
+  const paths: Record<string, Record<string, unknown>> = structuredClone(OPENAPI.paths) as Record<string, Record<string, unknown>>;
+  for (const route of routes) {
+    if (!route.url.startsWith('/api/v1/') || route.url === '/api/v1/openapi.json') continue;
+    const path = route.url.replace(/:([A-Za-z_]+)/g, '{$1}');
+    const params = [...route.url.matchAll(/:([A-Za-z_]+)/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
+    const query = route.schema?.querystring as { properties?: Record<string, unknown> } | undefined;
+    for (const method of [route.method].flat().map((m) => m.toLowerCase())) {
+      if (method === 'head' || paths[path]?.[method]) continue;
+      paths[path] ??= {};
+      paths[path]![method] = {
+        summary: `${method.toUpperCase()} ${route.url}`,
+        parameters: [...params, ...Object.entries(query?.properties ?? {}).map(([name, schema]) => ({ name, in: 'query', schema }))],
+        ...(route.schema?.body ? { requestBody: { content: { 'application/json': { schema: route.schema.body } } } } : {}),
+        responses: { '200': { description: 'OK' }, ...errors },
+      };
+    }
+  }
+  return { ...OPENAPI, paths };
+}
