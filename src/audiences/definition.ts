@@ -169,8 +169,13 @@ export function references(node: AudienceNode): { keys: Set<string>; audiences: 
   return { keys: new Set([...needs.keys, ...needs.consents.map(consentKey), ...needs.accounts.map(accountKey)]), audiences: new Set(needs.audiences) };
 }
 
-/** What evaluating a definition over many profiles has to load for each. */
-export type Needs = { keys: string[]; audiences: string[]; consents: string[]; accounts: string[] };
+/**
+ * What evaluating a definition over many profiles has to load for each. `keys` are read from
+ * custom traits and computed values alike, unless `computedKeys` says which of them can be
+ * computed (the others are then read from custom traits only; hidden `__` keys only from
+ * computed values).
+ */
+export type Needs = { keys: string[]; audiences: string[]; consents: string[]; accounts: string[]; computedKeys?: Set<string> };
 
 export function needsOf(node: AudienceNode): Needs {
   const keys = new Set<string>();

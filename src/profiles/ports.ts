@@ -28,9 +28,12 @@ export type Backfill = {
   finishedAt: number | null;
 };
 
+export type Column = { ids: string[]; values: unknown[] };
+
 /** What evaluating some definitions reads about a run of profiles (see Needs), by key then profile. */
 export type ProfileChunk = {
-  values: Map<string, Map<string, unknown>>;
+  /** Per key, the profiles that have it in id order, and their values. */
+  values: Map<string, Column>;
   members: Map<string, Set<string>>;
   consents: Map<string, Map<string, boolean>>;
   accounts: Map<string, Map<string, unknown[]>>;

@@ -179,12 +179,21 @@ export function createProfileStage(
     const at = now();
     for (const trait of recount) writer.recountRange(trait, ids[0]!, result.last, at);
     const needs = needsOf(audience.definition);
-    const chunk = writer.profileChunk(workspaceId, { ...needs, audiences: [...needs.audiences, audience.key] }, ids);
+    const computedKeys = new Set([...writer.computedTraits(workspaceId).map((t) => t.key), ...VALUE_KEYS]);
+    const chunk = writer.profileChunk(workspaceId, { ...needs, audiences: [...needs.audiences, audience.key], computedKeys }, ids);
     const current = chunk.members.get(audience.key)!;
-    // One view, pointed at each profile in turn: no objects per profile.
+    // One view, pointed at each profile in turn (in id order, as the columns are): no objects
+    // or look-ups per profile, a cursor per column that only moves forward.
     let id = '';
+    const cursors = new Map([...chunk.values].map(([k, column]) => [k, { column, at: 0 }]));
     const view: ProfileView = {
-      value: (k) => chunk.values.get(k)?.get(id),
+      value: (k) => {
+        const c = cursors.get(k);
+        if (!c) return undefined;
+        const ids = c.column.ids;
+        while (c.at < ids.length && ids[c.at]! < id) c.at++;
+        return ids[c.at] === id ? c.column.values[c.at] : undefined;
+      },
       member: (k) => chunk.members.get(k)?.has(id) ?? false,
       consent: (purpose) => chunk.consents.get(purpose)?.get(id),
       account: (k) => chunk.accounts.get(k)?.get(id) ?? [],

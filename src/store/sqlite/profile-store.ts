@@ -4,7 +4,7 @@ import { DEFAULT_RULES, type GraphView, type IdentityRules, type Warning } from 
 import { oncePerTurn } from '../../ops/once-per-turn.ts';
 import type { Audience, Needs } from '../../audiences/definition.ts';
 import type { ComputedTrait } from '../../profiles/computed-traits.ts';
-import type { Backfill, ProfileChunk, ProfileReader, ProfileWriter, Provenance, StoredFit, TraitValue, ValueJob } from '../../profiles/ports.ts';
+import type { Backfill, Column, ProfileChunk, ProfileReader, ProfileWriter, Provenance, StoredFit, TraitValue, ValueJob } from '../../profiles/ports.ts';
 
 const LWW = 'WHERE excluded.ts > {t}.ts OR (excluded.ts = {t}.ts AND excluded.message_id > {t}.message_id)';
 const lww = (table: string) => LWW.replaceAll('{t}', table);
@@ -26,6 +26,26 @@ function parseValue(json: string): unknown {
   if (json === 'true') return true;
   if (json === 'false') return false;
   return JSON.parse(json);
+}
+
+const column = (r: Array<[string, string]>): Column => ({ ids: r.map((x) => x[0]), values: r.map((x) => parseValue(x[1])) });
+
+/** Two columns in id order merged; where both have a profile, `over` wins (computed over custom traits). */
+function overlay(under: Column, over: Column): Column {
+  if (over.ids.length === 0) return under;
+  const out: Column = { ids: [], values: [] };
+  let [i, j] = [0, 0];
+  while (i < under.ids.length || j < over.ids.length) {
+    const a = under.ids[i];
+    const b = over.ids[j];
+    if (b === undefined || (a !== undefined && a < b)) (out.ids.push(a!), out.values.push(under.values[i++]));
+    else {
+      if (a === b) i++;
+      out.ids.push(b);
+      out.values.push(over.values[j++]);
+    }
+  }
+  return out;
 }
 
 /** Rows as arrays: for reads of many rows, about twice as fast as one object per row. */
@@ -168,10 +188,10 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       changesOf: p('SELECT id, audience_key, profile_id, change, at, event_id FROM audience_history WHERE workspace_id = ? AND audience_key = ? AND id > ? ORDER BY id LIMIT ?'),
       mergedInto: p('SELECT merged_into FROM profiles WHERE id = ?'),
       members: p('SELECT profile_id FROM audience_members WHERE workspace_id = ? AND audience_key = ? ORDER BY profile_id'),
-      // By profile range over the primary keys, all wanted keys in one pass: an index by key would
-      // cost a random page write per computed value the stage updates.
-      rangeTraits: p('SELECT profile_id, key, value FROM traits WHERE profile_id BETWEEN ? AND ? AND key IN (SELECT value FROM json_each(?))'),
-      rangeComputed: p('SELECT profile_id, key, value FROM computed_values WHERE profile_id BETWEEN ? AND ? AND key IN (SELECT value FROM json_each(?))'),
+      // By profile range over the primary keys: an index by key would cost a random page write per
+      // computed value the stage updates.
+      rangeTrait: p('SELECT profile_id, value FROM traits WHERE profile_id BETWEEN ? AND ? AND key = ?'),
+      rangeComputed1: p('SELECT profile_id, value FROM computed_values WHERE profile_id BETWEEN ? AND ? AND key = ?'),
       rangeMembers: p('SELECT profile_id FROM audience_members WHERE workspace_id = ? AND audience_key = ? AND profile_id BETWEEN ? AND ?'),
       rangeConsents: p('SELECT profile_id, granted FROM consents WHERE purpose = ? AND profile_id BETWEEN ? AND ?'),
       rangeAccounts: p('SELECT l.profile_id, t.value FROM account_links l JOIN account_traits t ON t.workspace_id = l.workspace_id AND t.group_id = l.group_id AND t.key = ? WHERE l.profile_id BETWEEN ? AND ? AND l.workspace_id = ?'),
@@ -551,13 +571,11 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     const chunk: ProfileChunk = { values: new Map(), members: new Map(), consents: new Map(), accounts: new Map() };
     if (ids.length === 0) return chunk;
     const [from, to] = [ids[0]!, ids[ids.length - 1]!];
-    if (needs.keys.length > 0) {
-      for (const key of needs.keys) chunk.values.set(key, new Map());
-      const keys = JSON.stringify(needs.keys);
-      // Computed values win over custom traits of the same name, as in every other read.
-      for (const statement of [s.rangeTraits!, s.rangeComputed!]) {
-        for (const [profileId, key, value] of rows(statement, from, to, keys) as Array<[string, string, string]>) chunk.values.get(key)!.set(profileId, parseValue(value));
-      }
+    for (const key of needs.keys) {
+      // One key per query, and only where it can be: a range read returns one row per profile.
+      const fromTraits = key.startsWith(HIDDEN) ? undefined : column(rows(s.rangeTrait!, from, to, key) as Array<[string, string]>);
+      const fromComputed = needs.computedKeys === undefined || needs.computedKeys.has(key) ? column(rows(s.rangeComputed1!, from, to, key) as Array<[string, string]>) : undefined;
+      chunk.values.set(key, fromTraits && fromComputed ? overlay(fromTraits, fromComputed) : (fromComputed ?? fromTraits ?? { ids: [], values: [] }));
     }
     for (const key of needs.audiences) chunk.members.set(key, new Set((rows(s.rangeMembers!, workspaceId, key, from, to) as Array<[string]>).map((r) => r[0])));
     for (const purpose of needs.consents) chunk.consents.set(purpose, new Map((rows(s.rangeConsents!, purpose, from, to) as Array<[string, number]>).map(([p, granted]) => [p, granted === 1])));
