@@ -171,10 +171,11 @@ export function createProfileStage(
    * definition needs for the whole run at once. `recount` traits are first set from their
    * contributions for the run (a backfill's new event traits). With `cause`, entries and exits are
    * recorded and the audiences that depend on this one follow; without, nothing is written.
+   * Counts the profiles that match and keeps the first `keep` of them.
    */
-  function sweep(workspaceId: string, audience: Audience, after: string, limit: number, recount: ComputedTrait[], cause?: string) {
+  function sweep(workspaceId: string, audience: Audience, after: string, limit: number, recount: ComputedTrait[], cause?: string, keep = 0) {
     const ids = writer.liveProfilesAfter(workspaceId, after, limit);
-    const result = { count: ids.length, last: ids[ids.length - 1] ?? after, matched: [] as string[], entered: 0, exited: 0 };
+    const result = { count: ids.length, last: ids[ids.length - 1] ?? after, matches: 0, kept: [] as string[], entered: 0, exited: 0 };
     if (ids.length === 0) return result;
     const at = now();
     for (const trait of recount) writer.recountRange(trait, ids[0]!, result.last, at);
@@ -201,7 +202,7 @@ export function createProfileStage(
     };
     for (id of ids) {
       const isIn = evaluate(audience.definition, view);
-      if (isIn) result.matched.push(id);
+      if (isIn && result.matches++ < keep) result.kept.push(id);
       if (cause === undefined) continue;
       const change = writer.setMembership(workspaceId, audience.key, id, isIn, at, cause, current.has(id));
       if (change === null) continue;
@@ -345,9 +346,9 @@ export function createProfileStage(
       // Nothing is written, so nothing waits: bigger runs than a backfill's.
       const run = backfillProfiles * 5;
       for (let after = '', count = run; count === run; ) {
-        const r = sweep(workspaceId, audience, after, run, fill);
-        [after, count, size] = [r.last, r.count, size + r.matched.length];
-        for (const id of r.matched) if (sample.length < sampleSize) sample.push(id);
+        const r = sweep(workspaceId, audience, after, run, fill, undefined, sampleSize - sample.length);
+        [after, count, size] = [r.last, r.count, size + r.matches];
+        sample.push(...r.kept);
       }
       return { size, sample: sample.map((p) => ({ profile_id: p, identifiers: writer.identifiers(p).slice(0, 5).map((i) => ({ type: i.type, value: i.value })) })) };
     });
