@@ -47,14 +47,11 @@ function progressOf(b: Backfill | undefined) {
 /** Audience definitions: create or change (built in the background, progress in `backfill`), preview, list, read, delete. */
 export async function audienceRoutes(app: FastifyInstance, deps: AudienceRouteDeps): Promise<void> {
   const { profiles } = deps;
-  const describe = (workspaceId: string, a: Audience) => ({
-    key: a.key,
-    name: a.name,
-    definition: a.definition,
-    text: printAudience(a.definition),
-    size: profiles.audienceSize(workspaceId, a.key),
-    backfill: progressOf(profiles.backfill(workspaceId, a.key)),
-  });
+  const describe = (workspaceId: string, a: Audience) => {
+    // Progress first: a size read after it includes at least what that progress says is done.
+    const backfill = progressOf(profiles.backfill(workspaceId, a.key));
+    return { key: a.key, name: a.name, definition: a.definition, text: printAudience(a.definition), size: profiles.audienceSize(workspaceId, a.key), backfill };
+  };
 
   app.get('/api/v1/audiences', async (req) => {
     const { workspaceId } = deps.authorize(req.headers.authorization, 'audiences:read');
