@@ -32,6 +32,7 @@ export const ERRORS = {
   invalid_credentials: { status: 401, message: 'The email or the password is not right.' },
   stale_change: { status: 409, message: 'What the change request was made on has changed since; propose it again.' },
   invalid_plan: { status: 400, message: 'The tracking plan is not valid at the path named.' },
+  too_few_customers: { status: 422, message: 'Too few customers or repeat buyers for the models to mean anything.' },
   no_purchases: { status: 422, message: 'No customer has a purchase on or before the calibration end: there is nothing to fit.' },
   invalid_definition: { status: 400, message: 'The audience definition is not valid at the node named.' },
   invalid_cursor: { status: 400, message: 'The cursor is not valid.' },

@@ -88,6 +88,10 @@ test('CDNOW through the ingest API: the fit from the event log reproduces the pu
   assert.equal(none.statusCode, 422);
   assert.equal(none.json().error.code, 'no_purchases');
   assert.equal((await app.inject({ method: 'POST', url: '/api/v1/clv/fit', headers: { authorization: bearer() }, payload: { model: 'nope' } })).statusCode, 400);
+  await app.send('/v1/track', { type: 'track', event: 'Subscription Paid', userId: 'solo', messageId: 'solo-1', properties: { revenue: 9 } });
+  const tooFew = await app.inject({ method: 'POST', url: '/api/v1/clv/fit', headers: { authorization: bearer() }, payload: { purchaseEvents: ['Subscription Paid'] } });
+  assert.equal(tooFew.statusCode, 422);
+  assert.equal(tooFew.json().error.code, 'too_few_customers');
 });
 
 test('the latest fit is redone on a schedule, on the data as it is then', async (t) => {

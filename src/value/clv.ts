@@ -62,8 +62,17 @@ function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
 
+/** Fewer customers than this, or fewer repeat buyers, give parameters that mean nothing. */
+export const MIN_CUSTOMERS = 10;
+export const MIN_REPEAT_BUYERS = 3;
+export class TooFewCustomers extends Error {}
+
 /** Fits the purchase model and Gamma-Gamma on summaries, and sets the tier thresholds. */
 export function fitValue(summaries: CustomerSummary[], settings: ValueSettings): FitResult {
+  const repeat = summaries.filter((c) => c.x > 0 && c.monetary > 0).length;
+  if (summaries.length < MIN_CUSTOMERS || repeat < MIN_REPEAT_BUYERS) {
+    throw new TooFewCustomers(`${summaries.length} customers, ${repeat} with repeat purchases: a fit needs at least ${MIN_CUSTOMERS} customers and ${MIN_REPEAT_BUYERS} repeat buyers.`);
+  }
   const rfm = toRfm(summaries);
   const purchases: Fit<BgNbdParams | ParetoNbdParams> = settings.model === 'bgnbd' ? fitBgNbd(rfm) : fitParetoNbd(rfm);
   const spend = fitGammaGamma(toSpend(summaries));

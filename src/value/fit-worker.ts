@@ -7,7 +7,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { parentPort, workerData } from 'node:worker_threads';
 import { STATE_DB } from '../store/sqlite/database.ts';
 import { SqliteProfileStore } from '../store/sqlite/profile-store.ts';
-import { diagnose, fitValue, type ValueSettings } from './clv.ts';
+import { diagnose, fitValue, TooFewCustomers, type ValueSettings } from './clv.ts';
 import { summarize } from './summary.ts';
 
 /** `holdoutEnd` defaults to the newest purchase (never before the calibration end). */
@@ -28,7 +28,7 @@ try {
     parentPort!.postMessage({ customers: summaries.length, result, diagnostics, seconds: (performance.now() - started) / 1000 });
   }
 } catch (err) {
-  parentPort!.postMessage({ error: err instanceof Error ? err.message : String(err) });
+  parentPort!.postMessage(err instanceof TooFewCustomers ? { tooFew: err.message, customers: 0 } : { error: err instanceof Error ? err.message : String(err) });
 } finally {
   db.close();
 }

@@ -48,7 +48,7 @@ const FIT_BODY = {
 
 type StoredValueFit = FitRecord & { id: string; request: Required<Omit<FitBody, 'calibrationEnd' | 'holdoutEnd'>> & { calibrationEnd: string }; settings: ValueSettings; diagnostics: Diagnostics; seconds: number };
 
-function runFit(request: FitRequest): Promise<{ customers: number; result?: FitResult; diagnostics?: Diagnostics; seconds?: number }> {
+function runFit(request: FitRequest): Promise<{ customers: number; tooFew?: string; result?: FitResult; diagnostics?: Diagnostics; seconds?: number }> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(new URL('./fit-worker.ts', import.meta.url), { workerData: request });
     worker.once('message', (m: { error?: string; customers: number }) => (m.error ? reject(new Error(m.error)) : resolve(m)));
@@ -104,6 +104,7 @@ export async function valueRoutes(app: FastifyInstance, deps: ValueRouteDeps): P
     const purchaseKeys = purchaseTraits(request.purchaseEvents, request.revenueProperty).map((t) => t.key);
     const started = performance.now();
     const out = await runFit({ dataDir: deps.dataDir, workspaceId: token.workspaceId, keys: purchaseKeys, settings, calibrationEnd, ...(holdoutEnd === undefined ? {} : { holdoutEnd }) });
+    if (out.tooFew) throw new TandemError('too_few_customers', out.tooFew);
     if (out.customers === 0 || !out.result || !out.diagnostics) throw new TandemError('no_purchases');
     const id = `fit_${crypto.randomUUID()}`;
     const stored: StoredValueFit = { id, request: { ...request, calibrationEnd: new Date(calibrationEnd).toISOString() }, settings, result: out.result, diagnostics: out.diagnostics, purchaseKeys, asOf: calibrationEnd, seconds: (performance.now() - started) / 1000 };
