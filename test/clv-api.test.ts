@@ -111,3 +111,22 @@ test('the latest fit is redone on a schedule, on the data as it is then', async 
   const refreshed = await app.inject({ method: 'POST', url: '/api/v1/clv/refresh', headers: { authorization: bearer() } });
   assert.equal(refreshed.statusCode, 201, refreshed.body);
 });
+
+test('purchases for a first fit are filled from the log in the background while live events keep coming', async (t) => {
+  const { stageHarness } = await import('./stage-harness.ts');
+  const { tempDir } = await import('./helpers.ts');
+  const h = stageHarness(tempDir(t), 'purchases', { now: Date.UTC(2026, 5, 1) }, { backfillRecords: 1 });
+  t.after(() => h.close());
+  const order = (i: number) => ({ type: 'track', event: 'Order Completed', userId: `u${i % 3}`, messageId: `o${i}`, timestamp: new Date(Date.UTC(2026, 4, 1 + i)).toISOString(), properties: { revenue: 10 + i } });
+  h.send(...Array.from({ length: 6 }, (_, i) => order(i)));
+  h.admin('clv_purchases', { events: ['Order Completed'], property: 'revenue' }, { background: true });
+  const keys = purchaseTraits(['Order Completed'], 'revenue').map((x) => x.key);
+  assert.equal(h.store.backfill('w', '__purchases')?.phase, 'events', 'not filled inside the admin step');
+  h.send(order(6));
+  h.backfillStep();
+  h.send(order(7));
+  while (h.backfillStep());
+  assert.equal(h.store.backfill('w', '__purchases')?.phase, 'done');
+  const stored = h.store.contributions('w', keys);
+  assert.deepEqual(stored.map((c) => c.value).sort((a, b) => a - b), [10, 11, 12, 13, 14, 15, 16, 17], 'every purchase once, old and new');
+});

@@ -8,7 +8,7 @@ import { contribution, type ComputedTrait } from './computed-traits.ts';
 import type { Backfill, ProfileReader, ProfileWriter, Provenance } from './ports.ts';
 import { parseProfileId, profileByRef } from './profile-ref.ts';
 import { isObject } from '../json.ts';
-import { purchaseTraits, scoreProfile, VALUE_KEYS, type FitRecord } from '../value/scores.ts';
+import { PURCHASES_JOB, purchaseTraits, scoreProfile, VALUE_KEYS, type FitRecord } from '../value/scores.ts';
 import type { Purchase } from '../value/summary.ts';
 
 const PROCESSED = new Set(['accepted', 'flagged']);
@@ -305,21 +305,23 @@ export function createProfileStage(
     writer.transaction(() => {
       const b = { ...job };
       const audience = writer.audiences(b.workspaceId).find((a) => a.key === b.audienceKey);
-      if (!audience) return writer.deleteBackfill(b.workspaceId, b.audienceKey);
+      const traitsOnly = b.audienceKey === PURCHASES_JOB;
+      if (!audience && !traitsOnly) return writer.deleteBackfill(b.workspaceId, b.audienceKey);
       const traits = writer.computedTraits(b.workspaceId).filter((t) => b.traits.includes(t.key));
       do {
         if (b.phase === 'events') {
           const next = scanLog(b.workspaceId, traits, b.logAfter, b.upTo, backfillRecords);
           if (next !== null) b.logAfter = next;
+          else if (traitsOnly) [b.phase, b.logAfter, b.finishedAt] = ['done', b.upTo, now()];
           else [b.phase, b.logAfter, b.profilesTotal] = ['profiles', b.upTo, writer.profileCount(b.workspaceId)];
-        } else {
+        } else if (audience) {
           const r = sweep(b.workspaceId, audience, b.profileAfter, backfillProfiles, traits, b.cause);
           b.profileAfter = r.last;
           b.profilesDone += r.count;
           b.entered += r.entered;
           b.exited += r.exited;
           if (r.count < backfillProfiles) [b.phase, b.finishedAt, b.profilesTotal] = ['done', now(), Math.max(b.profilesTotal, b.profilesDone)];
-        }
+        } else [b.phase, b.finishedAt] = ['done', now()];
       } while (b.phase !== 'done' && performance.now() < deadline);
       writer.saveBackfill(b);
     });
@@ -448,10 +450,18 @@ export function createProfileStage(
     writer.recordSplit(workspaceId, from, to, id, moved, { eventId: e.id, messageId: e.messageId, rule: 'admin_split', at });
   }
 
-  /** The purchase events a fit reads: their hidden traits, backfilled over the log when new. */
+  /**
+   * The purchase events a fit reads: their hidden traits, filled from the log in the background
+   * when new (live events keep adding to them meanwhile), so a first fit on a long log does not
+   * hold up the stage.
+   */
   function definePurchases(workspaceId: string, payload: Record<string, unknown>, upTo: number, cause: string): void {
     const existing = new Set(writer.computedTraits(workspaceId).map((t) => t.key));
-    for (const trait of purchaseTraits(payload.events as string[], String(payload.property))) if (!existing.has(trait.key)) defineTrait(workspaceId, trait, upTo, cause);
+    const fresh = purchaseTraits(payload.events as string[], String(payload.property)).filter((t) => !existing.has(t.key));
+    if (fresh.length === 0) return;
+    for (const trait of fresh) writer.defineComputedTrait(workspaceId, trait, now());
+    const pending = writer.pendingBackfills().find((b) => b.workspaceId === workspaceId && b.audienceKey === PURCHASES_JOB);
+    startBackfill(workspaceId, PURCHASES_JOB, [...new Set([...(pending?.traits ?? []), ...fresh.map((t) => t.key)])], upTo, cause);
   }
 
   /** A new fit: kept, then every profile is scored with it in the background (see scoringStep). */

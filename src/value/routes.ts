@@ -5,7 +5,7 @@ import type { ProfileReader, StoredFit, ValueJob } from '../profiles/ports.ts';
 import type { Token } from '../store/ports.ts';
 import { DEFAULT_SETTINGS, MODELS, trackingChart, type Diagnostics, type FitResult, type ValueSettings } from './clv.ts';
 import type { FitRequest } from './fit-worker.ts';
-import { purchaseTraits, VALUE_KEYS, type FitRecord } from './scores.ts';
+import { PURCHASES_JOB, purchaseTraits, VALUE_KEYS, type FitRecord } from './scores.ts';
 
 export type ValueRouteDeps = {
   profiles: ProfileReader;
@@ -99,8 +99,10 @@ export async function valueRoutes(app: FastifyInstance, deps: ValueRouteDeps): P
     const holdoutEnd = body.holdoutEnd === undefined ? undefined : Date.parse(body.holdoutEnd);
     if (holdoutEnd !== undefined && !(holdoutEnd >= calibrationEnd)) throw new TandemError('invalid_request', 'holdoutEnd must be a date on or after calibrationEnd.');
     const settings: ValueSettings = { model: request.model, unit: request.unit, horizonMonths: request.horizonMonths, monthlyDiscount: request.monthlyDiscount, tiers: request.tiers };
-    // The purchases, kept per profile as hidden computed traits, backfilled over the log when new.
+    // The purchases, kept per profile as hidden computed traits, filled from the log in the
+    // background when new: the fit waits for them, the stage does not.
     await deps.adminEvent(token.workspaceId, token, { op: 'clv_purchases', events: request.purchaseEvents, property: request.revenueProperty });
+    for (let b = profiles.backfill(token.workspaceId, PURCHASES_JOB); b && b.phase !== 'done'; b = profiles.backfill(token.workspaceId, PURCHASES_JOB)) await new Promise((r) => setTimeout(r, 50));
     const purchaseKeys = purchaseTraits(request.purchaseEvents, request.revenueProperty).map((t) => t.key);
     const started = performance.now();
     const out = await runFit({ dataDir: deps.dataDir, workspaceId: token.workspaceId, keys: purchaseKeys, settings, calibrationEnd, ...(holdoutEnd === undefined ? {} : { holdoutEnd }) });

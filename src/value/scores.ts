@@ -22,6 +22,9 @@ export function purchaseTraits(events: string[], revenueProperty: string): Compu
   return events.map((event) => ({ key: hiddenKey('__pur_', [event, revenueProperty]), kind: 'sum', event, property: revenueProperty }));
 }
 
+/** The background job that fills a workspace's purchase traits from the log (a backfill without an audience). */
+export const PURCHASES_JOB = '__purchases';
+
 /** What the stage keeps about a fit to score profiles with it. */
 export type FitRecord = { settings: ValueSettings; result: FitResult; purchaseKeys: string[]; /** Profiles are scored on their purchases up to this time (the calibration end). */ asOf: number };
 
