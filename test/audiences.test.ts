@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { hashToken } from '../src/access/credentials.ts';
-import { basic, bearer, mid, openTestApp, tempDir } from './helpers.ts';
+import { ADMIN_TOKEN, basic, bearer, mid, openTestApp, tempDir } from './helpers.ts';
 import fc from 'fast-check';
 import { stageHarness } from './stage-harness.ts';
 import type { AudienceNode } from '../src/audiences/definition.ts';
@@ -167,7 +167,7 @@ test('preview equals the saved result, and leaves nothing behind', (t) => {
   });
 });
 
-async function waitForBackfill(app: Awaited<ReturnType<typeof openTestApp>>, token: string, key: string) {
+async function waitForBackfill(app: Awaited<ReturnType<typeof openTestApp>>, token: string | undefined, key: string) {
   for (let i = 0; i < 1000; i++) {
     const audience = (await app.inject({ method: 'GET', url: `/api/v1/audiences/${key}`, headers: { authorization: bearer(token) } })).json();
     if (audience.backfill?.status === 'done') return audience;
@@ -241,4 +241,35 @@ describe('audiences through the APIs', () => {
     assert.equal((await feed(`audience=vip_buyers&after=${rest.next}`)).json().data.length, 0);
     assert.equal((await feed('after=-1')).json().error.code, 'invalid_cursor');
   });
+});
+
+test('consent and account conditions through the APIs: membership follows consent changes and the account\'s traits', async (t) => {
+  const app = await openTestApp(t);
+  app.stores.access.createToken('default', 'api', 'access', hashToken('tdm_access_consent_0000001'), true);
+  const consent = (userId: string, granted: boolean, at: string) => ({ type: 'track', event: 'Consent Updated', userId, messageId: mid('c'), timestamp: at, context: { consent: { categoryPreferences: { Advertising: granted } } } });
+  await app.send('/v1/batch', {
+    batch: [
+      consent('cal', true, '2026-01-01T00:00:00Z'),
+      consent('dot', false, '2026-01-01T00:00:00Z'),
+      { type: 'group', userId: 'cal', groupId: 'bigco', messageId: mid('g'), traits: { plan: 'enterprise' } },
+      { type: 'group', userId: 'dot', groupId: 'smallco', messageId: mid('g'), traits: { plan: 'starter' } },
+    ],
+  });
+  const created = await app.inject({ method: 'POST', url: '/api/v1/audiences', headers: { authorization: bearer() }, payload: { key: 'ads_enterprise', text: 'consented to "Advertising" and account.plan = "enterprise"' } });
+  assert.equal(created.statusCode, 201, created.body);
+  assert.deepEqual(created.json().definition, { and: [{ consent: 'Advertising' }, { account: 'plan', op: '=', value: 'enterprise' }] });
+  await waitForBackfill(app, ADMIN_TOKEN, 'ads_enterprise');
+  const member = async (user: string) => {
+    await app.stores.stage?.caughtUp();
+    const res = await app.inject({ method: 'GET', url: `/v1/spaces/default/collections/users/profiles/user_id:${user}/traits?class=audience`, headers: { authorization: basic('tdm_access_consent_0000001') } });
+    return res.json().traits.ads_enterprise === true;
+  };
+  assert.equal(await member('cal'), true);
+  assert.equal(await member('dot'), false);
+  await app.send('/v1/batch', { batch: [consent('cal', false, '2026-02-01T00:00:00Z')] });
+  assert.equal(await member('cal'), false, 'withdrawing consent makes the profile leave');
+  await app.send('/v1/batch', { batch: [consent('cal', true, '2025-12-01T00:00:00Z')] });
+  assert.equal(await member('cal'), false, 'an older consent does not override a newer one');
+  await app.send('/v1/batch', { batch: [consent('dot', true, '2026-03-01T00:00:00Z'), { type: 'group', userId: 'eve', groupId: 'smallco', messageId: mid('g'), traits: { plan: 'enterprise' } }] });
+  assert.equal(await member('dot'), true, "the account's new plan reaches every member of it");
 });
