@@ -84,6 +84,10 @@ test('CDNOW through the ingest API: the fit from the event log reproduces the pu
   assert.equal(audience.statusCode, 201, audience.body);
   for (let i = 0; i < 500 && (await app.inject({ method: 'GET', url: '/api/v1/audiences/high_value', headers: { authorization: bearer() } })).json().backfill.status !== 'done'; i++) await new Promise((r) => setTimeout(r, 10));
   assert.equal((await app.inject({ method: 'GET', url: '/api/v1/audiences/high_value', headers: { authorization: bearer() } })).json().size, tiers.get('high'));
+  const pareto = await app.inject({ method: 'POST', url: '/api/v1/clv/fit', headers: { authorization: bearer() }, payload: { model: 'pareto_nbd', unit: 'weeks', calibrationEnd: '1997-09-30', revenueProperty: 'revenue' } });
+  assert.equal(pareto.statusCode, 201, pareto.body);
+  near(pareto.json().log_likelihood, -9595.0, 0.05, 'Pareto/NBD log-likelihood through the API');
+  near(pareto.json().params.beta, 11.669, 0.05, 'β');
   const none = await app.inject({ method: 'POST', url: '/api/v1/clv/fit', headers: { authorization: bearer() }, payload: { purchaseEvents: ['Nothing Bought'] } });
   assert.equal(none.statusCode, 422);
   assert.equal(none.json().error.code, 'no_purchases');
