@@ -2,7 +2,8 @@
  * npm run bench:audiences — building and previewing audiences over a big store.
  * Seeds BENCH_PROFILES (default 1,000,000) profiles and BENCH_EVENTS (default 10,000,000)
  * events straight into the data folder (log records of 100 events with their verdicts, the
- * profiles, their user ids, a plan trait and every event's attribution), starts Tandem on it, then:
+ * profiles, their user ids, a plan trait and every event's attribution with its name and
+ * properties, as the profile stage keeps them), starts Tandem on it, then:
  * - backfill: creates an audience with a new event condition and times its background build
  *   (log scan of every event, then every profile) through GET /api/v1/audiences/:key;
  * - preview: BENCH_PREVIEWS (default 10) previews of definitions over the same store, p50/p99.
@@ -58,9 +59,11 @@ const seedStarted = performance.now();
     INSERT INTO identifiers (workspace_id, type, value, profile_id, event_id, message_id, rule, created_at) SELECT 'default', 'user_id', 'user-' || substr(id, 6), id, '0.0', 'seed', 'seed', created_at FROM profiles;
     INSERT INTO traits (profile_id, key, value, ts, message_id) SELECT id, 'plan', CASE WHEN CAST(substr(id, 6) AS INTEGER) % 3 = 0 THEN '"pro"' ELSE '"free"' END, ${NOW}, 'seed' FROM profiles;
     DROP INDEX profile_events_event;
-    WITH RECURSIVE e(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM e WHERE i < ${EVENTS - 1})
-    INSERT INTO profile_events (profile_id, ts, event_id)
-      SELECT 'prof_' || ((i * 7919) % ${PROFILES}), ${NOW} - (i * 2654435761 % (400 * ${DAY})), (i / ${PER_RECORD} + 1) || '.' || (i % ${PER_RECORD}) FROM e ORDER BY 1, 2, 3;
+    WITH RECURSIVE e(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM e WHERE i < ${EVENTS - 1}),
+    h AS (SELECT i, (i * 2654435761) % 4294967296 AS h FROM e)
+    INSERT INTO profile_events (profile_id, ts, event_id, type, name, properties)
+      SELECT 'prof_' || ((i * 7919) % ${PROFILES}), ${NOW} - (i * 2654435761 % (400 * ${DAY})), (i / ${PER_RECORD} + 1) || '.' || (i % ${PER_RECORD}),
+        'track', CASE WHEN (h / 1024) % 10 < 3 THEN 'Order Completed' ELSE 'Product Viewed' END, json_object('total', (h / 65536) % 200) FROM h ORDER BY 1, 2, 3;
     CREATE INDEX profile_events_event ON profile_events (event_id);
     INSERT INTO checkpoint (name, log_id) VALUES ('profiles', ${RECORDS}) ON CONFLICT DO UPDATE SET log_id = excluded.log_id;
     COMMIT;`);

@@ -108,6 +108,24 @@ test('property: a backfill, with events arriving while it runs, ends where incre
   );
 });
 
+test('stores whose profile events predate their names and properties backfill from the log, with the same result', (t) => {
+  const legacy = stageHarness(tempDir(t), 'legacy', { now: T0 }, { backfillRecords: 2 });
+  const current = stageHarness(tempDir(t), 'current', { now: T0 }, { backfillRecords: 2 });
+  t.after(() => (legacy.close(), current.close()));
+  for (const h of [legacy, current]) {
+    h.send(...EVENTS);
+    h.admin('audience', { audience: CHURNED });
+  }
+  // As a store migrated from before: the events are there, their names and properties are not.
+  legacy.db.exec("UPDATE profile_events SET type = NULL, name = NULL, properties = NULL");
+  for (const h of [legacy, current]) h.admin('audience', { audience: VIP }, { background: true });
+  assert.equal(legacy.store.backfill('w', VIP.key)!.eventCursor, null, 'reads the log');
+  assert.notEqual(current.store.backfill('w', VIP.key)!.eventCursor, null, 'reads profile events');
+  for (const h of [legacy, current]) while (h.backfillStep());
+  for (const user of ['ann', 'bob', 'cy']) assert.deepEqual(legacy.audiences('user_id', user), current.audiences('user_id', user), user);
+  assert.deepEqual(current.audiences('user_id', 'ann'), ['vip_buyers']);
+});
+
 test('a backfill runs in steps and shows its progress; redefining restarts it', (t) => {
   const h = stageHarness(tempDir(t), 'progress', { now: T0 }, { backfillRecords: 2, backfillProfiles: 1 });
   t.after(() => h.close());

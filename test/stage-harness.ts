@@ -20,6 +20,7 @@ export function stageHarness(dir: string, name: string, clock: { now: number } =
   const push = (kind: string, body: unknown, meta: string) => records.push({ id: records.length + 1, workspaceId: 'w', sourceId: 's', receivedAt: clock.now, kind, body: Buffer.from(JSON.stringify(body)), meta });
   return {
     store,
+    db,
     clock,
     close: () => db.close(),
     send(...events: Event[]) {

@@ -10,6 +10,8 @@ export type Provenance = { eventId: string; messageId: string; rule: string; at:
 export type Backfill = {
   workspaceId: string;
   audienceKey: string;
+  /** Where the scan of profile events is (JSON of a ProfileEventCursor), or null when it reads the log. */
+  eventCursor: string | null;
   /** `events`: hidden event traits are filled from the log; `profiles`: every profile is evaluated. */
   phase: 'events' | 'profiles' | 'done';
   /** The hidden computed traits the log scan fills. */
@@ -29,6 +31,7 @@ export type Backfill = {
 };
 
 export type Column = { ids: string[]; values: unknown[] };
+export type ProfileEventCursor = [profileId: string, timestamp: number, eventId: string];
 
 /** What evaluating some definitions reads about a run of profiles (see Needs), by key then profile. */
 export type ProfileChunk = {
@@ -56,7 +59,12 @@ export interface ProfileWriter {
   setTraits(workspaceId: string, profileId: string, traits: Record<string, unknown>, timestamp: number, why: Provenance): void;
   /** Consent per purpose, last write wins by event timestamp. Returns the purposes whose value changed. */
   setConsents(profileId: string, preferences: Record<string, boolean>, timestamp: number, messageId: string): string[];
-  addEvent(profileId: string, timestamp: number, eventId: string): void;
+  /** An event of the profile, with what backfills of event conditions read: type, name, properties (JSON). */
+  addEvent(profileId: string, timestamp: number, eventId: string, type: string, name: string | null, properties: string | null): void;
+  /** Whether some profile events predate stored names and properties (backfills then read the log). */
+  hasUntypedEvents(): boolean;
+  /** Profile events named one of `names`, in (profile, time, event) order after a cursor. */
+  profileEventsAfter(workspaceId: string, names: string[], after: ProfileEventCursor, limit: number): Array<{ profileId: string; timestamp: number; eventId: string; type: string; name: string; properties: string | null }>;
   warn(workspaceId: string, eventId: string, profileId: string, warnings: Warning[]): void;
   /** Moves one identifier to another profile and pins it there (an administrator's split). */
   moveIdentifier(workspaceId: string, id: Identifier, to: string): void;

@@ -5,7 +5,7 @@ import type { EventLog } from '../store/ports.ts';
 import { accountKey, consentKey, dependencyOrder, dependsOnNow, eventTraits, needsOf, references, type Audience } from '../audiences/definition.ts';
 import { evaluate, type ProfileView } from '../audiences/evaluate.ts';
 import { contribution, type ComputedTrait } from './computed-traits.ts';
-import type { Backfill, ProfileReader, ProfileWriter, Provenance } from './ports.ts';
+import type { Backfill, ProfileEventCursor, ProfileReader, ProfileWriter, Provenance } from './ports.ts';
 import { parseProfileId, profileByRef } from './profile-ref.ts';
 import { isObject } from '../json.ts';
 import { PURCHASES_JOB, purchaseTraits, scoreProfile, VALUE_KEYS, type FitRecord } from '../value/scores.ts';
@@ -98,7 +98,8 @@ export function createProfileStage(
       // The account's other members read these traits too.
       if (accountChanged.length > 0) for (const other of writer.accountLinks(workspaceId, groupId)) if (other !== target) evaluateAudiences(workspaceId, other, new Set(accountChanged), e.id);
     }
-    writer.addEvent(target, timestamp, e.id);
+    const named = e.type === 'track' || e.type === 'page' || e.type === 'screen';
+    writer.addEvent(target, timestamp, e.id, e.type, named ? e.event : null, named && isObject(payload.properties) ? JSON.stringify(payload.properties) : null);
     const matched: ComputedTrait[] = [];
     for (const trait of writer.computedTraits(workspaceId)) {
       const value = contribution(trait, e);
@@ -256,6 +257,38 @@ export function createProfileStage(
   }
 
   /**
+   * Fills contributions of `traits` from the profiles' own events (kept with their names and
+   * properties), in profile order, at most `limit` events after the cursor: no log to parse, no
+   * look-up of each event's profile, inserts in key order. Events of every age are read; those
+   * processed live meanwhile already contributed, and contributions are unique per event.
+   * Returns where to go on from, or null when done.
+   */
+  function scanProfileEvents(workspaceId: string, traits: ComputedTrait[], after: ProfileEventCursor, limit: number, touched?: Set<string>): ProfileEventCursor | null {
+    if (traits.length === 0) return null;
+    const events = writer.profileEventsAfter(workspaceId, [...new Set(traits.map((t) => t.event))], after, limit);
+    if (events.length === 0) return null;
+    const at = now();
+    for (const e of events) {
+      const view = { type: e.type, event: e.name, payload: { properties: e.properties === null ? undefined : (JSON.parse(e.properties) as unknown) } };
+      for (const trait of traits) {
+        if (trait.windowDays !== undefined && e.timestamp < at - trait.windowDays * DAY) continue;
+        const value = contribution(trait, view);
+        if (value === undefined) continue;
+        writer.addContribution(workspaceId, e.profileId, trait, e.timestamp, e.eventId, value);
+        touched?.add(e.profileId);
+      }
+    }
+    const last = events[events.length - 1]!;
+    return [last.profileId, last.timestamp, last.eventId];
+  }
+
+  /** Fills contributions of `traits` over all history at once: from profile events, or the log before `upTo` for stores that predate them. */
+  function fillAll(workspaceId: string, traits: ComputedTrait[], upTo: number, touched?: Set<string>): void {
+    if (writer.hasUntypedEvents()) for (let after: number | null = 0; after !== null; ) after = scanLog(workspaceId, traits, after, upTo, 1024, touched);
+    else for (let after: ProfileEventCursor | null = ['', 0, '']; after !== null; ) after = scanProfileEvents(workspaceId, traits, after, 25_000, touched);
+  }
+
+  /**
    * Starts (or restarts) building an audience in the background: first its new event traits
    * from the log, then every profile. Traits another unfinished backfill is still filling are
    * scanned again, which is harmless since contributions are unique per event.
@@ -265,6 +298,8 @@ export function createProfileStage(
     writer.saveBackfill({
       workspaceId, audienceKey, phase: traits.length > 0 ? 'events' : 'profiles', traits, upTo, logAfter: 0, profileAfter: '',
       profilesTotal: writer.profileCount(workspaceId), profilesDone: 0, entered: 0, exited: 0, cause, startedAt: at, finishedAt: null,
+      // Profile events keep their names and properties: read them, unless some predate that.
+      eventCursor: writer.hasUntypedEvents() ? null : JSON.stringify(['', 0, '']),
     });
   }
 
@@ -309,7 +344,12 @@ export function createProfileStage(
       if (!audience && !traitsOnly) return writer.deleteBackfill(b.workspaceId, b.audienceKey);
       const traits = writer.computedTraits(b.workspaceId).filter((t) => b.traits.includes(t.key));
       do {
-        if (b.phase === 'events') {
+        if (b.phase === 'events' && b.eventCursor !== null) {
+          const next = scanProfileEvents(b.workspaceId, traits, JSON.parse(b.eventCursor) as ProfileEventCursor, backfillRecords * 100);
+          if (next !== null) b.eventCursor = JSON.stringify(next);
+          else if (traitsOnly) [b.phase, b.logAfter, b.finishedAt] = ['done', b.upTo, now()];
+          else [b.phase, b.logAfter, b.profilesTotal] = ['profiles', b.upTo, writer.profileCount(b.workspaceId)];
+        } else if (b.phase === 'events') {
           const next = scanLog(b.workspaceId, traits, b.logAfter, b.upTo, backfillRecords);
           if (next !== null) b.logAfter = next;
           else if (traitsOnly) [b.phase, b.logAfter, b.finishedAt] = ['done', b.upTo, now()];
@@ -342,7 +382,7 @@ export function createProfileStage(
         return { error: 'cycle' };
       }
       const fill = traitsToFill(workspaceId, audience.definition);
-      for (let after: number | null = 0; after !== null; ) after = scanLog(workspaceId, fill, after, upTo, 1024);
+      fillAll(workspaceId, fill, upTo);
       let size = 0;
       const sample: string[] = [];
       // Nothing is written, so nothing waits: bigger runs than a backfill's.
@@ -383,7 +423,7 @@ export function createProfileStage(
   function defineTrait(workspaceId: string, trait: ComputedTrait, upTo: number, cause: string): void {
     writer.defineComputedTrait(workspaceId, trait, now());
     const touched = new Set<string>();
-    for (let after: number | null = 0; after !== null; ) after = scanLog(workspaceId, [trait], after, upTo, 256, touched);
+    fillAll(workspaceId, [trait], upTo, touched);
     for (const profileId of touched) writer.recompute(profileId, trait, now());
     rebuildReaders(workspaceId, trait.key, upTo, cause);
   }

@@ -106,6 +106,13 @@ export const STATE_MIGRATIONS = [
    CREATE INDEX clv_fits_workspace ON clv_fits (workspace_id, created_at);
    CREATE TABLE value_jobs (workspace_id TEXT PRIMARY KEY, fit_id TEXT NOT NULL, profile_after TEXT NOT NULL, scored INTEGER NOT NULL, profiles_done INTEGER NOT NULL,
      profiles_total INTEGER NOT NULL, scored_at INTEGER NOT NULL, started_at INTEGER NOT NULL, finished_at INTEGER);`,
+  // Each profile event keeps its type, name and properties, so backfills read them in profile
+  // order from here instead of parsing the log; rows from before have none (partial index).
+  `ALTER TABLE profile_events ADD COLUMN type TEXT;
+   ALTER TABLE profile_events ADD COLUMN name TEXT;
+   ALTER TABLE profile_events ADD COLUMN properties TEXT;
+   CREATE INDEX profile_events_untyped ON profile_events (event_id) WHERE type IS NULL;
+   ALTER TABLE backfills ADD COLUMN event_cursor TEXT;`,
 ];
 
 /**

@@ -4,7 +4,7 @@ import { DEFAULT_RULES, type GraphView, type IdentityRules, type Warning } from 
 import { oncePerTurn } from '../../ops/once-per-turn.ts';
 import type { Audience, Needs } from '../../audiences/definition.ts';
 import type { ComputedTrait } from '../../profiles/computed-traits.ts';
-import type { Backfill, Column, ProfileChunk, ProfileReader, ProfileWriter, Provenance, StoredFit, TraitValue, ValueJob } from '../../profiles/ports.ts';
+import type { Backfill, Column, ProfileChunk, ProfileEventCursor, ProfileReader, ProfileWriter, Provenance, StoredFit, TraitValue, ValueJob } from '../../profiles/ports.ts';
 
 const LWW = 'WHERE excluded.ts > {t}.ts OR (excluded.ts = {t}.ts AND excluded.message_id > {t}.message_id)';
 const lww = (table: string) => LWW.replaceAll('{t}', table);
@@ -63,11 +63,11 @@ const toValueJob = (r: ValueJobRow): ValueJob => ({
 
 type BackfillRow = {
   workspace_id: string; audience_key: string; phase: Backfill['phase']; traits: string; up_to: number; log_after: number; profile_after: string;
-  profiles_total: number; profiles_done: number; entered: number; exited: number; cause: string; started_at: number; finished_at: number | null;
+  profiles_total: number; profiles_done: number; entered: number; exited: number; cause: string; started_at: number; finished_at: number | null; event_cursor: string | null;
 };
 const toBackfill = (r: BackfillRow): Backfill => ({
   workspaceId: r.workspace_id, audienceKey: r.audience_key, phase: r.phase, traits: JSON.parse(r.traits) as string[], upTo: r.up_to, logAfter: r.log_after, profileAfter: r.profile_after,
-  profilesTotal: r.profiles_total, profilesDone: r.profiles_done, entered: r.entered, exited: r.exited, cause: r.cause, startedAt: r.started_at, finishedAt: r.finished_at,
+  profilesTotal: r.profiles_total, profilesDone: r.profiles_done, entered: r.entered, exited: r.exited, cause: r.cause, startedAt: r.started_at, finishedAt: r.finished_at, eventCursor: r.event_cursor,
 });
 
 /** Computed traits behind audience event conditions: kept, but never shown as traits. */
@@ -129,7 +129,10 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       recordMerge: p('INSERT INTO merges (workspace_id, from_profile, into_profile, via_type, via_value, event_id, rule, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
       setTrait: p(`INSERT INTO traits (profile_id, key, value, ts, message_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT (profile_id, key) DO UPDATE SET value = excluded.value, ts = excluded.ts, message_id = excluded.message_id ${lww('traits')}`),
       traitHistory: p('INSERT INTO trait_history (profile_id, key, value, ts, message_id, event_id) VALUES (?, ?, ?, ?, ?, ?)'),
-      addEvent: p('INSERT OR IGNORE INTO profile_events (profile_id, ts, event_id) VALUES (?, ?, ?)'),
+      addEvent: p('INSERT OR IGNORE INTO profile_events (profile_id, ts, event_id, type, name, properties) VALUES (?, ?, ?, ?, ?, ?)'),
+      untyped: p('SELECT 1 FROM profile_events WHERE type IS NULL LIMIT 1'),
+      eventsNamed: p('SELECT profile_id, ts, event_id, type, name, properties FROM profile_events WHERE (profile_id, ts, event_id) > (?, ?, ?) AND name IN (SELECT value FROM json_each(?)) ORDER BY profile_id, ts, event_id LIMIT ?'),
+      eventsNamedIn: p('SELECT e.profile_id, e.ts, e.event_id, e.type, e.name, e.properties FROM profile_events e JOIN profiles p ON p.id = e.profile_id AND p.workspace_id = ? WHERE (e.profile_id, e.ts, e.event_id) > (?, ?, ?) AND e.name IN (SELECT value FROM json_each(?)) ORDER BY e.profile_id, e.ts, e.event_id LIMIT ?'),
       warn: p('INSERT INTO identity_warnings (workspace_id, event_id, profile_id, warning) VALUES (?, ?, ?, ?)'),
       pinned: p('SELECT pinned FROM identifiers WHERE workspace_id = ? AND type = ? AND value = ?'),
       moveIdentifier: p('UPDATE identifiers SET profile_id = ?, pinned = 1 WHERE workspace_id = ? AND type = ? AND value = ?'),
@@ -183,6 +186,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       moveConsents: p(`INSERT INTO consents (profile_id, purpose, granted, ts, message_id) SELECT ?, purpose, granted, ts, message_id FROM consents WHERE profile_id = ? ON CONFLICT (profile_id, purpose) DO UPDATE SET granted = excluded.granted, ts = excluded.ts, message_id = excluded.message_id ${lww('consents')}`),
       dropConsents: p('DELETE FROM consents WHERE profile_id = ?'),
       accountValues: p('SELECT t.value FROM account_links l JOIN account_traits t ON t.workspace_id = l.workspace_id AND t.group_id = l.group_id AND t.key = ? WHERE l.profile_id = ? ORDER BY l.group_id'),
+      otherWorkspace: p('SELECT 1 FROM profiles WHERE merged_into IS NULL AND (workspace_id < ? OR workspace_id > ?) LIMIT 1'),
       chunkIds: p('SELECT id FROM profiles WHERE workspace_id = ? AND merged_into IS NULL AND id > ? ORDER BY id LIMIT ?'),
       changes: p('SELECT id, audience_key, profile_id, change, at, event_id FROM audience_history WHERE workspace_id = ? AND id > ? ORDER BY id LIMIT ?'),
       changesOf: p('SELECT id, audience_key, profile_id, change, at, event_id FROM audience_history WHERE workspace_id = ? AND audience_key = ? AND id > ? ORDER BY id LIMIT ?'),
@@ -197,10 +201,10 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       rangeAccounts: p('SELECT l.profile_id, t.value FROM account_links l JOIN account_traits t ON t.workspace_id = l.workspace_id AND t.group_id = l.group_id AND t.key = ? WHERE l.profile_id BETWEEN ? AND ? AND l.workspace_id = ?'),
       recountRange: p("INSERT INTO computed_values (profile_id, key, value, updated_at) SELECT profile_id, key, CAST(count(*) AS TEXT), ? FROM ct_values WHERE profile_id BETWEEN ? AND ? AND key = ? AND ts >= ? GROUP BY profile_id ON CONFLICT DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"),
       profileCount: p('SELECT count(*) AS n FROM profiles WHERE workspace_id = ? AND merged_into IS NULL'),
-      saveBackfill: p(`INSERT INTO backfills (workspace_id, audience_key, phase, traits, up_to, log_after, profile_after, profiles_total, profiles_done, entered, exited, cause, started_at, finished_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET phase = excluded.phase, traits = excluded.traits, up_to = excluded.up_to, log_after = excluded.log_after,
+      saveBackfill: p(`INSERT INTO backfills (workspace_id, audience_key, phase, traits, up_to, log_after, profile_after, profiles_total, profiles_done, entered, exited, cause, started_at, finished_at, event_cursor)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET phase = excluded.phase, traits = excluded.traits, up_to = excluded.up_to, log_after = excluded.log_after,
         profile_after = excluded.profile_after, profiles_total = excluded.profiles_total, profiles_done = excluded.profiles_done, entered = excluded.entered, exited = excluded.exited,
-        cause = excluded.cause, started_at = excluded.started_at, finished_at = excluded.finished_at`),
+        cause = excluded.cause, started_at = excluded.started_at, finished_at = excluded.finished_at, event_cursor = excluded.event_cursor`),
       deleteBackfill: p('DELETE FROM backfills WHERE workspace_id = ? AND audience_key = ?'),
       pendingBackfills: p("SELECT * FROM backfills WHERE phase != 'done' ORDER BY started_at, workspace_id, audience_key"),
       backfill: p('SELECT * FROM backfills WHERE workspace_id = ? AND audience_key = ?'),
@@ -347,8 +351,22 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     return (this.#s.accountValues!.all(key, profileId) as Array<{ value: string }>).map((r) => JSON.parse(r.value) as unknown);
   }
 
-  addEvent(profileId: string, timestamp: number, eventId: string): void {
-    this.#s.addEvent!.run(profileId, timestamp, eventId);
+  addEvent(profileId: string, timestamp: number, eventId: string, type: string, name: string | null, properties: string | null): void {
+    this.#s.addEvent!.run(profileId, timestamp, eventId, type, name, properties);
+  }
+
+  hasUntypedEvents(): boolean {
+    return this.#s.untyped!.get() !== undefined;
+  }
+
+  profileEventsAfter(workspaceId: string, names: string[], after: ProfileEventCursor, limit: number) {
+    const list = JSON.stringify(names);
+    const r = (this.onlyWorkspace(workspaceId) ? rows(this.#s.eventsNamed!, after[0], after[1], after[2], list, limit) : rows(this.#s.eventsNamedIn!, workspaceId, after[0], after[1], after[2], list, limit)) as Array<[string, number, string, string, string, string | null]>;
+    return r.map(([profileId, timestamp, eventId, type, name, properties]) => ({ profileId, timestamp, eventId, type, name, properties }));
+  }
+
+  onlyWorkspace(workspaceId: string): boolean {
+    return this.#s.otherWorkspace!.get(workspaceId, workspaceId) === undefined;
   }
 
   warn(workspaceId: string, eventId: string, profileId: string, warnings: Warning[]): void {
@@ -592,7 +610,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   }
 
   saveBackfill(b: Backfill): void {
-    this.#s.saveBackfill!.run(b.workspaceId, b.audienceKey, b.phase, JSON.stringify(b.traits), b.upTo, b.logAfter, b.profileAfter, b.profilesTotal, b.profilesDone, b.entered, b.exited, b.cause, b.startedAt, b.finishedAt);
+    this.#s.saveBackfill!.run(b.workspaceId, b.audienceKey, b.phase, JSON.stringify(b.traits), b.upTo, b.logAfter, b.profileAfter, b.profilesTotal, b.profilesDone, b.entered, b.exited, b.cause, b.startedAt, b.finishedAt, b.eventCursor);
     this.#pending = undefined;
   }
 
