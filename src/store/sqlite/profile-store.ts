@@ -186,7 +186,9 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       moveConsents: p(`INSERT INTO consents (profile_id, purpose, granted, ts, message_id) SELECT ?, purpose, granted, ts, message_id FROM consents WHERE profile_id = ? ON CONFLICT (profile_id, purpose) DO UPDATE SET granted = excluded.granted, ts = excluded.ts, message_id = excluded.message_id ${lww('consents')}`),
       dropConsents: p('DELETE FROM consents WHERE profile_id = ?'),
       accountValues: p('SELECT t.value FROM account_links l JOIN account_traits t ON t.workspace_id = l.workspace_id AND t.group_id = l.group_id AND t.key = ? WHERE l.profile_id = ? ORDER BY l.group_id'),
-      otherWorkspace: p('SELECT 1 FROM profiles WHERE merged_into IS NULL AND (workspace_id < ? OR workspace_id > ?) LIMIT 1'),
+      // Two searches of the live-profiles index: with OR, SQLite scans all of it.
+      workspaceBefore: p('SELECT 1 FROM profiles WHERE merged_into IS NULL AND workspace_id < ? LIMIT 1'),
+      workspaceAfter: p('SELECT 1 FROM profiles WHERE merged_into IS NULL AND workspace_id > ? LIMIT 1'),
       chunkIds: p('SELECT id FROM profiles WHERE workspace_id = ? AND merged_into IS NULL AND id > ? ORDER BY id LIMIT ?'),
       changes: p('SELECT id, audience_key, profile_id, change, at, event_id FROM audience_history WHERE workspace_id = ? AND id > ? ORDER BY id LIMIT ?'),
       changesOf: p('SELECT id, audience_key, profile_id, change, at, event_id FROM audience_history WHERE workspace_id = ? AND audience_key = ? AND id > ? ORDER BY id LIMIT ?'),
@@ -366,7 +368,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   }
 
   onlyWorkspace(workspaceId: string): boolean {
-    return this.#s.otherWorkspace!.get(workspaceId, workspaceId) === undefined;
+    return this.#s.workspaceBefore!.get(workspaceId) === undefined && this.#s.workspaceAfter!.get(workspaceId) === undefined;
   }
 
   warn(workspaceId: string, eventId: string, profileId: string, warnings: Warning[]): void {
