@@ -94,8 +94,6 @@ export interface ProfileWriter {
   /** Runs `fn` and undoes everything it wrote, returning what it computed (previews). */
   tentatively<T>(fn: () => T): T;
   savePreview(workspaceId: string, id: string, result: unknown, at: number): void;
-  /** Every live profile of a workspace, for backfills. */
-  profileIds(workspaceId: string): string[];
   /** Up to `limit` live profiles after `after`, in id order. */
   liveProfilesAfter(workspaceId: string, after: string, limit: number): string[];
   /** What `needs` reads about the profiles `ids` (sorted, from liveProfilesAfter). */

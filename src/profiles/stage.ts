@@ -95,8 +95,8 @@ export function createProfileStage(
       writer.upsertAccount(workspaceId, groupId, accountTraits, timestamp, why('group'));
       writer.linkAccount(workspaceId, groupId, target, why('group'));
       accountChanged = Object.keys(accountTraits).map(accountKey);
-      // The account's other members read these traits too.
-      if (accountChanged.length > 0) for (const other of writer.accountLinks(workspaceId, groupId)) if (other !== target) evaluateAudiences(workspaceId, other, new Set(accountChanged), e.id);
+      // The account's other members read these traits too, when an audience does.
+      if (readsAny(workspaceId, accountChanged)) for (const other of writer.accountLinks(workspaceId, groupId)) if (other !== target) evaluateAudiences(workspaceId, other, new Set(accountChanged), e.id);
     }
     const named = e.type === 'track' || e.type === 'page' || e.type === 'screen';
     writer.addEvent(target, timestamp, e.id, e.type, named ? e.event : null, named && isObject(payload.properties) ? JSON.stringify(payload.properties) : null);
@@ -125,6 +125,11 @@ export function createProfileStage(
     let o = orders.get(list);
     if (!o) orders.set(list, (o = dependencyOrder(list).map((audience) => ({ audience, ...references(audience.definition) }))));
     return o;
+  }
+
+  /** Whether any audience of the workspace reads one of these change keys. */
+  function readsAny(workspaceId: string, keys: string[]): boolean {
+    return keys.length > 0 && ordered(writer.audiences(workspaceId)).some((o) => keys.some((k) => o.keys.has(k)));
   }
 
   /**

@@ -177,7 +177,6 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       memberships: p('SELECT audience_key FROM audience_members WHERE profile_id = ? ORDER BY audience_key'),
       audienceSize: p('SELECT count(*) AS n FROM audience_members WHERE workspace_id = ? AND audience_key = ?'),
       audienceHistory: p('SELECT profile_id, change, at, event_id FROM audience_history WHERE workspace_id = ? AND audience_key = ? ORDER BY id DESC LIMIT ?'),
-      profileIds: p('SELECT id FROM profiles WHERE workspace_id = ? AND merged_into IS NULL ORDER BY id'),
       savePreview: p('INSERT INTO audience_previews (id, workspace_id, result, at) VALUES (?, ?, ?, ?)'),
       preview: p('SELECT result FROM audience_previews WHERE workspace_id = ? AND id = ?'),
       setConsent: p(`INSERT INTO consents (profile_id, purpose, granted, ts, message_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT (profile_id, purpose) DO UPDATE SET granted = excluded.granted, ts = excluded.ts, message_id = excluded.message_id ${lww('consents')} RETURNING granted`),
@@ -546,10 +545,6 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   preview(workspaceId: string, id: string): unknown {
     const row = this.#s.preview!.get(workspaceId, id) as { result: string } | undefined;
     return row && (JSON.parse(row.result) as unknown);
-  }
-
-  profileIds(workspaceId: string): string[] {
-    return (this.#s.profileIds!.all(workspaceId) as Array<{ id: string }>).map((r) => r.id);
   }
 
   liveProfilesAfter(workspaceId: string, after: string, limit: number): string[] {
