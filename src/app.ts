@@ -1,7 +1,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { createAccessAdmin } from './access/admin.ts';
-import { authorize, authorizeBasic, basicUsername, createCredentials, type Permission } from './access/credentials.ts';
+import { authorize, authorizeBasic, createCredentials, type Permission } from './access/credentials.ts';
 import { accessRoutes } from './access/routes.ts';
 import { LiveFeed } from './bus/live.ts';
 import type { Config } from './config.ts';
@@ -170,12 +170,12 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     const reads = auditReads(stores.access, now);
     scope.addHook('onResponse', async (request, reply) => reads.record(request, reply.statusCode));
     scope.addHook('onClose', async () => reads.flush());
-    scope.addHook('onRequest', async (request) => {
-      const username = basicUsername(request.headers.authorization);
-      const caller = username ? credentials.token(username) : undefined;
-      if (caller) rememberCaller(request, caller);
-    });
-    await profileApi(scope, { profiles: stores.profiles, log: stores.log, authenticate: (h) => authorizeBasic(credentials, h, 'profiles:read'), maskerFor });
+    const authenticate = (request: FastifyRequest) => {
+      const token = authorizeBasic(credentials, request.headers.authorization, 'profiles:read');
+      rememberCaller(request, token);
+      return token;
+    };
+    await profileApi(scope, { profiles: stores.profiles, log: stores.log, authenticate, maskerFor });
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { TandemError } from '../errors.ts';
 import type { Masker } from '../governance/pii.ts';
 import type { Identifier } from '../identity/identifiers.ts';
@@ -11,7 +11,8 @@ export type ProfileApiDeps = {
   profiles: ProfileReader;
   log: Pick<EventLog, 'get'>;
   /** Resolves the HTTP Basic username to a token allowed to read profiles, or throws. */
-  authenticate: (authorization: string | undefined) => Token;
+  /** The caller of a request (HTTP Basic access token), checked for `profiles:read`. */
+  authenticate: (request: FastifyRequest) => Token;
   /** What the caller may see of personal data. */
   maskerFor: (token: Token) => Masker;
 };
@@ -34,8 +35,8 @@ export async function profileApi(app: FastifyInstance, deps: ProfileApiDeps): Pr
   const { profiles } = deps;
 
   /** The caller's workspace (which must be the space in the path) and the identifier asked for. */
-  function scope(params: Params, authorization: string | undefined): { workspaceId: string; id: Identifier; masker: Masker } {
-    const token = deps.authenticate(authorization);
+  function scope(params: Params, request: FastifyRequest): { workspaceId: string; id: Identifier; masker: Masker } {
+    const token = deps.authenticate(request);
     if (params.spaceId !== token.workspaceId) throw new TandemError('not_found');
     return { workspaceId: token.workspaceId, id: parseProfileId(params.id), masker: deps.maskerFor(token) };
   }
@@ -46,14 +47,14 @@ export async function profileApi(app: FastifyInstance, deps: ProfileApiDeps): Pr
     return profileId;
   }
 
-  function profile(params: Params, authorization: string | undefined): { workspaceId: string; profileId: string; masker: Masker } {
-    const { workspaceId, id, masker } = scope(params, authorization);
+  function profile(params: Params, request: FastifyRequest): { workspaceId: string; profileId: string; masker: Masker } {
+    const { workspaceId, id, masker } = scope(params, request);
     return { workspaceId, profileId: profileIn(workspaceId, id), masker };
   }
 
   /** All trait values by identifier, in one read when no class is asked for (the hot path). */
-  function traitsFor(params: Params, authorization: string | undefined, cls: string | undefined): { values: Record<string, unknown>; masker: Masker } {
-    const { workspaceId, id, masker } = scope(params, authorization);
+  function traitsFor(params: Params, request: FastifyRequest, cls: string | undefined): { values: Record<string, unknown>; masker: Masker } {
+    const { workspaceId, id, masker } = scope(params, request);
     if (cls === undefined && id.type !== 'profile_id') {
       const found = profiles.traitValuesOf(workspaceId, id);
       if (!found) throw new TandemError('not_found', 'No profile has this identifier.');
@@ -67,7 +68,7 @@ export async function profileApi(app: FastifyInstance, deps: ProfileApiDeps): Pr
   app.get<{ Params: Params; Querystring: Query }>(`${BASE}/users/profiles/:id/traits`, async (req) => {
     const limit = limitOf(req.query, 10, 200);
     if (req.query.class !== undefined && !['computed_trait', 'audience'].includes(req.query.class)) throw new TandemError('invalid_request', 'class must be computed_trait or audience.');
-    const { values: all, masker } = traitsFor(req.params, req.headers.authorization, req.query.class);
+    const { values: all, masker } = traitsFor(req.params, req, req.query.class);
     const include = req.query.include?.split(',').map((s) => s.trim()).filter(Boolean);
     const keys = Object.keys(all).filter((k) => (!include || include.includes(k)) && (req.query.next === undefined || k > req.query.next)).sort();
     const page = keys.slice(0, limit);
@@ -77,7 +78,7 @@ export async function profileApi(app: FastifyInstance, deps: ProfileApiDeps): Pr
   });
 
   app.get<{ Params: Params; Querystring: Query }>(`${BASE}/users/profiles/:id/events`, async (req) => {
-    const { workspaceId, profileId, masker } = profile(req.params, req.headers.authorization);
+    const { workspaceId, profileId, masker } = profile(req.params, req);
     const limit = limitOf(req.query, 10, 100);
     let before: { timestamp: number; eventId: string } | undefined;
     if (req.query.next !== undefined) {
@@ -99,7 +100,7 @@ export async function profileApi(app: FastifyInstance, deps: ProfileApiDeps): Pr
   });
 
   app.get<{ Params: Params; Querystring: Query }>(`${BASE}/users/profiles/:id/external_ids`, async (req) => {
-    const { profileId, masker } = profile(req.params, req.headers.authorization);
+    const { profileId, masker } = profile(req.params, req);
     const limit = limitOf(req.query, 25, 200);
     const offset = req.query.next === undefined ? 0 : Number(req.query.next);
     if (!Number.isInteger(offset) || offset < 0) throw new TandemError('invalid_cursor');
@@ -114,13 +115,13 @@ export async function profileApi(app: FastifyInstance, deps: ProfileApiDeps): Pr
   });
 
   app.get<{ Params: Params }>(`${BASE}/users/profiles/:id/metadata`, async (req) => {
-    const { profileId } = profile(req.params, req.headers.authorization);
+    const { profileId } = profile(req.params, req);
     const meta = profiles.metadata(profileId)!;
     return { metadata: { profile_id: profileId, created_at: new Date(meta.createdAt).toISOString(), updated_at: new Date(meta.updatedAt).toISOString(), expires_at: null } };
   });
 
-  const account = (params: Params, authorization: string | undefined) => {
-    const { workspaceId, id, masker } = scope(params, authorization);
+  const account = (params: Params, request: FastifyRequest) => {
+    const { workspaceId, id, masker } = scope(params, request);
     if (id.type !== 'group_id') throw new TandemError('invalid_request', 'Accounts are looked up by group_id.');
     const found = profiles.account(workspaceId, id.value);
     if (!found) throw new TandemError('not_found', 'No account has this group_id.');
@@ -128,14 +129,14 @@ export async function profileApi(app: FastifyInstance, deps: ProfileApiDeps): Pr
   };
 
   app.get<{ Params: Params; Querystring: Query }>(`${BASE}/accounts/profiles/:id/traits`, async (req) => {
-    const { found, masker } = account(req.params, req.headers.authorization);
+    const { found, masker } = account(req.params, req);
     const include = req.query.include?.split(',').map((s) => s.trim()).filter(Boolean);
     const traits = masker.properties(Object.fromEntries(Object.entries(found.traits).filter(([k]) => !include || include.includes(k)).map(([k, v]) => [k, v.value])));
     return { traits, cursor: cursorOf(req.url.split('?')[0]!, null) };
   });
 
   app.get<{ Params: Params }>(`${BASE}/accounts/profiles/:id/links`, async (req) => {
-    const { workspaceId, groupId, masker } = account(req.params, req.headers.authorization);
+    const { workspaceId, groupId, masker } = account(req.params, req);
     const data = profiles.accountLinks(workspaceId, groupId).map((profileId) => ({
       to_collection: 'users',
       external_ids: profiles.identifiers(profileId).map((i) => ({ id: masker.identifier(i.type, i.value), type: i.type, collection: 'users', encoding: 'none', created_at: new Date(i.createdAt).toISOString() })),
