@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { TandemError } from '../errors.ts';
-import { decodeMeta } from '../store/event-meta.ts';
+import { forRecentVerdicts } from '../ingest/event-view.ts';
 import type { AccessStore, ChangeRequest, EventLog, Token } from '../store/ports.ts';
 import type { ProfileReader } from '../profiles/ports.ts';
 import { diffPlans, referencing, touchedEvents } from './changes.ts';
@@ -37,22 +37,10 @@ export async function changeRoutes(app: FastifyInstance, deps: ChangeDeps): Prom
   /** Events seen per touched name over the last 7 days, from the newest part of the log. */
   function volume(workspaceId: string, names: string[]): Record<string, number> {
     const counts: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));
-    const since = deps.now() - 7 * DAY;
-    let before = Number.MAX_SAFE_INTEGER;
-    for (let read = 0; read < VOLUME_RECORDS; ) {
-      const batch = deps.log.readBackward(workspaceId, before, 64);
-      if (batch.length === 0) break;
-      for (const record of batch) {
-        before = record.id;
-        read++;
-        if (record.receivedAt < since) return counts;
-        if (record.kind === 'admin') continue;
-        for (const v of decodeMeta(record.meta)) {
-          const name = v.type === 'page' || v.type === 'screen' ? `${v.type}:${v.event ?? ''}` : v.event;
-          if (name !== undefined && name in counts && v.status !== 'duplicate') counts[name]!++;
-        }
-      }
-    }
+    forRecentVerdicts(deps.log, workspaceId, deps.now() - 7 * DAY, VOLUME_RECORDS, (_record, v) => {
+      const name = v.type === 'page' || v.type === 'screen' ? `${v.type}:${v.event ?? ''}` : v.event;
+      if (name !== undefined && name in counts && v.status !== 'duplicate') counts[name]!++;
+    });
     return counts;
   }
 

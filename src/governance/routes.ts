@@ -2,10 +2,10 @@ import type { FastifyInstance } from 'fastify';
 import { enforce } from '../ingest/accept.ts';
 import type { SourcePlan } from '../access/credentials.ts';
 import { TandemError } from '../errors.ts';
-import { findEvent, selectEvents, type StoredEvent } from '../ingest/event-view.ts';
+import { findEvent, forRecentVerdicts, selectEvents, type StoredEvent } from '../ingest/event-view.ts';
 import { readEvents } from '../ingest/events-api.ts';
 import { judgeEvent, type TimePolicy } from '../ingest/normalize.ts';
-import { decodeMeta, encodeMeta } from '../store/event-meta.ts';
+import { encodeMeta } from '../store/event-meta.ts';
 import type { AccessStore, EventLog, StageHandle, Token } from '../store/ports.ts';
 import { before } from './audit.ts';
 import type { Masker } from './pii.ts';
@@ -100,38 +100,23 @@ export async function governanceRoutes(app: FastifyInstance, deps: GovernanceDep
     const since = Date.now() - hours * 3_600_000;
     type Group = { source_id: string; event: string; field: string; rule: string; count: number; first_seen: number; last_seen: number; by_hour: Map<number, number>; sample?: { recordId: number; index: number } };
     const groups = new Map<string, Group>();
-    let before = Number.MAX_SAFE_INTEGER;
-    let records = 0;
-    let complete = true;
-    scan: for (;;) {
-      const batch = deps.log.readBackward(workspaceId, before, 64);
-      if (batch.length === 0) break;
-      for (const record of batch) {
-        before = record.id;
-        if (record.receivedAt < since) break scan;
-        if (++records > SUMMARY_RECORDS) {
-          complete = false;
-          break scan;
-        }
-        if (record.kind === 'admin' || (req.query.source && record.sourceId !== req.query.source)) continue;
-        decodeMeta(record.meta).forEach((v, index) => {
-          const event = v.event ?? v.type;
-          if (req.query.event && event !== req.query.event) return;
-          for (const reason of v.reasons) {
-            if (!reason.startsWith('plan:')) continue;
-            const cut = reason.lastIndexOf(':');
-            const [field, rule] = cut > 5 ? [reason.slice(5, cut), reason.slice(cut + 1)] : ['', reason.slice(5)];
-            const key = `${record.sourceId}\u0000${event}\u0000${field}\u0000${rule}`;
-            let g = groups.get(key);
-            if (!g) groups.set(key, (g = { source_id: record.sourceId, event, field, rule, count: 0, first_seen: record.receivedAt, last_seen: record.receivedAt, by_hour: new Map(), sample: { recordId: record.id, index } }));
-            g.count++;
-            g.first_seen = Math.min(g.first_seen, record.receivedAt);
-            const hour = Math.floor(record.receivedAt / 3_600_000) * 3_600_000;
-            g.by_hour.set(hour, (g.by_hour.get(hour) ?? 0) + 1);
-          }
-        });
+    const { read, complete } = forRecentVerdicts(deps.log, workspaceId, since, SUMMARY_RECORDS, (record, v, index) => {
+      if (req.query.source && record.sourceId !== req.query.source) return;
+      const event = v.event ?? v.type;
+      if (req.query.event && event !== req.query.event) return;
+      for (const reason of v.reasons) {
+        if (!reason.startsWith('plan:')) continue;
+        const cut = reason.lastIndexOf(':');
+        const [field, rule] = cut > 5 ? [reason.slice(5, cut), reason.slice(cut + 1)] : ['', reason.slice(5)];
+        const key = `${record.sourceId}\u0000${event}\u0000${field}\u0000${rule}`;
+        let g = groups.get(key);
+        if (!g) groups.set(key, (g = { source_id: record.sourceId, event, field, rule, count: 0, first_seen: record.receivedAt, last_seen: record.receivedAt, by_hour: new Map(), sample: { recordId: record.id, index } }));
+        g.count++;
+        g.first_seen = Math.min(g.first_seen, record.receivedAt);
+        const hour = Math.floor(record.receivedAt / 3_600_000) * 3_600_000;
+        g.by_hour.set(hour, (g.by_hour.get(hour) ?? 0) + 1);
       }
-    }
+    });
     const sample = (s: { recordId: number; index: number }) => {
       const record = deps.log.get(workspaceId, s.recordId);
       const payload = record && selectEvents(record, () => true).events[s.index]?.payload;
@@ -146,7 +131,7 @@ export async function governanceRoutes(app: FastifyInstance, deps: GovernanceDep
         by_hour: [...by_hour].sort((a, b) => a[0] - b[0]).map(([at, count]) => ({ at: new Date(at).toISOString(), count })),
         sample: s ? sample(s) : undefined,
       }));
-    return { data, complete, records_read: Math.min(records, SUMMARY_RECORDS) };
+    return { data, complete, records_read: read };
   });
 
   /**

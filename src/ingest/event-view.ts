@@ -104,3 +104,24 @@ export function findEvent(log: Pick<EventLog, 'get'>, workspaceId: string, event
   const record = log.get(workspaceId, recordId);
   return record && selectEvents(record, () => true, index + 1).events.find((e) => e.id === eventId);
 }
+
+/**
+ * Visits the verdicts of the newest records (admin records skipped) received at or after
+ * `since`, newest first, reading at most `maxRecords` records. Returns how many it read and
+ * whether it reached `since` or the start of the log (`complete`) rather than the limit.
+ */
+export function forRecentVerdicts(log: Pick<EventLog, 'readBackward'>, workspaceId: string, since: number, maxRecords: number, visit: (record: LogRecord, verdict: EventMeta, index: number) => void): { read: number; complete: boolean } {
+  let before = Number.MAX_SAFE_INTEGER;
+  let read = 0;
+  for (;;) {
+    const batch = log.readBackward(workspaceId, before, 64);
+    if (batch.length === 0) return { read, complete: true };
+    for (const record of batch) {
+      before = record.id;
+      if (record.receivedAt < since) return { read, complete: true };
+      if (read === maxRecords) return { read, complete: false };
+      read++;
+      if (record.kind !== 'admin') decodeMeta(record.meta).forEach((v, index) => visit(record, v, index));
+    }
+  }
+}
