@@ -11,11 +11,9 @@
  * verdicts and body) and a bare read of what the preview reads (every live profile id and the
  * values of the keys it uses), both in this process without evaluation.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { ADMIN_TOKEN, percentile, spawnServer } from './lib/server.ts';
+import { ADMIN_TOKEN, bootstrappedDataDir, percentile, spawnTandemOn } from './lib/server.ts';
 
 const PROFILES = Number(process.env.BENCH_PROFILES ?? 1_000_000);
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 10_000_000);
@@ -25,11 +23,8 @@ const RECORDS = Math.ceil(EVENTS / PER_RECORD);
 const NOW = Date.now();
 const DAY = 86_400_000;
 
-const dataDir = mkdtempSync(join(tmpdir(), 'tandem-audiences-'));
-process.on('exit', () => rmSync(dataDir, { recursive: true, force: true }));
-// First start creates the data folder, the workspace, its source and the owner token.
-const first = await spawnServer(undefined, ['start', '--port', '0', '--data-dir', dataDir], {}, dataDir);
-await first.stop();
+// A first start creates the data folder, the workspace, its source and the owner token.
+const dataDir = await bootstrappedDataDir('tandem-audiences-');
 
 // Event i: customer (i * 7919) mod PROFILES; a hash of i makes 3 in 10 orders with a total of
 // 0–199; spread over the last 400 days. A record holds 100 consecutive events, as a batch request would.
@@ -82,7 +77,7 @@ for (const row of bare.prepare('SELECT body, meta FROM log ORDER BY id').iterate
 const scanSeconds = (performance.now() - scanStarted) / 1000;
 bare.close();
 
-const server = await spawnServer(undefined, ['start', '--port', '0', '--data-dir', dataDir], {}, dataDir);
+const server = await spawnTandemOn(dataDir);
 const api = async (method: string, path: string, body?: unknown) => {
   const res = await fetch(`${server.url}${path}`, { method, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}) });
   const json = (await res.json()) as Record<string, any>;

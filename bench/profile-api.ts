@@ -4,23 +4,19 @@
  * request, against a bare Fastify route that answers a JSON body of the same size, in the same
  * run. BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default 8).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { ADMIN_TOKEN, basic, spawnServer } from './lib/server.ts';
+import { ADMIN_TOKEN, basic, bootstrappedDataDir, spawnServer, spawnTandemOn } from './lib/server.ts';
 
 const PROFILES = Number(process.env.BENCH_PROFILES ?? 1_000_000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 8);
 
 // First start creates the data folder, the workspace and the owner token; then seed profiles.
-const dataDir = mkdtempSync(join(tmpdir(), 'tandem-profile-api-'));
-process.on('exit', () => rmSync(dataDir, { recursive: true, force: true }));
-const first = await spawnServer(undefined, ['start', '--port', '0', '--data-dir', dataDir], {}, dataDir);
-await first.stop();
+// A first start creates the data folder, the workspace, its source and the owner token.
+const dataDir = await bootstrappedDataDir('tandem-profile-api-');
 const seedStarted = performance.now();
 {
   const db = new DatabaseSync(join(dataDir, 'state.db'));
@@ -51,7 +47,7 @@ async function load(url: string): Promise<Result> {
   return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx };
 }
 
-const tandem = await spawnServer(undefined, ['start', '--port', '0', '--data-dir', dataDir], {}, dataDir);
+const tandem = await spawnTandemOn(dataDir);
 const sample = await (await fetch(`${tandem.url}/v1/spaces/default/collections/users/profiles/user_id:user-7/traits`, { headers: { authorization: basic(ADMIN_TOKEN) } })).text();
 const t = await load(tandem.url);
 await tandem.stop();

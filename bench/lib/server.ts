@@ -42,6 +42,20 @@ export function spawnServer(script = fileURLToPath(new URL('../../src/main.ts', 
   });
 }
 
+/** Tandem on an existing data folder, which it keeps when it stops. */
+export const spawnTandemOn = (dataDir: string) => spawnServer(undefined, ['start', '--port', '0', '--data-dir', dataDir], {}, dataDir);
+
+/**
+ * A data folder that a first start has set up (workspace, default source, owner token), ready
+ * to be seeded straight into; removed when the benchmark exits.
+ */
+export async function bootstrappedDataDir(prefix: string): Promise<string> {
+  const dataDir = mkdtempSync(join(tmpdir(), prefix));
+  process.on('exit', () => rmSync(dataDir, { recursive: true, force: true }));
+  await (await spawnTandemOn(dataDir)).stop();
+  return dataDir;
+}
+
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
