@@ -70,7 +70,13 @@ export function maskObject(obj: Json, among: 'traits' | 'properties', tagged?: M
     const kind = all ? 'custom' : classify(key, value, among, tagged);
     if (kind) out[key] = mask(value, kind);
     else if (isObject(value)) out[key] = maskObject(value, among, tagged);
-    else if (Array.isArray(value)) out[key] = value.map((v) => (isObject(v) ? maskObject(v, among, tagged) : typeof v === 'string' && classify(key, v, among, tagged) ? mask(v, classify(key, v, among, tagged)!) : v));
+    else if (Array.isArray(value)) {
+      out[key] = value.map((v) => {
+        if (isObject(v)) return maskObject(v, among, tagged);
+        const itemKind = typeof v === 'string' ? classify(key, v, among, tagged) : undefined;
+        return itemKind ? mask(v, itemKind) : v;
+      });
+    }
     else out[key] = value;
   }
   return out;

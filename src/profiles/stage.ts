@@ -12,6 +12,12 @@ import { PURCHASES_JOB, purchaseTraits, scoreProfile, VALUE_KEYS, type FitRecord
 import type { Purchase } from '../value/summary.ts';
 
 const PROCESSED = new Set(['accepted', 'flagged']);
+
+/** Whether two sets share an element (per event and audience: no arrays built). */
+function intersects(a: Set<string>, b: Set<string>): boolean {
+  for (const x of a) if (b.has(x)) return true;
+  return false;
+}
 const DAY = 86_400_000;
 /** Computed traits behind audience event conditions (see eventTraits). */
 const EVENT_CONDITION = '__ev_';
@@ -145,7 +151,7 @@ export function createProfileStage(
     let members: Set<string> | undefined;
     for (const { audience, keys, audiences } of ordered(list)) {
       if (skip.has(audience.key)) continue;
-      const due = changed === 'all' || [...keys].some((k) => changed.has(k)) || [...audiences].some((a) => moved.has(a));
+      const due = changed === 'all' || intersects(keys, changed) || intersects(audiences, moved);
       if (!due) continue;
       members ??= new Set(writer.memberships(profileId));
       view ??= profileView(profileId, members);

@@ -2,7 +2,7 @@ import { bgnbdExpected, bgnbdPAlive, bgnbdUnconditional, fitBgNbd, type BgNbdPar
 import { expectedSpend, fitGammaGamma, toSpend, type GammaGammaParams } from './gamma-gamma.ts';
 import { fitParetoNbd, paretoNbdExpected, paretoNbdPAlive, paretoNbdUnconditional, type ParetoNbdParams } from './pareto-nbd.ts';
 import { toRfm, type Fit } from './rfm.ts';
-import { unitDays, type CustomerSummary, type Unit } from './summary.ts';
+import { dayOf, unitDays, type CustomerSummary, type Unit } from './summary.ts';
 
 export type Model = 'bgnbd' | 'pareto_nbd';
 export const MODELS: readonly Model[] = ['bgnbd', 'pareto_nbd'];
@@ -106,10 +106,9 @@ export type Diagnostics = {
 export function diagnose(summaries: CustomerSummary[], fit: { model: Model; params: BgNbdParams | ParetoNbdParams }, options: { unit: Unit; calibrationEnd: number; holdoutEnd: number }): Diagnostics {
   const m = fit as PurchaseModel;
   const u = unitDays(options.unit);
-  const DAY = 86_400_000;
   const start = Math.min(...summaries.map((s) => s.firstDay));
-  const endDay = Math.floor(options.holdoutEnd / DAY);
-  const calibrationDay = Math.floor(options.calibrationEnd / DAY);
+  const endDay = dayOf(options.holdoutEnd);
+  const calibrationDay = dayOf(options.calibrationEnd);
   const periods = Math.ceil((endDay - start + 1) / u);
   const actual = new Array<number>(periods).fill(0);
   for (const s of summaries) for (const d of s.repeatDays) if (d <= endDay) actual[Math.floor((d - start) / u)]!++;
