@@ -116,15 +116,22 @@ export async function valueRoutes(app: FastifyInstance, deps: ValueRouteDeps): P
     return { ...summaryOf(saved), scoring: progressOf(profiles.valueJob(token.workspaceId)) };
   }
 
+  /** The latest fit's request, to run again on the data as it is now (so without its calibration end). */
+  function redo(workspaceId: string): { request: FitBody; createdAt: number } | undefined {
+    const [latest] = profiles.fits(workspaceId, 1);
+    if (!latest) return undefined;
+    const { calibrationEnd: _, ...request } = (latest.fit as unknown as StoredValueFit).request;
+    return { request, createdAt: latest.createdAt };
+  }
+
   app.post<{ Body: FitBody }>('/api/v1/clv/fit', { schema: { body: FIT_BODY } }, async (req, reply) => reply.code(201).send(await fit(deps.authorize(req.headers.authorization, 'value:manage'), req.body ?? {})));
 
   /** On demand: the latest fit's request again, on the data as it is now. */
   app.post('/api/v1/clv/refresh', async (req, reply) => {
     const token = deps.authorize(req.headers.authorization, 'value:manage');
-    const [latest] = profiles.fits(token.workspaceId, 1);
+    const latest = redo(token.workspaceId);
     if (!latest) throw new TandemError('not_found', 'There is no fit to redo yet: POST /api/v1/clv/fit first.');
-    const { calibrationEnd: _, ...request } = (latest.fit as unknown as StoredValueFit).request;
-    return reply.code(201).send(await fit(token, request));
+    return reply.code(201).send(await fit(token, latest.request));
   });
 
   app.get('/api/v1/clv/fits', async (req) => {
@@ -165,10 +172,9 @@ export async function valueRoutes(app: FastifyInstance, deps: ValueRouteDeps): P
     const timer = setInterval(() => {
       void (async () => {
         for (const workspaceId of profiles.fitWorkspaces()) {
-          const [latest] = profiles.fits(workspaceId, 1);
+          const latest = redo(workspaceId);
           if (!latest || deps.now() - latest.createdAt < deps.refreshMs) continue;
-          const { calibrationEnd: _, ...request } = (latest.fit as unknown as StoredValueFit).request;
-          await fit({ id: 'schedule', workspaceId, name: 'schedule', role: 'owner', pii: false, createdAt: 0, revokedAt: null }, request).catch(() => {});
+          await fit({ id: 'schedule', workspaceId, name: 'schedule', role: 'owner', pii: false, createdAt: 0, revokedAt: null }, latest.request).catch(() => {});
         }
       })();
     }, Math.min(deps.refreshMs, 3_600_000));
