@@ -7,6 +7,9 @@ import { LiveFeed } from './bus/live.ts';
 import type { Config } from './config.ts';
 import { ERRORS, TandemError, type ErrorCode } from './errors.ts';
 import { createIngest } from './ingest/accept.ts';
+import { createJudge } from './ingest/judge.ts';
+import type { JudgePool } from './ingest/judge-pool.ts';
+import type { IngestPressure } from './ops/ingest-pressure.ts';
 import { eventsApi } from './ingest/events-api.ts';
 import { ingestRoutes } from './ingest/routes.ts';
 import type { Metrics } from './ops/metrics.ts';
@@ -22,7 +25,16 @@ import { createAdminEvents, profileAdminRoutes } from './profiles/admin-routes.t
 import { profileApi } from './profiles/profile-api.ts';
 import type { Stores } from './store/ports.ts';
 
-export type AppDeps = { stores: Stores; metrics: Metrics; logger?: Logger; now?: () => number };
+export type AppDeps = {
+  stores: Stores;
+  metrics: Metrics;
+  logger?: Logger;
+  now?: () => number;
+  /** Ingest threads that judge requests (the server's); without them, requests are judged on the HTTP thread. */
+  judges?: JudgePool;
+  /** Counts requests in flight for the profile stage (runtime.ts shares it with the stage's thread). */
+  pressure?: IngestPressure;
+};
 
 const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'body_too_large',
@@ -59,6 +71,8 @@ function profileApiCode(code: ErrorCode): string {
 export function logger(level: string): Logger {
   return pino({ level, redact: { paths: ['req.headers.authorization', 'writeKey', 'token', 'adminToken'], censor: '[redacted]' } });
 }
+
+export const timePolicy = (config: Config) => ({ futureToleranceMs: config.futureToleranceMs, minTimestampMs: config.minTimestampMs });
 
 /** Builds the whole application from its configuration and its stores, without listening. */
 export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
@@ -119,12 +133,14 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const stage = stores.stage;
   if (stage) live.subscribe(() => stage.notify());
 
+  const pool = deps.judges;
   const accept = createIngest({
     log: stores.log,
-    resolveWriteKey: (key) => credentials.writeKey(key),
-    sourcePlan: (sourceId) => credentials.sourcePlan(sourceId),
-    policy: { futureToleranceMs: config.futureToleranceMs, minTimestampMs: config.minTimestampMs },
-    maxBodyBytes: config.maxBodyBytes,
+    judge: pool
+      ? (input) => pool.judge(input)
+      : createJudge({ resolveWriteKey: (key) => credentials.writeKey(key), sourcePlan: (sourceId) => credentials.sourcePlan(sourceId), policy: timePolicy(config), maxBodyBytes: config.maxBodyBytes }),
+    ...(pool ? { judgePendingBytes: () => pool.pendingBytes() } : {}),
+    ...(deps.pressure ? { pressure: deps.pressure } : {}),
     maxPendingBytes: config.maxPendingBytes,
     now,
   });

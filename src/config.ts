@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { Ajv } from 'ajv';
 
 /** Every TANDEM_* variable, its type, default and meaning. The README's table is generated from this. */
@@ -18,6 +19,7 @@ export const CONFIG_SCHEMA = {
     TANDEM_MIN_TIMESTAMP: { type: 'string', format: 'date-time', default: '1970-01-01T00:00:00Z', description: 'Timestamps before this are clamped to receivedAt and flagged.' },
     TANDEM_LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'pino log level.' },
     TANDEM_SYNC: { type: 'string', enum: ['full', 'normal'], default: 'full', description: '`full` fsyncs every group commit (power-loss safe); `normal` survives process crashes only.' },
+    TANDEM_INGEST_THREADS: { type: 'integer', minimum: 0, maximum: 64, description: 'Threads that parse and check ingest requests beside the HTTP thread; 0 does it on the HTTP thread. Default: CPUs − 1, at least 1.' },
     TANDEM_CLV_REFRESH_HOURS: { type: 'number', minimum: 0, default: 24, description: 'How often each workspace\'s latest lifetime-value fit is redone on fresh data and every profile rescored; 0 turns it off.' },
   },
 } as const;
@@ -37,13 +39,14 @@ export type Config = {
   logLevel: string;
   sync: 'full' | 'normal';
   clvRefreshMs: number;
+  ingestThreads: number;
 };
 
 type Raw = Record<string, string | number | undefined>;
 type Env = {
   TANDEM_PORT: number; TANDEM_HOST: string; TANDEM_DATA_DIR: string; TANDEM_ADMIN_TOKEN?: string; TANDEM_WRITE_KEY?: string;
   TANDEM_DEDUPE_WINDOW_HOURS: number; TANDEM_MAX_BODY_BYTES: number; TANDEM_MAX_PENDING_BYTES: number; TANDEM_REQUEST_TIMEOUT_MS: number;
-  TANDEM_FUTURE_TOLERANCE_HOURS: number; TANDEM_MIN_TIMESTAMP: string; TANDEM_LOG_LEVEL: string; TANDEM_SYNC: 'full' | 'normal'; TANDEM_CLV_REFRESH_HOURS: number;
+  TANDEM_FUTURE_TOLERANCE_HOURS: number; TANDEM_MIN_TIMESTAMP: string; TANDEM_LOG_LEVEL: string; TANDEM_SYNC: 'full' | 'normal'; TANDEM_CLV_REFRESH_HOURS: number; TANDEM_INGEST_THREADS?: number;
 };
 
 /** Parses the environment (plus overrides such as CLI flags); throws naming the bad variable. */
@@ -76,5 +79,6 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: R
     logLevel: r.TANDEM_LOG_LEVEL,
     sync: r.TANDEM_SYNC,
     clvRefreshMs: r.TANDEM_CLV_REFRESH_HOURS * 3_600_000,
+    ingestThreads: r.TANDEM_INGEST_THREADS ?? Math.max(1, availableParallelism() - 1),
   };
 }

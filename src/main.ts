@@ -30,6 +30,7 @@ Configuration comes from TANDEM_* environment variables; see README.md.`;
 
 async function start(config: Config): Promise<void> {
   const tandem = await openTandem(config);
+  await tandem.start();
   const address = await tandem.app.listen({ port: config.port, host: config.host });
   const { bootstrap: boot } = tandem;
   const lines = [`Tandem listening on ${address}`];

@@ -1,20 +1,31 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { bootstrap, type Bootstrap } from './access/admin.ts';
-import { buildApp, logger as makeLogger } from './app.ts';
+import { buildApp, logger as makeLogger, timePolicy } from './app.ts';
 import type { Config } from './config.ts';
+import { JudgePool } from './ingest/judge-pool.ts';
+import { IngestPressure } from './ops/ingest-pressure.ts';
 import { createMetrics } from './ops/metrics.ts';
 import type { Stores } from './store/ports.ts';
 import { openSqliteStores } from './store/sqlite/index.ts';
 
-export type Tandem = { app: FastifyInstance; stores: Stores; bootstrap: Bootstrap; close: () => Promise<void> };
+export type Tandem = {
+  app: FastifyInstance;
+  stores: Stores;
+  bootstrap: Bootstrap;
+  /** Starts the ingest threads; a server awaits it before listening, so its first requests wait for nothing. */
+  start: () => Promise<void>;
+  close: () => Promise<void>;
+};
 
 /** The composition root: stores, metrics, first-start bootstrap and the app, ready to listen. */
 export async function openTandem(config: Config, options: { logger?: Logger; now?: () => number } = {}): Promise<Tandem> {
   // Read at scrape time, once the stores below exist.
   const metrics = createMetrics({ stageLag: () => stores.log.lastId() - stores.profiles.checkpoint() });
   const log = options.logger ?? makeLogger(config.logLevel);
+  const pressure = new IngestPressure();
   const stores = openSqliteStores({
+    ingestPressure: pressure.shared,
     dataDir: config.dataDir,
     sync: config.sync,
     dedupeWindowMs: config.dedupeWindowMs,
@@ -26,8 +37,13 @@ export async function openTandem(config: Config, options: { logger?: Logger; now
     },
   });
   const boot = bootstrap(stores.access, { writeKey: config.writeKey, adminToken: config.adminToken });
-  const app = await buildApp(config, { stores, metrics, logger: log, ...(options.now ? { now: options.now } : {}) });
+  // Requests are judged on ingest threads when the stores can be reopened there.
+  const judges = stores.location && config.ingestThreads > 0 ? new JudgePool({ store: stores.location, policy: timePolicy(config), maxBodyBytes: config.maxBodyBytes }, config.ingestThreads) : undefined;
+  const app = await buildApp(config, { stores, metrics, logger: log, pressure, ...(judges ? { judges } : {}), ...(options.now ? { now: options.now } : {}) });
   let closing: Promise<void> | undefined;
-  const close = () => (closing ??= app.close().then(() => stores.close()));
-  return { app, stores, bootstrap: boot, close };
+  const close = () => (closing ??= app.close().then(async () => {
+    await judges?.close();
+    await stores.close();
+  }));
+  return { app, stores, bootstrap: boot, start: async () => judges?.start(), close };
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { openDatabase, STATE_DB, STATE_MIGRATIONS } from '../src/store/sqlite/database.ts';
+import { LOG_MIGRATIONS, openDatabase, STATE_DB, STATE_MIGRATIONS } from '../src/store/sqlite/database.ts';
+import { openSqliteStores } from '../src/store/sqlite/index.ts';
 import { SqliteProfileStore } from '../src/store/sqlite/profile-store.ts';
 import { tempDir } from './helpers.ts';
 
@@ -28,4 +29,22 @@ test('state.db from the first schema keeps its contributions, and windowed ones 
   assert.deepEqual(store.expire('w', traits, 20 * DAY), [{ profileId: 'p1', keys: ['orders_7d'] }]);
   assert.equal(db.prepare('SELECT * FROM profile_expiry').get(), undefined, 'nothing windowed left');
   assert.equal((db.prepare("SELECT count(*) AS n FROM ct_values WHERE key = 'orders'").get() as { n: number }).n, 1, 'all-time contributions stay');
+});
+
+test('tandem.db from before compressed bodies: old rows read as they were, new batches are stored compressed', async (t) => {
+  const dir = tempDir(t);
+  const old = openDatabase({ dataDir: dir, sync: 'normal' }, LOG_MIGRATIONS.slice(0, LOG_MIGRATIONS.length - 1));
+  old.prepare("INSERT INTO log (workspace_id, source_id, received_at, kind, body, meta) VALUES ('w', 's', 1, 'track', ?, '[]')").run(Buffer.from('{"type":"track","event":"Old"}'));
+  old.close();
+  const stores = openSqliteStores({ dataDir: dir, sync: 'normal' });
+  t.after(() => stores.close());
+  const batch = Buffer.from(JSON.stringify({ batch: Array.from({ length: 100 }, (_, i) => ({ type: 'track', event: 'Order Completed', userId: `user-${i}`, properties: { revenue: i } })) }));
+  const { id } = await stores.log.append({ workspaceId: 'w', sourceId: 's', receivedAt: 2, kind: 'batch', body: batch, meta: '[]', messageIds: [] });
+  assert.equal(stores.log.get('w', 1)?.body.toString(), '{"type":"track","event":"Old"}');
+  assert.deepEqual(stores.log.get('w', id)?.body, batch);
+  const db = openDatabase({ dataDir: dir, sync: 'normal' });
+  t.after(() => db.close());
+  const rows = db.prepare('SELECT id, encoding, length(body) AS bytes FROM log ORDER BY id').all() as Array<{ id: number; encoding: string | null; bytes: number }>;
+  assert.deepEqual(rows.map((r) => r.encoding), [null, 'zstd']);
+  assert.ok(rows[1]!.bytes * 4 < batch.length, `a batch of similar events shrinks several times (${rows[1]!.bytes} of ${batch.length} bytes)`);
 });

@@ -44,6 +44,14 @@ for (const adapter of ADAPTERS) {
       assert.equal(stores.log.pendingBytes(), 0);
     });
 
+    test('event log: bodies of every size come back byte for byte', async (t) => {
+      const { stores } = open(t);
+      const bodies = [Buffer.from('{}'), Buffer.from(JSON.stringify({ batch: Array.from({ length: 200 }, (_, i) => ({ type: 'track', event: 'Viewed', userId: `u${i}`, properties: { é: '✓\u2028', i } })) })), Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 7919) % 256))];
+      const ids = await Promise.all(bodies.map((body, i) => stores.log.append({ ...entry(i), body })));
+      for (const [i, { id }] of ids.entries()) assert.deepEqual(stores.log.get('default', id)?.body, bodies[i]);
+      assert.deepEqual(stores.log.readForward(0, 10).map((r) => r.body), bodies);
+    });
+
     test('event log: reads are per workspace', async (t) => {
       const { stores } = open(t);
       stores.access.ensureWorkspace('acme', 'Acme');

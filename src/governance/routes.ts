@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { enforce } from '../ingest/accept.ts';
+import { enforce } from '../ingest/judge.ts';
 import type { SourcePlan } from '../access/credentials.ts';
 import { TandemError } from '../errors.ts';
 import { findEvent, forRecentVerdicts, selectEvents, type StoredEvent } from '../ingest/event-view.ts';

@@ -13,8 +13,17 @@ const INVISIBLE = /[\u0000\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]/g;
 const ZEROS_AND_DASHES = /^[0-]*$/;
 const QUOTES = /^(["'`])(.*)\1$/s;
 
+const HAS_INVISIBLE = /[\u0000\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]/;
+const LONGEST_BLOCKED = Math.max(...[...BLOCKED].map((b) => b.length));
+/** A-Z, a-z or 1-9: a value that starts so is neither quoted nor zeros and dashes. */
+const isPlainStart = (c: number) => (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x31 && c <= 0x39);
+
 export function isBlockedIdentifier(value: string): boolean {
-  let v = value.replace(INVISIBLE, '').trim().toLowerCase();
+  const visible = HAS_INVISIBLE.test(value) ? value.replace(INVISIBLE, '') : value;
+  // Most identifiers are real and long: longer than any blocked word once trimmed, and neither
+  // quoted nor zeros and dashes, which is all the general path below would find out.
+  if (visible.length > LONGEST_BLOCKED && isPlainStart(visible.charCodeAt(0)) && isPlainStart(visible.charCodeAt(visible.length - 1))) return false;
+  let v = visible.trim().toLowerCase();
   for (let m = QUOTES.exec(v); m; m = QUOTES.exec(v)) v = m[2]!.trim();
   return v === '' || ZEROS_AND_DASHES.test(v) || BLOCKED.has(v);
 }

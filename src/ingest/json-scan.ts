@@ -8,12 +8,10 @@ export type JsonShape = { depth: number; itemSpans: number[] };
 
 const PLAIN = 0;
 const QUOTE = 1;
-const BACKSLASH = 2;
 const OPEN = 3;
 const CLOSE = 4;
 const CLASS = new Uint8Array(256);
 CLASS[0x22] = QUOTE;
-CLASS[0x5c] = BACKSLASH;
 CLASS[0x7b] = OPEN;
 CLASS[0x5b] = OPEN;
 CLASS[0x7d] = CLOSE;
@@ -28,18 +26,17 @@ export function scanJson(buf: Uint8Array, maxDepth: number): JsonShape | null {
   let maxSeen = 0;
   let level2IsArray = false;
   let itemStart = -1;
-  let inString = false;
   const n = buf.length;
   for (let i = 0; i < n; i++) {
     const c = CLASS[buf[i]!]!;
     if (c === PLAIN) continue;
-    if (inString) {
-      if (c === BACKSLASH) i++;
-      else if (c === QUOTE) inString = false;
-      continue;
-    }
     if (c === QUOTE) {
-      inString = true;
+      // Strings are most of the bytes: a loop of their own that only looks for the end.
+      for (i++; i < n; i++) {
+        const b = buf[i]!;
+        if (b === 0x22) break;
+        if (b === 0x5c) i++;
+      }
     } else if (c === OPEN) {
       depth++;
       if (depth > maxSeen) {

@@ -117,9 +117,17 @@ export interface StageHandle {
   caughtUp(): Promise<number>;
 }
 
+/**
+ * Where the stores live, as plain data that can cross to a worker thread, which opens its own
+ * connection with `openAccessAt` (store/open.ts).
+ */
+export type StoreLocation = { adapter: 'sqlite'; dataDir: string; sync: 'full' | 'normal'; file?: string };
+
 export interface Stores {
   log: EventLog;
   access: AccessStore;
+  /** Absent for stores that cannot be reopened from another thread; work then stays in-process. */
+  location?: StoreLocation;
   profiles: ProfileReader & Pick<ProfileWriter, 'setRules'>;
   /** Absent when the stores were opened for administration only (the CLI). */
   stage: StageHandle | undefined;

@@ -1,5 +1,6 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import type { AccessStore, AuditEntry, ChangeRequest, Role, Source, StoredPlan, Token, User, WriteKey } from '../ports.ts';
+import type { AccessStore, AuditEntry, ChangeRequest, Role, Source, StoreLocation, StoredPlan, Token, User, WriteKey } from '../ports.ts';
+import { openDatabase } from './database.ts';
 
 type KeyRow = { key: string; workspace_id: string; source_id: string; name: string; created_at: number; revoked_at: number | null };
 type TokenRow = { id: string; workspace_id: string; name: string; role: Role; pii: number; created_at: number; revoked_at: number | null; user_id: string | null; expires_at: number | null };
@@ -201,4 +202,10 @@ export class SqliteAccessStore implements AccessStore {
   version(): number {
     return (this.#version.get() as { version: number }).version;
   }
+}
+
+/** Access state on a connection of its own, for a worker thread. */
+export function openSqliteAccess(location: StoreLocation): { access: AccessStore; close: () => void } {
+  const db = openDatabase(location);
+  return { access: new SqliteAccessStore(db), close: () => db.close() };
 }

@@ -47,6 +47,8 @@ export const LOG_MIGRATIONS = [
    ALTER TABLE tokens ADD COLUMN expires_at INTEGER;
    CREATE INDEX tokens_user ON tokens (user_id);
    CREATE TRIGGER users_update AFTER UPDATE ON users BEGIN UPDATE access_version SET version = version + 1; END;`,
+  // Request bodies may be stored compressed: \`encoding\` names how (NULL: the JSON bytes as received).
+  `ALTER TABLE log ADD COLUMN encoding TEXT;`,
 ];
 
 /** Profiles, identities and the stage's checkpoint (state.db): written by the profile stage only. */

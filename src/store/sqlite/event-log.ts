@@ -2,9 +2,10 @@ import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
 import type { Appended, EventLog, LogEntry, LogRecord } from '../ports.ts';
 import type { WriterOptions, WriterReply, WriterRequest } from './log-writer.ts';
+import { bodyOf } from './log-encoding.ts';
 
 type Pending = { resolve: (appended: Appended) => void; reject: (err: unknown) => void; bytes: number };
-type Row = { id: number; workspace_id: string; source_id: string; received_at: number; kind: string; body: Uint8Array; meta: string };
+type Row = { id: number; workspace_id: string; source_id: string; received_at: number; kind: string; body: Uint8Array; meta: string; encoding: string | null };
 
 const toRecord = (r: Row): LogRecord => ({
   id: r.id,
@@ -12,7 +13,7 @@ const toRecord = (r: Row): LogRecord => ({
   sourceId: r.source_id,
   receivedAt: r.received_at,
   kind: r.kind,
-  body: Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength),
+  body: bodyOf(r.body, r.encoding),
   meta: r.meta,
 });
 

@@ -11,6 +11,8 @@ export type SqliteStoreOptions = SqliteOptions & {
   /** Run the profile stage on its own thread (the server); the CLI leaves it off. */
   stage?: boolean;
   onStageError?: (error: string) => void;
+  /** Shared with the HTTP thread's ingest path (IngestPressure): the stage gives way while it is saturated. */
+  ingestPressure?: SharedArrayBuffer;
 };
 
 /** The embedded default: tandem.db holds the event log and access state, state.db the profiles. */
@@ -19,11 +21,12 @@ export function openSqliteStores(options: SqliteStoreOptions): Stores {
   const db = openDatabase(options);
   const stateDb = openDatabase({ ...base, ...STATE_DB }, STATE_MIGRATIONS);
   const log = new SqliteEventLog(db, { ...base, dedupeWindowMs: options.dedupeWindowMs ?? 86_400_000, ...(options.file ? { file: options.file } : {}) }, options.onCommit);
-  const stage = options.stage ? new ProfileStageRunner(base, options.onStageError) : undefined;
+  const stage = options.stage ? new ProfileStageRunner({ ...base, ...(options.ingestPressure ? { pressure: options.ingestPressure } : {}) }, options.onStageError) : undefined;
   let closed = false;
   return {
     log,
     access: new SqliteAccessStore(db),
+    location: { adapter: 'sqlite', ...base, ...(options.file ? { file: options.file } : {}) },
     profiles: new SqliteProfileStore(stateDb, { checkEachRead: true }),
     stage,
     ready: () => {

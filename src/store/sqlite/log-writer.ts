@@ -8,6 +8,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { DedupeWindow } from '../dedupe-window.ts';
 import type { LogEntry } from '../ports.ts';
 import { openDatabase, type SqliteOptions } from './database.ts';
+import { storedBody } from './log-encoding.ts';
 
 export type WriterOptions = SqliteOptions & { dedupeWindowMs: number };
 /** A log entry as it reaches this thread: its bytes were transferred as a plain Uint8Array. */
@@ -22,7 +23,7 @@ export type WriterReply =
 const options = workerData as WriterOptions;
 const port = parentPort!;
 const db = openDatabase(options);
-const insert = db.prepare('INSERT INTO log (workspace_id, source_id, received_at, kind, body, meta) VALUES (?, ?, ?, ?, ?, ?)');
+const insert = db.prepare('INSERT INTO log (workspace_id, source_id, received_at, kind, body, meta, encoding) VALUES (?, ?, ?, ?, ?, ?, ?)');
 const dedupe = new DedupeWindow(options.dedupeWindowMs);
 loadWindow();
 /**
@@ -59,7 +60,8 @@ function flush(): void {
       for (const { seq, entry: e } of batch) {
         const { meta, duplicates, claimed } = dedupe.claimEntry(e.workspaceId, e.receivedAt, e.meta, e.messageIds);
         claims.push([e.workspaceId, claimed]);
-        done.push({ seq, id: Number(insert.run(e.workspaceId, e.sourceId, e.receivedAt, e.kind, e.body, meta).lastInsertRowid), duplicates });
+        const stored = storedBody(e.body);
+        done.push({ seq, id: Number(insert.run(e.workspaceId, e.sourceId, e.receivedAt, e.kind, stored.bytes, meta, stored.encoding).lastInsertRowid), duplicates });
       }
       db.exec('COMMIT');
     } catch (err) {

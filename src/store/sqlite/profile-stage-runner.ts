@@ -1,6 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import type { SqliteOptions } from './database.ts';
-import type { StageReply, StageRequest } from './profile-stage-worker.ts';
+import type { StageOptions, StageReply, StageRequest } from './profile-stage-worker.ts';
 
 /** The main thread's handle on the profile stage's thread. */
 export class ProfileStageRunner {
@@ -11,7 +10,7 @@ export class ProfileStageRunner {
   #closed = false;
   #notifying = false;
 
-  constructor(options: SqliteOptions, onError: (error: string) => void = () => {}) {
+  constructor(options: StageOptions, onError: (error: string) => void = () => {}) {
     this.#onError = onError;
     this.#worker = new Worker(new URL('./profile-stage-worker.ts', import.meta.url), { workerData: options });
     this.#worker.on('message', (reply: StageReply) => {

@@ -7,12 +7,23 @@ import { createProfileStage } from '../../profiles/stage.ts';
 import { openDatabase, STATE_DB, STATE_MIGRATIONS, type SqliteOptions } from './database.ts';
 import { SqliteLogReader } from './event-log.ts';
 import { SqliteProfileStore } from './profile-store.ts';
+import { IngestPressure, SATURATED_REQUESTS } from '../../ops/ingest-pressure.ts';
+import { BACKGROUND_NICE, lowerThreadPriority } from '../../ops/thread-priority.ts';
+
+/** The pause between records while ingest is saturated. */
+const YIELD_PAUSE_MS = 200;
 
 export type StageRequest = { type: 'tick' } | { type: 'drain'; seq: number } | { type: 'close' };
 export type StageReply = { type: 'drained'; seq: number; checkpoint: number } | { type: 'failed'; error: string } | { type: 'closed' };
 
-const options = workerData as SqliteOptions;
+export type StageOptions = SqliteOptions & { expiryMs?: number; pressure?: SharedArrayBuffer };
+
+const options = workerData as StageOptions;
+const pressure = options.pressure ? new IngestPressure(options.pressure) : undefined;
 const port = parentPort!;
+// Acknowledging events comes first: when ingest keeps the cores busy, the stage takes what is
+// left and catches up afterwards (its lag is the tandem_profile_stage_lag_records metric).
+lowerThreadPriority(BACKGROUND_NICE);
 const logDb = openDatabase(options);
 // state.db is derived from the log and its checkpoint moves in the same transaction as the state,
 // so it needs no fsync per transaction: after a power loss both roll back together and the
@@ -25,7 +36,7 @@ const expiry = setInterval(() => {
   } catch (err) {
     port.postMessage({ type: 'failed', error: err instanceof Error ? err.message : String(err) } satisfies StageReply);
   }
-}, (workerData as { expiryMs?: number }).expiryMs ?? 60_000);
+}, options.expiryMs ?? 60_000);
 let runOnceCheckpoint = -1;
 let running = false;
 let again = false;
@@ -45,11 +56,13 @@ function run(): void {
   const step = () => {
     let caughtUp: boolean;
     let more: boolean;
+    // While ingest is saturated the stage gives way: one record per pause instead of 64 at a time.
+    const yielding = pressure !== undefined && pressure.inFlight >= SATURATED_REQUESTS;
     try {
       const before = runOnceCheckpoint;
-      runOnceCheckpoint = runOnce(64);
+      runOnceCheckpoint = runOnce(yielding ? 1 : 64);
       caughtUp = runOnceCheckpoint === before && !again;
-      more = backfillStep(caughtUp ? 200 : 10);
+      more = backfillStep(caughtUp ? 200 : yielding ? 1 : 10);
     } catch (err) {
       running = false;
       port.postMessage({ type: 'failed', error: err instanceof Error ? `${err.message}\n${err.stack}` : String(err) } satisfies StageReply);
@@ -62,7 +75,8 @@ function run(): void {
       drains = [];
     }
     if (!caughtUp || more) {
-      setImmediate(step);
+      if (yielding) setTimeout(step, YIELD_PAUSE_MS);
+      else setImmediate(step);
       return;
     }
     running = false;

@@ -1,0 +1,121 @@
+import { Worker } from 'node:worker_threads';
+import { TandemError, type ErrorCode } from '../errors.ts';
+import type { StoreLocation } from '../store/ports.ts';
+import type { JudgeInput, Judged } from './judge.ts';
+import type { TimePolicy } from './normalize.ts';
+
+export type JudgeWorkerOptions = { store: StoreLocation; policy: TimePolicy; maxBodyBytes: number };
+export type JudgeRequest = { type: 'judge'; seq: number; input: JudgeInput } | { type: 'close' };
+type JudgedMeta = Omit<Judged, 'body'>;
+export type JudgeReply =
+  | { ready: true }
+  | { seq: number; judged: JudgedMeta & ({ body: Uint8Array } | { bodyStart: number; bodyLength: number }) }
+  | { seq: number; error: { code: ErrorCode; detail: string | undefined } }
+  | { seq: number; failure: string };
+
+type Pending = { raw: Uint8Array; resolve: (judged: Judged) => void; reject: (err: unknown) => void };
+type Thread = { worker: Worker; pending: Map<number, Pending>; ready: Promise<void>; drained?: () => void };
+
+/**
+ * Ingest threads that judge requests (judge-worker.ts) so that the HTTP thread only receives
+ * bodies and answers: JSON parsing and per-event checks, the bulk of a request's CPU, run
+ * beside it. Each request goes to the thread with the fewest waiting; its bytes are copied
+ * once and moved. A thread that dies fails what it held (503, nothing acknowledged) and is
+ * replaced on the next request.
+ */
+export class JudgePool {
+  readonly #options: JudgeWorkerOptions;
+  readonly #script: URL;
+  readonly #threads: Array<Thread | undefined>;
+  #seq = 0;
+  #pendingBytes = 0;
+  #closed = false;
+
+  /** `script` is the thread's code: judge-worker.ts, or a stand-in around it in tests. */
+  constructor(options: JudgeWorkerOptions, threads: number, script = new URL('./judge-worker.ts', import.meta.url)) {
+    this.#options = options;
+    this.#script = script;
+    this.#threads = new Array(Math.max(1, threads)).fill(undefined);
+  }
+
+  #thread(i: number): Thread {
+    const existing = this.#threads[i];
+    if (existing) return existing;
+    const worker = new Worker(this.#script, { workerData: this.#options });
+    let started = () => {};
+    const thread: Thread = { worker, pending: new Map(), ready: new Promise((resolve) => (started = resolve)) };
+    worker.on('message', (reply: JudgeReply) => {
+      if ('ready' in reply) return started();
+      const p = thread.pending.get(reply.seq);
+      if (!p) return;
+      thread.pending.delete(reply.seq);
+      this.#pendingBytes -= p.raw.byteLength;
+      if (thread.pending.size === 0) thread.drained?.();
+      if ('judged' in reply) {
+        const { judged } = reply;
+        const body = 'body' in judged ? judged.body : p.raw.subarray(judged.bodyStart, judged.bodyStart + judged.bodyLength);
+        p.resolve({ workspaceId: judged.workspaceId, sourceId: judged.sourceId, meta: judged.meta, messageIds: judged.messageIds, statuses: judged.statuses, body });
+      } else if ('error' in reply) {
+        p.reject(new TandemError(reply.error.code, reply.error.detail));
+      } else {
+        p.reject(new Error(reply.failure));
+      }
+    });
+    const fail = (err: unknown) => {
+      started();
+      if (this.#threads[i] !== thread) return;
+      this.#threads[i] = undefined;
+      for (const p of thread.pending.values()) {
+        this.#pendingBytes -= p.raw.byteLength;
+        p.reject(new TandemError('unavailable', undefined, { cause: err }));
+      }
+      thread.pending.clear();
+      thread.drained?.();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`ingest thread exited with ${code}`)));
+    this.#threads[i] = thread;
+    return thread;
+  }
+
+  judge(input: JudgeInput): Promise<Judged> {
+    if (this.#closed) return Promise.reject(new TandemError('unavailable'));
+    let chosen = 0;
+    for (let i = 1; i < this.#threads.length; i++) {
+      if ((this.#threads[i]?.pending.size ?? 0) < (this.#threads[chosen]?.pending.size ?? 0)) chosen = i;
+    }
+    const thread = this.#thread(chosen);
+    return new Promise((resolve, reject) => {
+      const seq = ++this.#seq;
+      // A private copy is moved, not cloned: the caller keeps its bytes for the log.
+      const copy = new Uint8Array(input.raw);
+      thread.pending.set(seq, { raw: input.raw, resolve, reject });
+      this.#pendingBytes += copy.byteLength;
+      thread.worker.postMessage({ type: 'judge', seq, input: { ...input, raw: copy } } satisfies JudgeRequest, [copy.buffer]);
+    });
+  }
+
+  /** Starts every thread; resolves once each can judge (a server waits for this before it listens). */
+  async start(): Promise<void> {
+    await Promise.all(this.#threads.map((_, i) => this.#thread(i).ready));
+  }
+
+  /** Bytes handed to the threads and not yet answered. */
+  pendingBytes(): number {
+    return this.#pendingBytes;
+  }
+
+  /** Stops the threads once they have answered what they hold. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all(
+      this.#threads.map(async (thread) => {
+        if (!thread) return;
+        if (thread.pending.size > 0) await new Promise<void>((resolve) => (thread.drained = resolve));
+        thread.worker.postMessage({ type: 'close' } satisfies JudgeRequest);
+        await thread.worker.terminate();
+      }),
+    );
+    this.#threads.fill(undefined);
+  }
+}

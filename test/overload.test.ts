@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { IngestPressure, SATURATED_REQUESTS } from '../src/ops/ingest-pressure.ts';
+import { encodeMeta } from '../src/store/event-meta.ts';
+import { openSqliteStores } from '../src/store/sqlite/index.ts';
+import { BACKGROUND_NICE } from '../src/ops/thread-priority.ts';
+import { bootstrap } from '../src/access/admin.ts';
+import { TandemError } from '../src/errors.ts';
+import { JudgePool } from '../src/ingest/judge-pool.ts';
+import { ADMIN_TOKEN, tempDir, trackEvent, WRITE_KEY } from './helpers.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('while ingest is saturated the profile stage gives way, then catches up; its thread runs at a lower priority', async (t) => {
+  const pressure = new IngestPressure();
+  const stores = openSqliteStores({ dataDir: tempDir(t), sync: 'normal', stage: true, ingestPressure: pressure.shared });
+  t.after(() => stores.close());
+  stores.access.ensureWorkspace('w', 'W');
+  await stores.stage!.caughtUp();
+  for (let i = 0; i < SATURATED_REQUESTS; i++) pressure.enter();
+  const records = 40;
+  for (let r = 0; r < records; r++) {
+    const events = Array.from({ length: 20 }, (_, i) => ({ type: 'track', event: 'Viewed', userId: `u${r}-${i}`, messageId: `m${r}-${i}`, timestamp: new Date().toISOString() }));
+    const meta = encodeMeta(events.map((e) => ({ messageId: e.messageId, type: 'track', status: 'accepted', timestamp: Date.now(), reasons: [], userId: e.userId, anonymousId: undefined, event: e.event })));
+    await stores.log.append({ workspaceId: 'w', sourceId: 's', receivedAt: Date.now(), kind: 'batch', body: Buffer.from(JSON.stringify({ batch: events })), meta, messageIds: events.map((e) => e.messageId) });
+  }
+  const first = stores.log.lastId() - records + 1;
+  stores.stage!.notify();
+  await sleep(1000);
+  const during = stores.profiles.checkpoint();
+  assert.ok(during >= first, 'the stage still makes progress while ingest is saturated');
+  assert.ok(during < first + 15, `but one record per pause: ${during - first + 1} of ${records} in a second`);
+
+  for (let i = 0; i < SATURATED_REQUESTS; i++) pressure.leave();
+  stores.stage!.notify();
+  assert.equal(await stores.stage!.caughtUp(), stores.log.lastId(), 'once the load drops it catches up');
+
+  if (process.platform === 'linux') {
+    const nices = readdirSync('/proc/self/task').map((tid) => Number(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]));
+    assert.ok(nices.includes(BACKGROUND_NICE), `a thread runs at nice ${BACKGROUND_NICE} (threads: ${nices.join(',')})`);
+  }
+});
+
+test('an ingest thread that dies fails only what it held (503, nothing acknowledged), and the next request gets a new one', async (t) => {
+  const stores = openSqliteStores({ dataDir: tempDir(t), sync: 'normal' });
+  t.after(() => stores.close());
+  bootstrap(stores.access, { writeKey: WRITE_KEY, adminToken: ADMIN_TOKEN });
+  const pool = new JudgePool({ store: stores.location!, policy: { futureToleranceMs: 86_400_000, minTimestampMs: 0 }, maxBodyBytes: 1 << 20 }, 1, new URL('./fixtures/dying-judge.ts', import.meta.url));
+  t.after(() => pool.close());
+  const request = (basicKey: string) => ({ kind: 'track' as const, raw: Buffer.from(JSON.stringify(trackEvent())), contentEncoding: undefined, basicKey, receivedAt: Date.now() });
+  assert.equal((await pool.judge(request(WRITE_KEY))).sourceId, stores.access.findWriteKey(WRITE_KEY)?.sourceId);
+  await assert.rejects(pool.judge(request('die')), (err) => err instanceof TandemError && err.code === 'unavailable' && err.status === 503);
+  assert.equal(pool.pendingBytes(), 0);
+  assert.equal((await pool.judge(request(WRITE_KEY))).statuses, 'a', 'a new thread judges the next request');
+});
