@@ -131,7 +131,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const maskerFor = createPiiPolicy(stores.access);
   const live = new LiveFeed();
   const stage = stores.stage;
-  if (stage) live.subscribe(() => stage.notify());
 
   const pool = deps.judges;
   const accept = createIngest({
@@ -144,7 +143,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     maxPendingBytes: config.maxPendingBytes,
     now,
   });
-  await app.register(async (scope) => ingestRoutes(scope, { accept, credentials, live, metrics }));
+  await app.register(async (scope) => ingestRoutes(scope, { accept, credentials, live, metrics, stage }));
 
   await app.register(async (admin) => {
     const adminRoutes: Array<{ method: string | string[]; url: string; schema?: { body?: unknown; querystring?: unknown } }> = [];

@@ -4,9 +4,10 @@ import { markDuplicates } from '../store/event-meta.ts';
 import type { JudgeInput, Judged } from './judge.ts';
 import type { IngestPressure } from '../ops/ingest-pressure.ts';
 
-export type IngestRequest = Omit<JudgeInput, 'receivedAt'>;
+/** `keepRecord`: the outcome should carry the committed record, bytes included (for live readers). */
+export type IngestRequest = Omit<JudgeInput, 'receivedAt'> & { keepRecord?: boolean };
 
-export type IngestOutcome = { record: LogRecord; accepted: number; flagged: number; quarantined: number; duplicates: number };
+export type IngestOutcome = { id: number; accepted: number; flagged: number; quarantined: number; duplicates: number; record?: LogRecord };
 
 export type IngestDeps = {
   log: EventLog;
@@ -33,18 +34,21 @@ export function createIngest(deps: IngestDeps) {
   async function accept(req: IngestRequest): Promise<IngestOutcome> {
     const receivedAt = now();
     if (deps.log.pendingBytes() + (deps.judgePendingBytes?.() ?? 0) > deps.maxPendingBytes) throw new TandemError('rate_limited');
-    const judged = await deps.judge({ ...req, receivedAt });
+    const { keepRecord, ...input } = req;
+    const judged = await deps.judge({ ...input, receivedAt });
     const body = Buffer.from(judged.body.buffer, judged.body.byteOffset, judged.body.byteLength);
-    const entry = { workspaceId: judged.workspaceId, sourceId: judged.sourceId, receivedAt, kind: req.kind, body, meta: judged.meta };
+    const entry = { workspaceId: judged.workspaceId, sourceId: judged.sourceId, receivedAt, kind: req.kind, meta: judged.meta };
+    const kept = keepRecord ? Buffer.from(body) : undefined;
     let appended: Appended;
     try {
-      appended = await deps.log.append({ ...entry, messageIds: judged.messageIds });
+      // The bytes are not needed here afterwards (a copy was kept if they are): the log takes them.
+      appended = await deps.log.append({ ...entry, body, messageIds: judged.messageIds }, { moveBody: true });
     } catch (cause) {
       throw new TandemError('unavailable', undefined, { cause });
     }
     const duplicates = new Set(appended.duplicates);
-    const meta = duplicates.size > 0 ? markDuplicates(entry.meta, appended.duplicates) : entry.meta;
-    const outcome: IngestOutcome = { record: { ...entry, meta, id: appended.id }, accepted: 0, flagged: 0, quarantined: 0, duplicates: duplicates.size };
+    const outcome: IngestOutcome = { id: appended.id, accepted: 0, flagged: 0, quarantined: 0, duplicates: duplicates.size };
+    if (kept) outcome.record = { ...entry, body: kept, meta: duplicates.size > 0 ? markDuplicates(entry.meta, appended.duplicates) : entry.meta, id: appended.id };
     for (let i = 0; i < judged.statuses.length; i++) {
       if (!duplicates.has(i)) outcome[COUNTED[judged.statuses[i] as keyof typeof COUNTED]]++;
     }

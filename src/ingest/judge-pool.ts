@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { ownsItsMemory } from '../bytes.ts';
 import { TandemError, type ErrorCode } from '../errors.ts';
 import type { StoreLocation } from '../store/ports.ts';
 import type { JudgeInput, Judged } from './judge.ts';
@@ -6,21 +7,20 @@ import type { TimePolicy } from './normalize.ts';
 
 export type JudgeWorkerOptions = { store: StoreLocation; policy: TimePolicy; maxBodyBytes: number };
 export type JudgeRequest = { type: 'judge'; seq: number; input: JudgeInput } | { type: 'close' };
-type JudgedMeta = Omit<Judged, 'body'>;
 export type JudgeReply =
   | { ready: true }
-  | { seq: number; judged: JudgedMeta & ({ body: Uint8Array } | { bodyStart: number; bodyLength: number }) }
+  | { seq: number; judged: Judged }
   | { seq: number; error: { code: ErrorCode; detail: string | undefined } }
   | { seq: number; failure: string };
 
-type Pending = { raw: Uint8Array; resolve: (judged: Judged) => void; reject: (err: unknown) => void };
+type Pending = { bytes: number; resolve: (judged: Judged) => void; reject: (err: unknown) => void };
 type Thread = { worker: Worker; pending: Map<number, Pending>; ready: Promise<void>; drained?: () => void };
 
 /**
  * Ingest threads that judge requests (judge-worker.ts) so that the HTTP thread only receives
  * bodies and answers: JSON parsing and per-event checks, the bulk of a request's CPU, run
- * beside it. Each request goes to the thread with the fewest waiting; its bytes are copied
- * once and moved. A thread that dies fails what it held (503, nothing acknowledged) and is
+ * beside it. Each request goes to the thread with the fewest waiting; its bytes are moved
+ * there and back, not copied. A thread that dies fails what it held (503, nothing acknowledged) and is
  * replaced on the next request.
  */
 export class JudgePool {
@@ -49,13 +49,10 @@ export class JudgePool {
       const p = thread.pending.get(reply.seq);
       if (!p) return;
       thread.pending.delete(reply.seq);
-      this.#pendingBytes -= p.raw.byteLength;
+      this.#pendingBytes -= p.bytes;
       if (thread.pending.size === 0) thread.drained?.();
-      if ('judged' in reply) {
-        const { judged } = reply;
-        const body = 'body' in judged ? judged.body : p.raw.subarray(judged.bodyStart, judged.bodyStart + judged.bodyLength);
-        p.resolve({ workspaceId: judged.workspaceId, sourceId: judged.sourceId, meta: judged.meta, messageIds: judged.messageIds, statuses: judged.statuses, body });
-      } else if ('error' in reply) {
+      if ('judged' in reply) p.resolve(reply.judged);
+      else if ('error' in reply) {
         p.reject(new TandemError(reply.error.code, reply.error.detail));
       } else {
         p.reject(new Error(reply.failure));
@@ -66,7 +63,7 @@ export class JudgePool {
       if (this.#threads[i] !== thread) return;
       this.#threads[i] = undefined;
       for (const p of thread.pending.values()) {
-        this.#pendingBytes -= p.raw.byteLength;
+        this.#pendingBytes -= p.bytes;
         p.reject(new TandemError('unavailable', undefined, { cause: err }));
       }
       thread.pending.clear();
@@ -78,6 +75,11 @@ export class JudgePool {
     return thread;
   }
 
+  /**
+   * Judges a request on a thread. The request's bytes are moved there and come back as the
+   * judged body: `input.raw` is unusable afterwards when it was the only view of its memory
+   * (a request body is), and copied first otherwise (a slice of a shared pool).
+   */
   judge(input: JudgeInput): Promise<Judged> {
     if (this.#closed) return Promise.reject(new TandemError('unavailable'));
     let chosen = 0;
@@ -87,11 +89,10 @@ export class JudgePool {
     const thread = this.#thread(chosen);
     return new Promise((resolve, reject) => {
       const seq = ++this.#seq;
-      // A private copy is moved, not cloned: the caller keeps its bytes for the log.
-      const copy = new Uint8Array(input.raw);
-      thread.pending.set(seq, { raw: input.raw, resolve, reject });
-      this.#pendingBytes += copy.byteLength;
-      thread.worker.postMessage({ type: 'judge', seq, input: { ...input, raw: copy } } satisfies JudgeRequest, [copy.buffer]);
+      const raw = ownsItsMemory(input.raw) ? input.raw : new Uint8Array(input.raw);
+      thread.pending.set(seq, { bytes: raw.byteLength, resolve, reject });
+      this.#pendingBytes += raw.byteLength;
+      thread.worker.postMessage({ type: 'judge', seq, input: { ...input, raw } } satisfies JudgeRequest, [raw.buffer as ArrayBuffer]);
     });
   }
 

@@ -31,14 +31,11 @@ port.on('message', (msg: JudgeRequest) => {
   }
   const { seq, input } = msg;
   try {
-    const { body, ...judged } = judge(input);
-    if (body.buffer === input.raw.buffer) {
-      // The JSON is the request's own bytes (perhaps without a BOM): the HTTP thread still has them.
-      port.postMessage({ seq, judged: { ...judged, bodyStart: body.byteOffset - input.raw.byteOffset, bodyLength: body.byteLength } } satisfies JudgeReply);
-    } else {
-      const inflated = new Uint8Array(body);
-      port.postMessage({ seq, judged: { ...judged, body: inflated } } satisfies JudgeReply, [inflated.buffer]);
-    }
+    const judged = judge(input);
+    // The JSON is a view of the request's own bytes (perhaps past a BOM), which go back moved;
+    // an inflated body is copied into a buffer of its own first.
+    const body = judged.body.buffer === input.raw.buffer ? judged.body : new Uint8Array(judged.body);
+    port.postMessage({ seq, judged: { ...judged, body } } satisfies JudgeReply, [body.buffer as ArrayBuffer]);
   } catch (err) {
     if (err instanceof TandemError) port.postMessage({ seq, error: { code: err.code, detail: err.detail } } satisfies JudgeReply);
     else port.postMessage({ seq, failure: err instanceof Error ? err.message : String(err) } satisfies JudgeReply);

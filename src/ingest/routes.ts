@@ -6,6 +6,7 @@ import { TandemError } from '../errors.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { IngestOutcome, IngestRequest } from './accept.ts';
 import type { IngestKind } from './normalize.ts';
+import type { StageHandle } from '../store/ports.ts';
 import { analyticsJsSettings } from './settings.ts';
 
 export type IngestRouteDeps = {
@@ -13,6 +14,8 @@ export type IngestRouteDeps = {
   credentials: Credentials;
   live: LiveFeed;
   metrics: Metrics;
+  /** Woken after each commit. */
+  stage: StageHandle | undefined;
 };
 
 const PATHS: Record<string, IngestKind> = {
@@ -34,8 +37,9 @@ export async function ingestRoutes(app: FastifyInstance, deps: IngestRouteDeps):
     const started = performance.now();
     const raw = request.body;
     if (!Buffer.isBuffer(raw)) throw new TandemError('invalid_json', 'The body is empty.');
-    const outcome = await deps.accept({ kind, raw, contentEncoding: request.headers['content-encoding'], basicKey: basicUsername(request.headers.authorization) });
-    if (deps.live.size > 0) deps.live.publish(outcome.record);
+    const outcome = await deps.accept({ kind, raw, contentEncoding: request.headers['content-encoding'], basicKey: basicUsername(request.headers.authorization), keepRecord: deps.live.size > 0 });
+    deps.stage?.notify();
+    if (outcome.record && deps.live.size > 0) deps.live.publish(outcome.record);
     metrics.events.inc({ status: 'accepted' }, outcome.accepted);
     if (outcome.flagged) metrics.events.inc({ status: 'flagged' }, outcome.flagged);
     if (outcome.quarantined) metrics.events.inc({ status: 'quarantined' }, outcome.quarantined);

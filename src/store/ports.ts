@@ -31,7 +31,7 @@ export interface EventLog {
    * messageId was appended to the same workspace within the dedupe window is stored marked
    * `duplicate` and reported in `duplicates`; the window outlives restarts.
    */
-  append(entry: LogEntry): Promise<Appended>;
+  append(entry: LogEntry, options?: AppendOptions): Promise<Appended>;
   /** Bytes accepted but not yet committed (for backpressure). */
   pendingBytes(): number;
   /** Newest first, ids strictly below `beforeId`, at most `limit` records. */
@@ -122,6 +122,9 @@ export interface StageHandle {
  * connection with `openAccessAt` (store/open.ts).
  */
 export type StoreLocation = { adapter: 'sqlite'; dataDir: string; sync: 'full' | 'normal'; file?: string };
+
+/** `moveBody`: the log may take `entry.body`'s memory instead of copying it; the caller must not read the body afterwards. */
+export type AppendOptions = { moveBody?: boolean };
 
 export interface Stores {
   log: EventLog;

@@ -1,6 +1,7 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
-import type { Appended, EventLog, LogEntry, LogRecord } from '../ports.ts';
+import { ownsItsMemory } from '../../bytes.ts';
+import type { AppendOptions, Appended, EventLog, LogEntry, LogRecord } from '../ports.ts';
 import type { WriterOptions, WriterReply, WriterRequest } from './log-writer.ts';
 import { bodyOf } from './log-encoding.ts';
 
@@ -99,7 +100,7 @@ export class SqliteEventLog extends SqliteLogReader implements EventLog {
   }
 
   /** Posts at once, so the writer commits while this thread parses the next request. */
-  append(entry: LogEntry): Promise<Appended> {
+  append(entry: LogEntry, options: AppendOptions = {}): Promise<Appended> {
     if (this.#closed) return Promise.reject(new Error('event log closed'));
     return new Promise((resolve, reject) => {
       const seq = ++this.#seq;
@@ -107,10 +108,10 @@ export class SqliteEventLog extends SqliteLogReader implements EventLog {
       this.#pending.set(seq, { bytes, resolve, reject });
       this.#pendingBytes += bytes;
       try {
-        // A private copy of the bytes is moved, not cloned, to the writer: a memcpy instead of
-        // structured-clone serialisation, and the caller keeps its own buffer.
-        const body = new Uint8Array(entry.body);
-        this.#writer().postMessage({ type: 'append', seq, entry: { ...entry, body } } satisfies WriterRequest, [body.buffer]);
+        // The bytes are moved, not cloned, to the writer: the caller's own memory when it gave
+        // it up, else a private copy (a memcpy instead of structured-clone serialisation).
+        const body = options.moveBody && ownsItsMemory(entry.body) ? entry.body : new Uint8Array(entry.body);
+        this.#writer().postMessage({ type: 'append', seq, entry: { ...entry, body } } satisfies WriterRequest, [body.buffer as ArrayBuffer]);
       } catch (err) {
         this.#pending.delete(seq);
         this.#pendingBytes -= bytes;
