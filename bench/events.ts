@@ -32,3 +32,25 @@ export function bodyTemplate(events: number): (requestNo: string) => string {
     return out;
   };
 }
+
+/**
+ * Request bodies as bytes with fresh messageIds at little cost to the load generator (which
+ * shares the machine's cores with the server under test): a ring of copies of the template whose
+ * ids are fixed-width, and each call overwrites one copy's counter digits in place. Ids are
+ * `<run>-<counter>-<event>`; `run` tells separate loads of the same server apart.
+ */
+export function bodyBytes(events: number, run: string): () => Buffer {
+  const WIDTH = 12;
+  const template = Buffer.from(bodyTemplate(events)(`${run}-${'0'.repeat(WIDTH)}`));
+  const marker = Buffer.from(`"messageId":"${run}-`);
+  const offsets: number[] = [];
+  for (let at = template.indexOf(marker); at >= 0; at = template.indexOf(marker, at + 1)) offsets.push(at + marker.length);
+  const ring = Array.from({ length: 256 }, () => Buffer.from(template));
+  let n = 0;
+  return () => {
+    const buf = ring[n % ring.length]!;
+    const digits = String(n++).padStart(WIDTH, '0');
+    for (const at of offsets) buf.write(digits, at, 'latin1');
+    return buf;
+  };
+}

@@ -1,16 +1,16 @@
 import autocannon from 'autocannon';
-import { bodyTemplate } from '../events.ts';
+import { randomUUID } from 'node:crypto';
+import { bodyBytes } from '../events.ts';
 import { basic } from './server.ts';
 
 export type LoadResult = { eventsPerSec: number; p50: number; p99: number; non2xx: number };
 
 /**
- * Posts realistic events (fresh messageIds on every request) to `path` with autocannon: 2 s of
- * warm-up, then `seconds` measured.
+ * Posts realistic events (fresh messageIds on every request, see bodyBytes) to `path` with
+ * autocannon: 2 s of warm-up, then `seconds` measured.
  */
 export async function loadIngest(url: string, path: string, eventsPerRequest: number, writeKey: string, { seconds = 10, connections = 8 } = {}): Promise<LoadResult> {
-  const body = bodyTemplate(eventsPerRequest);
-  let n = 0;
+  const body = bodyBytes(eventsPerRequest, randomUUID().slice(0, 8));
   const run = async (duration: number) =>
     autocannon({
       url: `${url}${path}`,
@@ -18,7 +18,7 @@ export async function loadIngest(url: string, path: string, eventsPerRequest: nu
       connections,
       duration,
       headers: { 'content-type': 'application/json', authorization: basic(writeKey) },
-      requests: [{ setupRequest: (req) => ({ ...req, body: body(`${process.pid}-${writeKey}-${n++}`) }) }],
+      requests: [{ setupRequest: (req) => ({ ...req, body: body() }) }],
     });
   await run(2);
   const r = await run(seconds);

@@ -3,37 +3,54 @@ import { markDuplicates, messageIdsOf } from './event-meta.ts';
 /**
  * Which messageIds were appended within the window, per workspace: the log's idempotency
  * memory. In memory for speed, filled from the log when the writer starts, so a restart
- * forgets nothing. Entries are kept in arrival order, so pruning only looks at the oldest.
+ * forgets nothing. Entries are kept in arrival order, so pruning only looks at the oldest. A
+ * window of more than GENERATION_SIZE ids (V8 caps a Map at 2^24 entries; ~194 events/s fill
+ * that in a day) spreads over several maps. Memory, ~100 bytes per id, is the limit that remains.
  */
+/** V8's Map holds at most 2^24 entries; a workspace's window spreads over maps of at most this many. */
+export const GENERATION_SIZE = 1 << 23;
+
 export class DedupeWindow {
   readonly #windowMs: number;
-  readonly #workspaces = new Map<string, Map<string, number>>();
+  readonly #generationSize: number;
+  /** Per workspace, maps of id → receivedAt, oldest first; only the newest takes new ids. */
+  readonly #workspaces = new Map<string, Array<Map<string, number>>>();
 
-  constructor(windowMs: number) {
+  constructor(windowMs: number, generationSize = GENERATION_SIZE) {
     this.#windowMs = windowMs;
+    this.#generationSize = generationSize;
   }
 
-  #seen(workspaceId: string): Map<string, number> {
-    let seen = this.#workspaces.get(workspaceId);
-    if (!seen) this.#workspaces.set(workspaceId, (seen = new Map()));
-    return seen;
+  #generations(workspaceId: string): Array<Map<string, number>> {
+    let generations = this.#workspaces.get(workspaceId);
+    if (!generations) this.#workspaces.set(workspaceId, (generations = [new Map()]));
+    return generations;
   }
 
   /** True when the id is new in the window (and is now claimed); false for a duplicate. */
   claim(workspaceId: string, messageId: string, receivedAt: number): boolean {
-    const seen = this.#seen(workspaceId);
-    const at = seen.get(messageId);
-    if (at !== undefined) {
+    const generations = this.#generations(workspaceId);
+    for (let g = generations.length - 1; g >= 0; g--) {
+      const at = generations[g]!.get(messageId);
+      if (at === undefined) continue;
       if (at > receivedAt - this.#windowMs) return false;
-      seen.delete(messageId);
+      generations[g]!.delete(messageId);
+      break;
     }
-    seen.set(messageId, receivedAt);
+    let newest = generations[generations.length - 1]!;
+    if (newest.size >= this.#generationSize) generations.push((newest = new Map()));
+    newest.set(messageId, receivedAt);
     return true;
   }
 
   /** Forgets a claim whose events were not committed, so the client's retry is accepted. */
   release(workspaceId: string, messageId: string): void {
-    this.#workspaces.get(workspaceId)?.delete(messageId);
+    for (const seen of this.#workspaces.get(workspaceId) ?? []) if (seen.delete(messageId)) return;
+  }
+
+  /** How many ids the window holds for a workspace. */
+  size(workspaceId: string): number {
+    return (this.#workspaces.get(workspaceId) ?? []).reduce((n, seen) => n + seen.size, 0);
   }
 
   /**
@@ -58,11 +75,19 @@ export class DedupeWindow {
 
   prune(now: number): void {
     const cutoff = now - this.#windowMs;
-    for (const seen of this.#workspaces.values()) {
-      for (const [key, at] of seen) {
-        if (at > cutoff) break;
-        seen.delete(key);
+    for (const generations of this.#workspaces.values()) {
+      for (const seen of generations) {
+        let expired = true;
+        for (const [key, at] of seen) {
+          if (at > cutoff) {
+            expired = false;
+            break;
+          }
+          seen.delete(key);
+        }
+        if (!expired) break;
       }
+      while (generations.length > 1 && generations[0]!.size === 0) generations.shift();
     }
   }
 }
