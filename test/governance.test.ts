@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { hashToken } from '../src/access/credentials.ts';
-import { basic, bearer, mid, openTestApp, type TestApp } from './helpers.ts';
+import { basic, bearer, mid, openTestApp, WRITE_KEY, type TestApp } from './helpers.ts';
 
 const PLAN = {
   events: { 'Order Completed': { type: 'object', properties: { total: { type: 'number', minimum: 0 }, coupon: { type: 'string' } }, required: ['total'] } },
@@ -142,6 +142,32 @@ describe('tracking plans', () => {
     assert.equal((await app.inject({ method: 'GET', url: '/api/v1/tracking-plans/web?version=1', headers: { authorization: bearer(marketer) } })).json().definition.unplannedEvents, 'violation');
     assert.equal((await app.inject({ method: 'PUT', url: '/api/v1/sources/src_nope/plan', headers: { authorization: bearer() }, payload: { plan: 'web' } })).statusCode, 404);
     assert.equal((await app.inject({ method: 'POST', url: '/api/v1/quarantine/replay', headers: { authorization: bearer(marketer) }, payload: {} })).statusCode, 403);
+  });
+});
+
+describe('patterns in tracking plans', () => {
+  test('run in linear time: a pattern that would backtrack for minutes answers at once; back-references and Unicode escapes are refused', async (t) => {
+    const app = await openTestApp(t);
+    const put = (pattern: string) => app.inject({ method: 'PUT', url: '/api/v1/tracking-plans/web', headers: { authorization: bearer() }, payload: { definition: { events: { Signed: { type: 'object', properties: { code: { type: 'string', pattern } } } } } } });
+    for (const pattern of ['(a)\\1', 'a(?=b)', '^\\p{L}+$', '[']) {
+      const refused = await put(pattern);
+      assert.equal(refused.statusCode, 400, pattern);
+      assert.equal(refused.json().error.code, 'invalid_plan');
+      assert.match(refused.json().error.message, /\$\.events\."Signed"/);
+    }
+    assert.equal((await put('^(a+)+$')).statusCode, 201);
+    const source = (await app.inject({ method: 'GET', url: '/api/v1/sources', headers: { authorization: bearer() } })).json().data[0];
+    await app.inject({ method: 'PUT', url: `/api/v1/sources/${source.id}/plan`, headers: { authorization: bearer() }, payload: { plan: 'web', enforcement: 'flag' } });
+    const [evil, fine] = [mid(), mid()];
+    const started = performance.now();
+    const res = await app.inject({ method: 'POST', url: '/v1/batch', headers: { authorization: basic(WRITE_KEY) }, payload: { batch: [
+      { type: 'track', event: 'Signed', userId: 'u1', messageId: evil, properties: { code: `${'a'.repeat(40)}!` } },
+      { type: 'track', event: 'Signed', userId: 'u1', messageId: fine, properties: { code: 'aaa' } },
+    ] } });
+    assert.equal(res.statusCode, 200);
+    assert.ok(performance.now() - started < 2000, 'backtracking would take 2^40 steps here');
+    assert.deepEqual((await stored(app, evil)).reasons, ['plan:properties.code:pattern']);
+    assert.equal((await stored(app, fine)).status, 'accepted');
   });
 });
 

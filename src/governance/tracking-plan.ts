@@ -1,4 +1,5 @@
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import { linearRegExp } from './linear-regexp.ts';
 import { isObject, type Json } from '../json.ts';
 
 /**
@@ -53,7 +54,7 @@ export type PlanCheck = (type: string, item: Json) => string[];
 
 export function compilePlan(plan: PlanDefinition): PlanCheck {
   // One Ajv per plan version: schemas are compiled once and validation allocates nothing else.
-  const ajv = new Ajv2020({ allErrors: true, strict: false, validateFormats: false });
+  const ajv = new Ajv2020({ allErrors: true, strict: false, validateFormats: false, code: { regExp: linearRegExp } });
   const strictProperties = plan.unplannedProperties === 'violation';
   const compile = (schema: Json, path: string): ValidateFunction => {
     const s = strictProperties && schema.type === 'object' && schema.additionalProperties === undefined ? { ...schema, additionalProperties: false } : schema;
