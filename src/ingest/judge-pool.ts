@@ -20,8 +20,8 @@ type Thread = { worker: Worker; pending: Map<number, Pending>; ready: Promise<vo
  * Ingest threads that judge requests (judge-worker.ts) so that the HTTP thread only receives
  * bodies and answers: JSON parsing and per-event checks, the bulk of a request's CPU, run
  * beside it. Each request goes to the thread with the fewest waiting; its bytes are moved
- * there and back, not copied. A thread that dies fails what it held (503, nothing acknowledged) and is
- * replaced on the next request.
+ * there and back, not copied. A thread that dies fails what it held (503, nothing
+ * acknowledged) and is replaced on the next request.
  */
 export class JudgePool {
   readonly #options: JudgeWorkerOptions;
@@ -52,11 +52,8 @@ export class JudgePool {
       this.#pendingBytes -= p.bytes;
       if (thread.pending.size === 0) thread.drained?.();
       if ('judged' in reply) p.resolve(reply.judged);
-      else if ('error' in reply) {
-        p.reject(new TandemError(reply.error.code, reply.error.detail));
-      } else {
-        p.reject(new Error(reply.failure));
-      }
+      else if ('error' in reply) p.reject(new TandemError(reply.error.code, reply.error.detail));
+      else p.reject(new Error(reply.failure));
     });
     const fail = (err: unknown) => {
       started();
