@@ -32,6 +32,11 @@ test('while ingest is saturated the profile stage gives way, then catches up; it
   assert.ok(during >= first, 'the stage still makes progress while ingest is saturated');
   assert.ok(during < first + 15, `but one record per pause: ${during - first + 1} of ${records} in a second`);
 
+  const waited = performance.now();
+  assert.equal(await stores.stage!.caughtUp(), stores.log.lastId(), 'an admin change waiting for the stage gets it at full speed, saturated or not');
+  assert.ok(performance.now() - waited < (records - (during - first + 1)) * 200, 'faster than one record per pause');
+
+  for (let r = 0; r < 10; r++) await stores.log.append({ workspaceId: 'w', sourceId: 's', receivedAt: Date.now(), kind: 'batch', body: Buffer.from('{"batch":[]}'), meta: '[]', messageIds: [] });
   for (let i = 0; i < SATURATED_REQUESTS; i++) pressure.leave();
   stores.stage!.notify();
   assert.equal(await stores.stage!.caughtUp(), stores.log.lastId(), 'once the load drops it catches up');

@@ -56,8 +56,10 @@ function run(): void {
   const step = () => {
     let caughtUp: boolean;
     let more: boolean;
-    // While ingest is saturated the stage gives way: one record per pause instead of 64 at a time.
-    const yielding = pressure !== undefined && pressure.inFlight >= SATURATED_REQUESTS;
+    // While ingest is saturated the stage gives way: one record per pause instead of 64 at a
+    // time, unless someone waits for it to catch up (an admin change or read), who then gets it
+    // at full speed.
+    const yielding = drains.length === 0 && pressure !== undefined && pressure.inFlight >= SATURATED_REQUESTS;
     try {
       const before = runOnceCheckpoint;
       runOnceCheckpoint = runOnce(yielding ? 1 : 64);
