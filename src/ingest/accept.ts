@@ -1,13 +1,13 @@
 import { TandemError } from '../errors.ts';
 import type { Appended, EventLog, LogRecord } from '../store/ports.ts';
-import { markDuplicates } from '../store/event-meta.ts';
+import { markDuplicates, STATUS_OF } from '../store/event-meta.ts';
 import type { JudgeInput, Judged } from './judge.ts';
 import type { IngestPressure } from '../ops/ingest-pressure.ts';
 
 /** `keepRecord`: the outcome should carry the committed record, bytes included (for live readers). */
 export type IngestRequest = Omit<JudgeInput, 'receivedAt'> & { keepRecord?: boolean };
 
-export type IngestOutcome = { id: number; accepted: number; flagged: number; quarantined: number; duplicates: number; record?: LogRecord };
+export type IngestOutcome = { accepted: number; flagged: number; quarantined: number; duplicates: number; record?: LogRecord };
 
 export type IngestDeps = {
   log: EventLog;
@@ -20,8 +20,6 @@ export type IngestDeps = {
   pressure?: IngestPressure;
   now?: () => number;
 };
-
-const COUNTED = { a: 'accepted', f: 'flagged', q: 'quarantined' } as const;
 
 /**
  * The ingest path: refuse when too much waits for commit, judge the request (decode,
@@ -47,10 +45,10 @@ export function createIngest(deps: IngestDeps) {
       throw new TandemError('unavailable', undefined, { cause });
     }
     const duplicates = new Set(appended.duplicates);
-    const outcome: IngestOutcome = { id: appended.id, accepted: 0, flagged: 0, quarantined: 0, duplicates: duplicates.size };
+    const outcome: IngestOutcome = { accepted: 0, flagged: 0, quarantined: 0, duplicates: duplicates.size };
     if (kept) outcome.record = { ...entry, body: kept, meta: duplicates.size > 0 ? markDuplicates(entry.meta, appended.duplicates) : entry.meta, id: appended.id };
     for (let i = 0; i < judged.statuses.length; i++) {
-      if (!duplicates.has(i)) outcome[COUNTED[judged.statuses[i] as keyof typeof COUNTED]]++;
+      if (!duplicates.has(i)) outcome[STATUS_OF[judged.statuses[i]!] as 'accepted' | 'flagged' | 'quarantined']++;
     }
     return outcome;
   }

@@ -2,7 +2,7 @@ import { TandemError } from '../errors.ts';
 import { isObject } from '../json.ts';
 import type { SourcePlan } from '../access/credentials.ts';
 import type { WriteKey } from '../store/ports.ts';
-import { encodeMeta } from '../store/event-meta.ts';
+import { encodeMeta, STATUS_CODE } from '../store/event-meta.ts';
 import { decodeBody, parseJsonBody, type ParsedBody } from './body.ts';
 import { judgeEvent, judgeSingle, LIMITS, type EventType, type IngestKind, type TimePolicy, type Verdict } from './normalize.ts';
 
@@ -45,8 +45,6 @@ export type JudgeDeps = {
   policy: TimePolicy;
   maxBodyBytes: number;
 };
-
-const STATUS_CODE = { accepted: 'a', flagged: 'f', quarantined: 'q' } as const;
 
 /**
  * Decode, authenticate, parse and judge each event: everything ingest decides before the log.

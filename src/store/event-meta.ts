@@ -15,7 +15,7 @@ export type EventMeta = {
   event: string | undefined;
 };
 
-const STATUS_CODE = { accepted: 'a', flagged: 'f', quarantined: 'q', duplicate: 'd' } as const;
+export const STATUS_CODE = { accepted: 'a', flagged: 'f', quarantined: 'q', duplicate: 'd' } as const;
 export const STATUS_OF: Record<string, EventStatus> = { a: 'accepted', f: 'flagged', q: 'quarantined', d: 'duplicate' };
 export const DUPLICATE = 'd';
 

@@ -119,7 +119,7 @@ export interface StageHandle {
 
 /**
  * Where the stores live, as plain data that can cross to a worker thread, which opens its own
- * connection with `openAccessAt` (store/open.ts).
+ * connection (for SQLite: `openSqliteAccess` in store/sqlite/access-store.ts).
  */
 export type StoreLocation = { adapter: 'sqlite'; dataDir: string; sync: 'full' | 'normal'; file?: string };
 

@@ -20,13 +20,14 @@ export function openSqliteStores(options: SqliteStoreOptions): Stores {
   const base = { dataDir: options.dataDir, sync: options.sync };
   const db = openDatabase(options);
   const stateDb = openDatabase({ ...base, ...STATE_DB }, STATE_MIGRATIONS);
-  const log = new SqliteEventLog(db, { ...base, dedupeWindowMs: options.dedupeWindowMs ?? 86_400_000, ...(options.file ? { file: options.file } : {}) }, options.onCommit);
+  const logDb = { ...base, ...(options.file ? { file: options.file } : {}) };
+  const log = new SqliteEventLog(db, { ...logDb, dedupeWindowMs: options.dedupeWindowMs ?? 86_400_000 }, options.onCommit);
   const stage = options.stage ? new ProfileStageRunner({ ...base, ...(options.ingestPressure ? { pressure: options.ingestPressure } : {}) }, options.onStageError) : undefined;
   let closed = false;
   return {
     log,
     access: new SqliteAccessStore(db),
-    location: { adapter: 'sqlite', ...base, ...(options.file ? { file: options.file } : {}) },
+    location: { adapter: 'sqlite', ...logDb },
     profiles: new SqliteProfileStore(stateDb, { checkEachRead: true }),
     stage,
     ready: () => {
