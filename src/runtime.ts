@@ -35,6 +35,7 @@ export async function openTandem(config: Config, options: { logger?: Logger; now
       metrics.commitSize.observe(entries);
       metrics.commitSeconds.observe(seconds);
     },
+    onLogLoaded: (ids, seconds) => log.info({ ids, seconds: Math.round(seconds * 1000) / 1000 }, 'event log ready: dedupe window loaded'),
   });
   const boot = bootstrap(stores.access, { writeKey: config.writeKey, adminToken: config.adminToken });
   // Requests are judged on ingest threads when the stores can be reopened there.

@@ -59,3 +59,25 @@ test('an ingest thread that dies fails only what it held (503, nothing acknowled
   assert.equal(pool.pendingBytes(), 0);
   assert.equal((await pool.judge(request(WRITE_KEY))).statuses, 'a', 'a new thread judges the next request');
 });
+
+test('not ready while the log writer loads its dedupe window; an append made meanwhile waits and is deduplicated against it', async (t) => {
+  const dataDir = tempDir(t);
+  const event = (i: number) => ({ type: 'track', event: 'Viewed', userId: `u${i}`, messageId: `m${i}`, timestamp: new Date().toISOString() });
+  const entry = (events: Array<ReturnType<typeof event>>) => ({
+    workspaceId: 'w', sourceId: 's', receivedAt: Date.now(), kind: 'batch', body: Buffer.from(JSON.stringify({ batch: events })), messageIds: events.map((e) => e.messageId),
+    meta: encodeMeta(events.map((e) => ({ messageId: e.messageId, type: 'track', status: 'accepted', timestamp: Date.now(), reasons: [], userId: e.userId, anonymousId: undefined, event: e.event }))),
+  });
+  const first = openSqliteStores({ dataDir, sync: 'normal' });
+  await first.log.append(entry(Array.from({ length: 100 }, (_, i) => event(i))));
+  await first.close();
+
+  const loaded: number[] = [];
+  const stores = openSqliteStores({ dataDir, sync: 'normal', stage: true, onLogLoaded: (ids) => loaded.push(ids) });
+  t.after(() => stores.close());
+  // The writer thread reports when it has loaded; until then a probe must not send traffic here.
+  assert.equal(stores.ready(), false);
+  const appended = await stores.log.append(entry([event(99), event(100)]));
+  assert.deepEqual(appended.duplicates, [0], 'm99 was stored before the restart');
+  assert.deepEqual(loaded, [100]);
+  assert.equal(stores.ready(), true);
+});

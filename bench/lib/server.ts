@@ -10,11 +10,15 @@ export const basic = (user: string): string => `Basic ${Buffer.from(`${user}:`).
 
 export type Server = { url: string; dataDir: string; stop: () => Promise<void> };
 
-/** Runs a script (Tandem by default) in its own process; resolves once it prints where it listens. */
+/**
+ * Runs a script (Tandem by default) in its own process; resolves once it prints where it listens.
+ * BENCH_SERVER_NODE_ARGS adds Node flags to that process (e.g. `--cpu-prof --cpu-prof-dir=…`).
+ */
 export function spawnServer(script = fileURLToPath(new URL('../../src/main.ts', import.meta.url)), args?: string[], env: Record<string, string> = {}, dataDir?: string): Promise<Server> {
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'tandem-bench-'));
   const argv = args ?? ['start', '--port', '0', '--data-dir', dir];
-  const child = spawn(process.execPath, [script, ...argv], {
+  const nodeArgs = process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...nodeArgs, script, ...argv], {
     env: { ...process.env, TANDEM_WRITE_KEY: WRITE_KEY, TANDEM_ADMIN_TOKEN: ADMIN_TOKEN, TANDEM_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -54,6 +58,13 @@ export async function bootstrappedDataDir(prefix: string): Promise<string> {
   process.on('exit', () => rmSync(dataDir, { recursive: true, force: true }));
   await (await spawnTandemOn(dataDir)).stop();
   return dataDir;
+}
+
+/** Polls /readyz until it answers 200 (the log writer has loaded its dedupe window); the time it took, in ms. */
+export async function waitReady(url: string): Promise<number> {
+  const started = performance.now();
+  while ((await fetch(`${url}/readyz`)).status !== 200) await new Promise((r) => setTimeout(r, 20));
+  return performance.now() - started;
 }
 
 export function percentile(sorted: number[], p: number): number {

@@ -68,9 +68,11 @@ export class DedupeWindow {
     return { meta: duplicates.length === 0 ? meta : markDuplicates(meta, duplicates), duplicates, claimed };
   }
 
-  /** Claims what a stored entry claimed when it was appended (for the start-up load). */
-  replay(workspaceId: string, receivedAt: number, meta: string): void {
-    for (const id of messageIdsOf(meta)) this.claim(workspaceId, id, receivedAt);
+  /** Claims what a stored entry claimed when it was appended (for the start-up load); how many ids. */
+  replay(workspaceId: string, receivedAt: number, meta: string): number {
+    const ids = messageIdsOf(meta);
+    for (const id of ids) this.claim(workspaceId, id, receivedAt);
+    return ids.length;
   }
 
   prune(now: number): void {

@@ -55,19 +55,39 @@ export class SqliteLogReader {
  * verdicts. Each append is posted at once to the writer thread (log-writer.ts), which commits
  * it with whatever else queued meanwhile: one fsync acknowledges them all.
  */
+export type EventLogHooks = {
+  onCommit?: (entries: number, seconds: number) => void;
+  /** The writer loaded its dedupe window (how many ids, how long it took) and commits from now on. */
+  onLoaded?: (ids: number, seconds: number) => void;
+};
+
 export class SqliteEventLog extends SqliteLogReader implements EventLog {
   readonly #options: WriterOptions;
-  readonly #onCommit: (entries: number, seconds: number) => void;
+  readonly #hooks: EventLogHooks;
   readonly #pending = new Map<number, Pending>();
   #worker: Worker | undefined;
+  #loaded = false;
   #seq = 0;
   #pendingBytes = 0;
   #closed = false;
 
-  constructor(db: DatabaseSync, options: WriterOptions, onCommit: (entries: number, seconds: number) => void = () => {}) {
+  constructor(db: DatabaseSync, options: WriterOptions, hooks: EventLogHooks = {}) {
     super(db);
     this.#options = options;
-    this.#onCommit = onCommit;
+    this.#hooks = hooks;
+  }
+
+  /**
+   * Starts the writer now rather than at the first append: it loads the dedupe window from the
+   * log (seconds for millions of ids), during which appends wait; `loaded()` says when it is done.
+   */
+  open(): void {
+    if (!this.#closed) this.#writer();
+  }
+
+  /** Whether the writer has loaded its dedupe window, so appends are committed without waiting for it. */
+  loaded(): boolean {
+    return this.#loaded;
   }
 
   #writer(): Worker {
@@ -75,7 +95,12 @@ export class SqliteEventLog extends SqliteLogReader implements EventLog {
     const worker = new Worker(new URL('./log-writer.ts', import.meta.url), { workerData: this.#options });
     worker.on('message', (reply: WriterReply) => {
       if (reply.type === 'committed') {
-        if (reply.requests > 0) this.#onCommit(reply.requests, reply.seconds);
+        this.#hooks.onCommit?.(reply.requests, reply.seconds);
+        return;
+      }
+      if (reply.type === 'ready') {
+        this.#loaded = true;
+        this.#hooks.onLoaded?.(reply.ids, reply.seconds);
         return;
       }
       if (reply.type === 'closed') return;
@@ -89,6 +114,7 @@ export class SqliteEventLog extends SqliteLogReader implements EventLog {
     const fail = (err: unknown) => {
       if (this.#worker !== worker) return;
       this.#worker = undefined;
+      this.#loaded = false;
       for (const p of this.#pending.values()) p.reject(err);
       this.#pending.clear();
       this.#pendingBytes = 0;

@@ -8,7 +8,11 @@ import { SqliteProfileStore } from './profile-store.ts';
 export type SqliteStoreOptions = SqliteOptions & {
   dedupeWindowMs?: number;
   onCommit?: (entries: number, seconds: number) => void;
-  /** Run the profile stage on its own thread (the server); the CLI leaves it off. */
+  onLogLoaded?: (ids: number, seconds: number) => void;
+  /**
+   * Run the profile stage on its own thread and start the log writer at once (the server); the
+   * CLI leaves both off and starts the writer only if it appends.
+   */
   stage?: boolean;
   onStageError?: (error: string) => void;
   /** Shared with the HTTP thread's ingest path (IngestPressure): the stage gives way while it is saturated. */
@@ -21,7 +25,11 @@ export function openSqliteStores(options: SqliteStoreOptions): Stores {
   const db = openDatabase(options);
   const stateDb = openDatabase({ ...base, ...STATE_DB }, STATE_MIGRATIONS);
   const logDb = { ...base, ...(options.file ? { file: options.file } : {}) };
-  const log = new SqliteEventLog(db, { ...logDb, dedupeWindowMs: options.dedupeWindowMs ?? 86_400_000 }, options.onCommit);
+  const log = new SqliteEventLog(db, { ...logDb, dedupeWindowMs: options.dedupeWindowMs ?? 86_400_000 }, {
+    ...(options.onCommit ? { onCommit: options.onCommit } : {}),
+    ...(options.onLogLoaded ? { onLoaded: options.onLogLoaded } : {}),
+  });
+  if (options.stage) log.open();
   const stage = options.stage ? new ProfileStageRunner({ ...base, ...(options.ingestPressure ? { pressure: options.ingestPressure } : {}) }, options.onStageError) : undefined;
   let closed = false;
   return {
@@ -30,10 +38,11 @@ export function openSqliteStores(options: SqliteStoreOptions): Stores {
     location: { adapter: 'sqlite', ...logDb },
     profiles: new SqliteProfileStore(stateDb, { checkEachRead: true }),
     stage,
+    // Not ready while the log writer loads its dedupe window: appends would wait for it.
     ready: () => {
       db.prepare('SELECT 1').get();
       stateDb.prepare('SELECT 1').get();
-      return true;
+      return !options.stage || log.loaded();
     },
     close: async () => {
       if (closed) return;

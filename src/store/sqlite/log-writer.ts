@@ -18,6 +18,8 @@ export type WriterReply =
   | { type: 'appended'; seq: number; id: number; duplicates: number[] }
   | { type: 'failed'; seq: number; error: string }
   | { type: 'committed'; requests: number; seconds: number }
+  /** The dedupe window is loaded: appends are committed from now on. */
+  | { type: 'ready'; ids: number; seconds: number }
   | { type: 'closed' };
 
 const options = workerData as WriterOptions;
@@ -25,20 +27,23 @@ const port = parentPort!;
 const db = openDatabase(options);
 const insert = db.prepare('INSERT INTO log (workspace_id, source_id, received_at, kind, body, meta, encoding) VALUES (?, ?, ?, ?, ?, ?, ?)');
 const dedupe = new DedupeWindow(options.dedupeWindowMs);
-loadWindow();
+const loadStarted = performance.now();
+const loaded = loadWindow();
 /**
  * Fills the window from the newest records backwards until they are older than the window
  * (plus an hour of slack for clock steps: ids follow arrival, receivedAt nearly does), then
  * replays them oldest first.
  */
-function loadWindow(): void {
+function loadWindow(): number {
   const stop = Date.now() - options.dedupeWindowMs - 3_600_000;
   const recent: Array<{ workspace_id: string; received_at: number; meta: string }> = [];
   for (const r of db.prepare('SELECT workspace_id, received_at, meta FROM log ORDER BY id DESC').iterate() as Iterable<(typeof recent)[number]>) {
     if (r.received_at < stop) break;
     recent.push(r);
   }
-  for (let i = recent.length - 1; i >= 0; i--) dedupe.replay(recent[i]!.workspace_id, recent[i]!.received_at, recent[i]!.meta);
+  let ids = 0;
+  for (let i = recent.length - 1; i >= 0; i--) ids += dedupe.replay(recent[i]!.workspace_id, recent[i]!.received_at, recent[i]!.meta);
+  return ids;
 }
 
 const pruner = setInterval(() => dedupe.prune(Date.now()), 60_000);
@@ -92,4 +97,4 @@ port.on('message', (msg: WriterRequest) => {
     setImmediate(flush);
   }
 });
-port.postMessage({ type: 'committed', requests: 0, seconds: 0 } satisfies WriterReply);
+port.postMessage({ type: 'ready', ids: loaded, seconds: (performance.now() - loadStarted) / 1000 } satisfies WriterReply);
