@@ -13,7 +13,7 @@
  * BENCH_SEED_CACHE=<folder>: the seeded store is kept there and copied from it on later runs
  * with the same sizes (seeding takes a minute or more).
  */
-import { cpSync, existsSync } from 'node:fs';
+import { cpSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { ADMIN_TOKEN, bootstrappedDataDir, percentile, spawnTandemOn, waitReady } from './lib/server.ts';
@@ -33,8 +33,11 @@ const dataDir = await bootstrappedDataDir('tandem-audiences-');
 // 0–199; spread over the last 400 days. A record holds 100 consecutive events, as a batch request would.
 const SEED_CACHE = process.env.BENCH_SEED_CACHE && join(process.env.BENCH_SEED_CACHE, `${PROFILES}-${EVENTS}`);
 const seedStarted = performance.now();
-if (SEED_CACHE && existsSync(SEED_CACHE)) cpSync(SEED_CACHE, dataDir, { recursive: true });
-else {
+if (SEED_CACHE && existsSync(SEED_CACHE)) {
+  // Nothing of the bootstrap may stay beside the copied databases (a stale -wal would apply to them).
+  rmSync(dataDir, { recursive: true, force: true });
+  cpSync(SEED_CACHE, dataDir, { recursive: true });
+} else {
   const log = new DatabaseSync(join(dataDir, 'tandem.db'));
   const source = (log.prepare("SELECT id FROM sources WHERE workspace_id = 'default' LIMIT 1").get() as { id: string }).id;
   log.exec(`BEGIN;

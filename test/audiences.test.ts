@@ -185,6 +185,92 @@ test('preview equals the saved result, and leaves nothing behind', (t) => {
   });
 });
 
+test('property: previews and sweeps read from the columns kept in memory what they would read from the database, as profiles change, merge and lapse', (t) => {
+  const dir = tempDir(t);
+  let run = 0;
+  const more = fc.oneof(
+    event,
+    // An anonymous visitor, a known customer, then one event naming both: the profiles merge.
+    fc.record({ u: fc.constantFrom(...USERS), a: fc.constantFrom('a3', 'a4') }).map(({ u, a }) => [
+      { type: 'identify', anonymousId: a, traits: { plan: 'pro' }, timestamp: at(0) },
+      { type: 'track', event: 'Order Completed', anonymousId: a, properties: { total: 60 }, context: { consent: { categoryPreferences: { Advertising: true } } }, timestamp: at(2) },
+      { type: 'identify', userId: u, traits: { plan: 'free' }, timestamp: at(3) },
+      { type: 'page', name: 'Home', anonymousId: a, userId: u, timestamp: at(1) },
+    ]),
+    // A group call without traits only links the profile to the account.
+    fc.record({ u: fc.constantFrom(...USERS), g: fc.constantFrom('g1', 'g2') }).map(({ u, g }) => ({ type: 'group', userId: u, groupId: g, timestamp: at(1) })),
+  );
+  const step = fc.oneof(
+    fc.array(more, { minLength: 1, maxLength: 3 }).map((events) => ({ events: events.flat() })),
+    definition.map((preview) => ({ preview })),
+    fc.record({ days: fc.integer({ min: 1, max: 40 }) }).map(({ days }) => ({ days })),
+    // The computed trait `orders` (re)defined: every profile's value changes at once.
+    fc.record({ over: fc.constantFrom(0, 50, 100), windowDays: fc.constantFrom(7, 90) }).map(({ over, windowDays }) => ({ trait: { key: 'orders', kind: 'count', event: 'Order Completed', filters: [{ property: 'total', op: '>', value: over }], windowDays } })),
+    fc.constant({ deleteTrait: 'orders' }),
+    // The idle stage loads what audiences read: time sweeps read those columns from then on.
+    fc.constant({ warm: true }),
+    // An administrator's merge and split.
+    fc.record({ from: fc.constantFrom(...USERS), into: fc.constantFrom(...USERS) }).map(({ from, into }) => ({ admin: 'merge', payload: { from: `user_id:${from}`, into: `user_id:${into}` } })),
+    fc.constantFrom('a3', 'a4').map((a) => ({ admin: 'split', payload: { profile: `anonymous_id:${a}`, identifier: `anonymous_id:${a}` } })),
+  );
+  fc.assert(
+    fc.property(fc.array(definition, { minLength: 1, maxLength: 3 }), fc.array(step, { minLength: 1, maxLength: 16 }), (definitions, steps) => {
+      run++;
+      const clocks = [{ now: T0 }, { now: T0 }];
+      const kept = stageHarness(dir, `cols${run}`, clocks[0]);
+      const read = stageHarness(dir, `sql${run}`, clocks[1], {}, { columns: false });
+      // Saved audiences: their event conditions exist, so previews of them read columns (loaded
+      // at the first, kept from then on); the last reads the others' memberships.
+      const saved = definitions.map((definition, i) => ({ key: `s${i}`, name: `s${i}`, definition: i === definitions.length - 1 && i > 0 ? { or: [definition, { audience: 's0' }] } : definition }));
+      const same = (definition: unknown) => assert.deepEqual(kept.preview(definition), read.preview(definition), JSON.stringify(definition));
+      try {
+        let n = 0;
+        for (const h of [kept, read]) for (const audience of saved) h.admin('audience', { audience });
+        for (const s of steps) {
+          if ('events' in s) for (const h of [kept, read]) h.send(...s.events.map((e) => ({ ...e, messageId: `m${n++}` })));
+          else if ('preview' in s) same(s.preview);
+          else if ('trait' in s) for (const h of [kept, read]) h.admin('computed_trait', { trait: s.trait });
+          else if ('deleteTrait' in s) for (const h of [kept, read]) h.admin('computed_trait_delete', { key: s.deleteTrait });
+          else if ('warm' in s) {
+            kept.warm();
+            assert.equal(read.warm(), 0, 'a store that keeps no columns has none to load');
+          }
+          else if ('admin' in s) for (const h of [kept, read]) h.admin(s.admin, s.payload);
+          else {
+            for (const c of clocks) c.now += s.days * DAY;
+            kept.expire();
+            read.expire();
+          }
+          for (const audience of saved) same(audience.definition);
+          same({ not: { audience: saved[0]!.key } });
+          same({ trait: 'orders', op: '>=', value: 1 });
+          for (const u of USERS) assert.deepEqual(kept.audiences('user_id', u), read.audiences('user_id', u), u);
+        }
+      } finally {
+        kept.close();
+        read.close();
+      }
+    }),
+    { numRuns: 150 },
+  );
+});
+
+test('the idle stage loads the columns its audiences read, once, and again after a change drops one', (t) => {
+  const h = stageHarness(tempDir(t), 'warm', { now: T0 });
+  t.after(() => h.close());
+  h.send(...EVENTS);
+  h.admin('audience', { audience: CHURNED });
+  h.admin('audience', { audience: VIP });
+  const needs = { keys: ['plan'], audiences: ['churned'], consents: [], accounts: [] };
+  assert.equal(h.store.columnsLoaded('w', needs), false);
+  assert.equal(h.warm(), 5, 'the traits churned and plan, the event count, the memberships of churned and vip_buyers');
+  assert.equal(h.store.columnsLoaded('w', needs), true);
+  assert.equal(h.warm(), 0);
+  h.admin('computed_trait', { trait: { key: 'plan', kind: 'last', event: 'Plan Changed', property: 'plan' } });
+  assert.equal(h.store.columnsLoaded('w', needs), false, 'every profile\'s plan may have changed');
+  assert.equal(h.warm(), 1);
+});
+
 async function waitForBackfill(app: Awaited<ReturnType<typeof openTestApp>>, token: string | undefined, key: string) {
   for (let i = 0; i < 1000; i++) {
     const audience = (await app.inject({ method: 'GET', url: `/api/v1/audiences/${key}`, headers: { authorization: bearer(token) } })).json();

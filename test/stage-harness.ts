@@ -11,9 +11,9 @@ type Event = Record<string, unknown>;
  * The real profile stage on a real state database, fed from an in-memory log, with a clock the
  * test controls: for properties and time-dependent behaviour without threads or HTTP.
  */
-export function stageHarness(dir: string, name: string, clock: { now: number } = { now: 1_800_000_000_000 }, options: Parameters<typeof createProfileStage>[3] = {}) {
+export function stageHarness(dir: string, name: string, clock: { now: number } = { now: 1_800_000_000_000 }, options: Parameters<typeof createProfileStage>[3] = {}, storeOptions: { columns?: boolean } = { columns: true }) {
   const db = openDatabase({ dataDir: dir, sync: 'normal', file: `${name}.db`, pageSize: STATE_DB.pageSize }, STATE_MIGRATIONS);
-  const store = new SqliteProfileStore(db);
+  const store = new SqliteProfileStore(db, storeOptions);
   const records: LogRecord[] = [];
   const log = { readForward: (after: number, limit: number) => records.slice(after, after + limit), get: (_w: string, id: number) => records[id - 1] };
   const stage = createProfileStage(log, store, () => clock.now, options);
@@ -36,9 +36,23 @@ export function stageHarness(dir: string, name: string, clock: { now: number } =
       while (stage.runOnce(64) < records.length);
       if (!options.background) while (stage.backfillStep(1000));
     },
+    /** A preview of a definition: its size and (up to 1000) matching profiles by their identifiers, sorted. */
+    preview(definition: unknown) {
+      const previewId = `preview-${records.length}`;
+      this.admin('audience_preview', { audience: { key: 'preview', name: 'preview', definition }, previewId, sample: 1000 });
+      const result = store.preview('w', previewId) as { size: number; sample: Array<{ profile_id: string }> };
+      const named = (profileId: string) => store.identifiers(profileId).map((i) => `${i.type}:${i.value}`).sort().join(' ');
+      return { size: result.size, sample: result.sample.map((s) => named(s.profile_id)).sort() };
+    },
     /** One short slice of background backfill; whether any is left. */
     backfillStep: () => stage.backfillStep(0),
     expire: () => stage.expireWindows(),
+    /** Loads every column the audiences read (as the idle stage does); how many it loaded. */
+    warm() {
+      let loaded = 0;
+      while (stage.warmColumns()) loaded++;
+      return loaded;
+    },
     profile: (type: string, value: string) => store.profileOf('w', { type, value }),
     audiences(type: string, value: string) {
       const p = store.profileOf('w', { type, value });

@@ -42,6 +42,20 @@ export type ProfileChunk = {
   accounts: Map<string, Map<string, unknown[]>>;
 };
 
+/**
+ * Every live profile of a workspace with the columns some definitions read, kept in memory:
+ * profiles by slot (`live[slot]` false for those merged away since), values by key and slot.
+ */
+export type ProfileColumnsView = {
+  ids: readonly string[];
+  live: readonly boolean[];
+  slotOf(profileId: string): number | undefined;
+  value(key: string, slot: number): unknown;
+  member(audienceKey: string, slot: number): boolean;
+  consent(purpose: string, slot: number): boolean | undefined;
+  account(key: string, slot: number): unknown[];
+};
+
 /** A stored lifetime-value fit: what was asked, what came out (see src/value). */
 export type StoredFit = { id: string; workspaceId: string; createdAt: number; fit: Record<string, unknown> };
 
@@ -98,6 +112,10 @@ export interface ProfileWriter {
   liveProfilesAfter(workspaceId: string, after: string, limit: number): string[];
   /** What `needs` reads about the profiles `ids` (sorted, from liveProfilesAfter). */
   profileChunk(workspaceId: string, needs: Needs, ids: string[]): ProfileChunk;
+  /** The workspace's live profiles with what `needs` reads, from columns kept in memory (loaded now if missing); undefined for a store that keeps none. */
+  profileColumns(workspaceId: string, needs: Needs): ProfileColumnsView | undefined;
+  /** Whether reading `needs` from the columns would load nothing (always, for a store that keeps none). */
+  columnsLoaded(workspaceId: string, needs: Needs): boolean;
   /** Sets count traits from their contributions for profiles with ids in [from, to]. */
   recountRange(trait: ComputedTrait, from: string, to: string, now: number): void;
   profileCount(workspaceId: string): number;

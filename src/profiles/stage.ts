@@ -2,7 +2,7 @@ import { extractIdentifiers } from '../identity/identifiers.ts';
 import { planEvent, type IdentityRules } from '../identity/merge-policy.ts';
 import { expandRecord, findEvent, scanRecord, type StoredEvent } from '../ingest/event-view.ts';
 import type { EventLog } from '../store/ports.ts';
-import { accountKey, consentKey, dependencyOrder, dependsOnNow, eventTraits, needsOf, references, type Audience } from '../audiences/definition.ts';
+import { accountKey, consentKey, dependencyOrder, dependsOnNow, eventTraits, needsOf, references, type Audience, type Needs } from '../audiences/definition.ts';
 import { evaluate, type ProfileView } from '../audiences/evaluate.ts';
 import { contribution, type ComputedTrait } from './computed-traits.ts';
 import type { Backfill, ProfileEventCursor, ProfileReader, ProfileWriter, Provenance } from './ports.ts';
@@ -314,12 +314,12 @@ export function createProfileStage(
     });
   }
 
-  /** The event traits a definition needs that are not complete yet: new ones, or still being backfilled. */
-  function traitsToFill(workspaceId: string, definition: Audience['definition']): ComputedTrait[] {
+  /** The event traits a definition needs that are not complete yet: new ones (defined now, unless not `define`), or still being backfilled. */
+  function traitsToFill(workspaceId: string, definition: Audience['definition'], { define = true } = {}): ComputedTrait[] {
     const existing = new Set(writer.computedTraits(workspaceId).map((t) => t.key));
     const filling = building(workspaceId).traits;
     const fill = eventTraits(definition).filter((t) => !existing.has(t.key) || filling.has(t.key));
-    for (const trait of fill) if (!existing.has(trait.key)) writer.defineComputedTrait(workspaceId, trait, now());
+    if (define) for (const trait of fill) if (!existing.has(trait.key)) writer.defineComputedTrait(workspaceId, trait, now());
     return fill;
   }
 
@@ -386,26 +386,67 @@ export function createProfileStage(
   function previewAudience(workspaceId: string, e: StoredEvent, upTo: number): void {
     const audience = e.payload.audience as Audience;
     const sampleSize = Number(e.payload.sample ?? 10);
-    const result = writer.tentatively(() => {
-      try {
-        dependencyOrder([...writer.audiences(workspaceId).filter((a) => a.key !== audience.key), audience]);
-      } catch {
-        return { error: 'cycle' };
-      }
+    const described = ({ size, sample }: { size: number; sample: string[] }) => ({
+      size,
+      sample: sample.map((p) => ({ profile_id: p, identifiers: writer.identifiers(p).slice(0, 5).map((i) => ({ type: i.type, value: i.value })) })),
+    });
+    let result: unknown;
+    try {
+      dependencyOrder([...writer.audiences(workspaceId).filter((a) => a.key !== audience.key), audience]);
+    } catch {
+      result = { error: 'cycle' };
+    }
+    // With nothing to fill it writes nothing: read from the columns kept in memory, if the store keeps them.
+    if (result === undefined && traitsToFill(workspaceId, audience.definition, { define: false }).length === 0) {
+      const counted = scanColumns(workspaceId, audience, sampleSize);
+      if (counted) result = described(counted);
+    }
+    result ??= writer.tentatively(() => {
       const fill = traitsToFill(workspaceId, audience.definition);
       fillAll(workspaceId, fill, upTo);
-      let size = 0;
-      const sample: string[] = [];
-      // Nothing is written, so nothing waits: bigger runs than a backfill's.
-      const run = backfillProfiles * 5;
-      for (let after = '', count = run; count === run; ) {
-        const r = sweep(workspaceId, audience, after, run, fill, undefined, sampleSize - sample.length);
-        [after, count, size] = [r.last, r.count, size + r.matches];
-        sample.push(...r.kept);
-      }
-      return { size, sample: sample.map((p) => ({ profile_id: p, identifiers: writer.identifiers(p).slice(0, 5).map((i) => ({ type: i.type, value: i.value })) })) };
+      return described(sweepAll(workspaceId, audience, fill, sampleSize));
     });
     writer.savePreview(workspaceId, String(e.payload.previewId), result, now());
+  }
+
+  /** Counts the profiles matching an audience (keeping the first `keep`) by sweeps over runs of profiles, nothing recorded. */
+  function sweepAll(workspaceId: string, audience: Audience, recount: ComputedTrait[], keep: number) {
+    let size = 0;
+    const sample: string[] = [];
+    // Nothing is written, so nothing waits: bigger runs than a backfill's.
+    const run = backfillProfiles * 5;
+    for (let after = '', count = run; count === run; ) {
+      const r = sweep(workspaceId, audience, after, run, recount, undefined, keep - sample.length);
+      [after, count, size] = [r.last, r.count, size + r.matches];
+      sample.push(...r.kept);
+    }
+    return { size, sample };
+  }
+
+  /**
+   * The same count from the columns the store keeps in memory (undefined when it keeps none): one
+   * pass over every live profile, no rows read. The sample is the first matches in slot order.
+   */
+  function scanColumns(workspaceId: string, audience: Audience, keep: number) {
+    const needs = needsOf(audience.definition);
+    const columns = writer.profileColumns(workspaceId, needs);
+    if (!columns) return undefined;
+    let slot = 0;
+    const view: ProfileView = {
+      value: (k) => columns.value(k, slot),
+      member: (k) => columns.member(k, slot),
+      consent: (purpose) => columns.consent(purpose, slot),
+      account: (k) => columns.account(k, slot),
+      now: now(),
+    };
+    let size = 0;
+    const sample: string[] = [];
+    const { ids, live } = columns;
+    for (slot = 0; slot < ids.length; slot++) {
+      if (!live[slot] || !evaluate(audience.definition, view)) continue;
+      if (size++ < keep) sample.push(ids[slot]!);
+    }
+    return { size, sample };
   }
 
   function deleteAudience(workspaceId: string, key: string, cause: string): void {
@@ -586,6 +627,40 @@ export function createProfileStage(
     return changed;
   }
 
+  /**
+   * Loads into memory one more of the columns live audiences read (their conditions and their
+   * memberships), so that the first preview or time sweep over them reads no rows; for when the
+   * stage is idle, since a load of a million profiles' values takes about half a second. Returns
+   * whether it loaded one (there may be more).
+   */
+  function warmColumns(): boolean {
+    for (const workspaceId of writer.workspaces()) {
+      const missing = columnsOf(writer.audiences(workspaceId)).find((c) => !writer.columnsLoaded(workspaceId, c));
+      if (missing) {
+        writer.profileColumns(workspaceId, missing);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Each column a workspace's audiences read, as Needs of one column each (kept per list of audiences). */
+  const columnLists = new WeakMap<Audience[], Needs[]>();
+  function columnsOf(list: Audience[]): Needs[] {
+    let columns = columnLists.get(list);
+    if (columns) return columns;
+    const none = { keys: [], audiences: [], consents: [], accounts: [] };
+    const needs = list.map((a) => needsOf(a.definition));
+    columns = [
+      ...new Set(needs.flatMap((n) => n.keys)).values().map((k) => ({ ...none, keys: [k] })),
+      ...new Set([...needs.flatMap((n) => n.audiences), ...list.map((a) => a.key)]).values().map((k) => ({ ...none, audiences: [k] })),
+      ...new Set(needs.flatMap((n) => n.consents)).values().map((p) => ({ ...none, consents: [p] })),
+      ...new Set(needs.flatMap((n) => n.accounts)).values().map((k) => ({ ...none, accounts: [k] })),
+    ];
+    columnLists.set(list, columns);
+    return columns;
+  }
+
   /** Processes up to `maxRecords` log records; returns the checkpoint after the run. */
   function runOnce(maxRecords = 64): number {
     const from = writer.checkpoint();
@@ -612,5 +687,5 @@ export function createProfileStage(
     return last;
   }
 
-  return { runOnce, backfillStep, expireWindows };
+  return { runOnce, backfillStep, expireWindows, warmColumns };
 }

@@ -29,7 +29,7 @@ const logDb = openDatabase(options);
 // so it needs no fsync per transaction: after a power loss both roll back together and the
 // stage replays from the log. Process crashes lose nothing either way (WAL).
 const stateDb = openDatabase({ ...options, sync: 'normal', ...STATE_DB }, STATE_MIGRATIONS);
-const { runOnce, backfillStep, expireWindows } = createProfileStage(new SqliteLogReader(logDb), new SqliteProfileStore(stateDb));
+const { runOnce, backfillStep, expireWindows, warmColumns } = createProfileStage(new SqliteLogReader(logDb), new SqliteProfileStore(stateDb, { columns: true }));
 const expiry = setInterval(() => {
   try {
     expireWindows();
@@ -65,6 +65,8 @@ function run(): void {
       runOnceCheckpoint = runOnce(yielding ? 1 : 64);
       caughtUp = runOnceCheckpoint === before && !again;
       more = backfillStep(caughtUp ? 200 : yielding ? 1 : 10);
+      // Idle: load what audiences read into memory, one column per turn (see warmColumns).
+      if (caughtUp && !more && !yielding) more = warmColumns();
     } catch (err) {
       running = false;
       port.postMessage({ type: 'failed', error: err instanceof Error ? `${err.message}\n${err.stack}` : String(err) } satisfies StageReply);

@@ -4,29 +4,14 @@ import { DEFAULT_RULES, type GraphView, type IdentityRules, type Warning } from 
 import { oncePerTurn } from '../../ops/once-per-turn.ts';
 import type { Audience, Needs } from '../../audiences/definition.ts';
 import type { ComputedTrait } from '../../profiles/computed-traits.ts';
-import type { Backfill, Column, ProfileChunk, ProfileEventCursor, ProfileReader, ProfileWriter, Provenance, StoredFit, TraitValue, ValueJob } from '../../profiles/ports.ts';
+import { parseValue, ProfileColumns } from './profile-columns.ts';
+import type { Backfill, Column, ProfileChunk, ProfileColumnsView, ProfileEventCursor, ProfileReader, ProfileWriter, Provenance, StoredFit, TraitValue, ValueJob } from '../../profiles/ports.ts';
 
 const LWW = 'WHERE excluded.ts > {t}.ts OR (excluded.ts = {t}.ts AND excluded.message_id > {t}.message_id)';
 const lww = (table: string) => LWW.replaceAll('{t}', table);
 
 type TraitRow = { key: string; value: string; ts: number; message_id: string };
 const toTraits = (rows: TraitRow[]): Record<string, TraitValue> => Object.fromEntries(rows.map((r) => [r.key, { value: JSON.parse(r.value) as unknown, timestamp: r.ts, messageId: r.message_id }]));
-
-/**
- * A stored JSON value; plain strings, numbers and booleans (most trait values) without the
- * general parser.
- */
-function parseValue(json: string): unknown {
-  const first = json.charCodeAt(0);
-  if (first === 34 /* " */ && json.indexOf('\\') < 0) return json.slice(1, -1);
-  if ((first >= 48 && first <= 57) || first === 45) {
-    const n = Number(json);
-    if (!Number.isNaN(n)) return n;
-  }
-  if (json === 'true') return true;
-  if (json === 'false') return false;
-  return JSON.parse(json);
-}
 
 const column = (r: Array<[string, string]>): Column => ({ ids: r.map((x) => x[0]), values: r.map((x) => parseValue(x[1])) });
 
@@ -46,6 +31,38 @@ function overlay(under: Column, over: Column): Column {
     }
   }
   return out;
+}
+
+/** A run of profiles (`ids`, sorted) as a ProfileChunk, read from columns kept in memory. */
+function chunkOf(view: ProfileColumnsView, needs: Needs, ids: string[]): ProfileChunk {
+  const slots = ids.map((id) => view.slotOf(id) ?? -1);
+  const chunk: ProfileChunk = { values: new Map(), members: new Map(), consents: new Map(), accounts: new Map() };
+  for (const key of needs.keys) {
+    const c: Column = { ids: [], values: [] };
+    slots.forEach((slot, i) => {
+      const value = slot < 0 ? undefined : view.value(key, slot);
+      if (value !== undefined) (c.ids.push(ids[i]!), c.values.push(value));
+    });
+    chunk.values.set(key, c);
+  }
+  for (const key of needs.audiences) chunk.members.set(key, new Set(ids.filter((_, i) => slots[i]! >= 0 && view.member(key, slots[i]!))));
+  for (const purpose of needs.consents) {
+    const m = new Map<string, boolean>();
+    slots.forEach((slot, i) => {
+      const granted = slot < 0 ? undefined : view.consent(purpose, slot);
+      if (granted !== undefined) m.set(ids[i]!, granted);
+    });
+    chunk.consents.set(purpose, m);
+  }
+  for (const key of needs.accounts) {
+    const m = new Map<string, unknown[]>();
+    slots.forEach((slot, i) => {
+      const values = slot < 0 ? [] : view.account(key, slot);
+      if (values.length > 0) m.set(ids[i]!, values);
+    });
+    chunk.accounts.set(key, m);
+  }
+  return chunk;
 }
 
 /** Rows as arrays: for reads of many rows, about twice as fast as one object per row. */
@@ -103,11 +120,17 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   #version = -1;
 
   readonly #checkEachRead: boolean;
+  /** Kept by the stage's writer only: it sees every write (see ProfileColumns). */
+  readonly #columns: ProfileColumns | undefined;
 
-  /** `checkEachRead`: a reader beside the stage's writer notices its changes before using a cache. */
-  constructor(db: DatabaseSync, options: { checkEachRead?: boolean } = {}) {
+  /**
+   * `checkEachRead`: a reader beside the stage's writer notices its changes before using a cache.
+   * `columns`: keep what audiences read about every profile in memory (the stage's writer).
+   */
+  constructor(db: DatabaseSync, options: { checkEachRead?: boolean; columns?: boolean } = {}) {
     this.#db = db;
     this.#checkEachRead = options.checkEachRead ?? false;
+    this.#columns = options.columns ? new ProfileColumns(db) : undefined;
     const p = (sql: string) => db.prepare(sql);
     this.#s = {
       owner: p('SELECT profile_id FROM identifiers WHERE workspace_id = ? AND type = ? AND value = ?'),
@@ -251,6 +274,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       this.#computed.clear();
       this.#audiences.clear();
       this.#pending = undefined;
+      this.#columns?.clear();
     }
   }
 
@@ -264,6 +288,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       this.#db.exec('COMMIT');
     } catch (err) {
       if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+      this.#columns?.clear();
       throw err;
     }
   }
@@ -297,6 +322,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   createProfile(workspaceId: string, at: number): string {
     const id = `prof_${crypto.randomUUID()}`;
     this.#s.createProfile!.run(id, workspaceId, at, at);
+    this.#columns?.created(workspaceId, id);
     return id;
   }
 
@@ -322,6 +348,8 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     s.markMerged!.run(into, why.at, from);
     s.addMerges!.run(theirMerges, why.at, into);
     s.recordMerge!.run(workspaceId, from, into, via.type, via.value, why.eventId, why.rule, why.at);
+    this.#columns?.touched(from);
+    this.#columns?.touched(into);
   }
 
   setTraits(_workspaceId: string, profileId: string, traits: Record<string, unknown>, timestamp: number, why: Provenance): void {
@@ -329,6 +357,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       if (value === undefined) continue;
       const json = JSON.stringify(value);
       this.#s.setTrait!.run(profileId, key, json, timestamp, why.messageId);
+      this.#columns?.touched(profileId, key);
       this.#s.traitHistory!.run(profileId, key, json, timestamp, why.messageId, why.eventId);
     }
     this.#s.touch!.run(why.at, profileId);
@@ -339,6 +368,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     for (const [purpose, granted] of Object.entries(preferences)) {
       const before = (this.#s.consent!.get(profileId, purpose) as { granted: number } | undefined)?.granted;
       const after = (this.#s.setConsent!.get(profileId, purpose, granted ? 1 : 0, timestamp, messageId) as { granted: number } | undefined)?.granted;
+      this.#columns?.touchedConsent(profileId, purpose);
       if (after !== undefined && after !== before) changed.push(purpose);
     }
     return changed;
@@ -382,11 +412,14 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     this.#s.moveEvent!.run(to, from, eventId);
     this.#s.moveEventHistory!.run(to, from, eventId);
     this.#s.moveCtEvent!.run(to, from, eventId);
+    this.#columns?.touched(from);
+    this.#columns?.touched(to);
   }
 
   recomputeTraits(profileId: string): void {
     this.#s.dropTraits!.run(profileId);
     this.#s.rebuildTraits!.run(profileId);
+    this.#columns?.touched(profileId);
   }
 
   recordSplit(workspaceId: string, from: string, to: string, id: Identifier, movedEvents: number, why: Provenance): void {
@@ -403,6 +436,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     this.#s.deleteComputed!.run(trait.key, workspaceId);
     this.#s.defineCt!.run(workspaceId, trait.key, JSON.stringify(trait), at);
     this.#computed.delete(workspaceId);
+    this.#columns?.dropValues(trait.key);
   }
 
   deleteComputedTrait(workspaceId: string, key: string): void {
@@ -410,6 +444,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     this.#s.deleteCtValues!.run(key, workspaceId);
     this.#s.deleteComputed!.run(key, workspaceId);
     this.#computed.delete(workspaceId);
+    this.#columns?.dropValues(key);
   }
 
   computedTraits(workspaceId: string): ComputedTrait[] {
@@ -425,6 +460,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   incrementCount(profileId: string, trait: ComputedTrait, timestamp: number, now: number): void {
     if (trait.windowDays !== undefined && timestamp < now - trait.windowDays * DAY) return;
     this.#s.incrementComputed!.run(profileId, trait.key, now);
+    this.#columns?.touched(profileId, trait.key);
   }
 
   recompute(profileId: string, trait: ComputedTrait, now: number): void {
@@ -438,6 +474,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     else value = rows[0]?.v ?? null;
     if (value === null && trait.kind !== 'count' && trait.kind !== 'unique_count') this.#s.dropComputed!.run(profileId, trait.key);
     else this.#s.setComputed!.run(profileId, trait.key, JSON.stringify(value), now);
+    this.#columns?.touched(profileId, trait.key);
     // Contributions may have moved here (merge, split): the profile's expiry may have to come earlier.
     if (trait.windowDays !== undefined) {
       const oldest = (this.#s.oldest!.get(profileId, trait.key) as { ts: number | null }).ts;
@@ -489,6 +526,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   deleteAudience(workspaceId: string, key: string): void {
     this.#s.deleteAudience!.run(workspaceId, key);
     this.#audiences.delete(workspaceId);
+    this.#columns?.dropMembers(workspaceId, key);
   }
 
   audiences(workspaceId: string): Audience[] {
@@ -505,21 +543,28 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     else this.#s.dropMember!.run(workspaceId, key, profileId);
     const change = member ? 'enter' : 'exit';
     this.#s.history!.run(workspaceId, key, profileId, change, at, eventId);
+    this.#columns?.touchedMember(workspaceId, key, profileId);
     return change;
   }
 
   tentatively<T>(fn: () => T): T {
-    this.#db.exec('SAVEPOINT tentative');
-    try {
-      return fn();
-    } finally {
+    const rollback = () => {
       this.#db.exec('ROLLBACK TO tentative');
       this.#db.exec('RELEASE tentative');
       this.#rules.clear();
       this.#computed.clear();
       this.#audiences.clear();
       this.#pending = undefined;
+    };
+    this.#db.exec('SAVEPOINT tentative');
+    if (!this.#columns) {
+      try {
+        return fn();
+      } finally {
+        rollback();
+      }
     }
+    return this.#columns.tentative(fn, rollback);
   }
 
   savePreview(workspaceId: string, id: string, result: unknown, at: number): void {
@@ -585,6 +630,8 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     const s = this.#s;
     const chunk: ProfileChunk = { values: new Map(), members: new Map(), consents: new Map(), accounts: new Map() };
     if (ids.length === 0) return chunk;
+    // Columns already in memory serve it (a sweep never loads a whole column for one chunk).
+    if (this.#columns?.has(workspaceId, needs)) return chunkOf(this.#columns.view(workspaceId, needs), needs, ids);
     const [from, to] = [ids[0]!, ids[ids.length - 1]!];
     for (const key of needs.keys) {
       // One key per query, and only where it can be: a range read returns one row per profile.
@@ -598,8 +645,17 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     return chunk;
   }
 
+  profileColumns(workspaceId: string, needs: Needs): ProfileColumnsView | undefined {
+    return this.#columns?.view(workspaceId, needs);
+  }
+
+  columnsLoaded(workspaceId: string, needs: Needs): boolean {
+    return this.#columns?.has(workspaceId, needs) ?? true;
+  }
+
   recountRange(trait: ComputedTrait, from: string, to: string, now: number): void {
     this.#s.recountRange!.run(now, from, to, trait.key, trait.windowDays === undefined ? -8.64e15 : now - trait.windowDays * DAY);
+    this.#columns?.dropValues(trait.key);
   }
 
   profileCount(workspaceId: string): number {
@@ -672,10 +728,12 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
 
   setComputedValue(profileId: string, key: string, value: unknown, at: number): void {
     this.#s.setComputed!.run(profileId, key, JSON.stringify(value), at);
+    this.#columns?.touched(profileId, key);
   }
 
   dropComputedValue(profileId: string, key: string): void {
     this.#s.dropComputed!.run(profileId, key);
+    this.#columns?.touched(profileId, key);
   }
 
   backfill(workspaceId: string, audienceKey: string): Backfill | undefined {
@@ -709,11 +767,13 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     this.#s.upsertAccount!.run(workspaceId, groupId, why.at, why.at);
     for (const [key, value] of Object.entries(traits)) {
       if (value !== undefined) this.#s.setAccountTrait!.run(workspaceId, groupId, key, JSON.stringify(value), timestamp, why.messageId);
+      this.#columns?.dropAccounts(workspaceId, key);
     }
   }
 
   linkAccount(workspaceId: string, groupId: string, profileId: string, why: Provenance): void {
     this.#s.linkAccount!.run(workspaceId, groupId, profileId, why.eventId);
+    this.#columns?.touchedAccounts(workspaceId, profileId);
   }
 
   checkpoint(): number {
