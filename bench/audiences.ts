@@ -6,7 +6,9 @@
  * properties, as the profile stage keeps them), starts Tandem on it, then:
  * - backfill: creates an audience with a new event condition and times its background build
  *   (the history of its event, then every profile) through GET /api/v1/audiences/:key;
- * - preview: BENCH_PREVIEWS (default 10) previews of definitions over the same store, p50/p99.
+ * - preview: one right after the build (the stage has not loaded the columns the audience reads
+ *   yet, so it reads rows), then, once /metrics shows them loaded, BENCH_PREVIEWS (default 10)
+ *   previews of definitions over the same store, p50/p99.
  * Baselines in the same run: a bare scan of the same log (read each record, JSON.parse its
  * verdicts and body) and a bare read of what the preview reads (every live profile id and the
  * values of the keys it uses), both in this process without evaluation.
@@ -116,11 +118,22 @@ try {
     'performed "Order Completed" at least 1 times in last 365 days where total > 100 or traits.plan = "free"',
     'not in audience "big_spenders" and traits.plan = "pro"',
   ];
+  const preview = (text: string) => api('POST', '/api/v1/audiences/preview', { key: 'preview', text });
+  // Right after the build the stage has not loaded the columns big_spenders reads yet: rows are read.
+  let t = performance.now();
+  await preview(definitions[0]!);
+  const coldMs = performance.now() - t;
+  // Then, idle, it loads them (plan, the event count, big_spenders' membership): the state previews meet from then on.
+  t = performance.now();
+  const kept = async () => Number(/^tandem_profile_columns_kept (\d+)/m.exec(await (await fetch(`${server.url}/metrics`)).text())?.[1] ?? 0);
+  while ((await kept()) < 3) await new Promise((r) => setTimeout(r, 50));
+  const loadSeconds = (performance.now() - t) / 1000;
+
   const previews: number[] = [];
   const sizes = new Map<string, number>();
   for (let n = 0; n < PREVIEWS; n++) {
     const t = performance.now();
-    const p = await api('POST', '/api/v1/audiences/preview', { key: 'preview', text: definitions[n % definitions.length] });
+    const p = await preview(definitions[n % definitions.length]!);
     previews.push(performance.now() - t);
     sizes.set(definitions[n % definitions.length]!, p.size);
   }
@@ -142,7 +155,8 @@ try {
   console.log(`    all profiles  ${(total - eventsSeconds).toFixed(1)} s  ${n(PROFILES / (total - eventsSeconds))} profiles/s  (size ${n(built.size)}, ${n(built.backfill.entered)} entered)`);
   console.log(`    total         ${total.toFixed(1)} s`);
   console.log(`    bare log scan ${scanSeconds.toFixed(1)} s  ${n(scanned / scanSeconds)} events/s (read + JSON.parse of the log, no work) → ratio ${(scanSeconds / eventsSeconds).toFixed(2)}`);
-  console.log(`  preview (${PREVIEWS} runs over ${definitions.length} definitions; sizes ${[...sizes.values()].map(n).join(', ')})`);
+  console.log(`  first preview right after the build, reading rows: ${coldMs.toFixed(0)} ms; columns audiences read loaded in memory ${loadSeconds.toFixed(1)} s later`);
+  console.log(`  preview (${PREVIEWS} runs over ${definitions.length} definitions, from the columns; sizes ${[...sizes.values()].map(n).join(', ')})`);
   console.log(`    p50 ${percentile(previews, 50).toFixed(0)} ms  p99 ${percentile(previews, 99).toFixed(0)} ms  max ${percentile(previews, 100).toFixed(0)} ms; target p99 < 1000 ms: ${percentile(previews, 99) < 1000 ? 'met' : 'NOT met'}`);
   console.log(`    bare read of the same data ${readMs.toFixed(0)} ms → ratio ${(readMs / percentile(previews, 50)).toFixed(2)}`);
 } finally {

@@ -21,7 +21,7 @@ export type Tandem = {
 /** The composition root: stores, metrics, first-start bootstrap and the app, ready to listen. */
 export async function openTandem(config: Config, options: { logger?: Logger; now?: () => number } = {}): Promise<Tandem> {
   // Read at scrape time, once the stores below exist.
-  const metrics = createMetrics({ stageLag: () => stores.log.lastId() - stores.profiles.checkpoint() });
+  const metrics = createMetrics({ stageLag: () => stores.log.lastId() - stores.profiles.checkpoint(), columns: () => stores.stage?.columns?.() });
   const log = options.logger ?? makeLogger(config.logLevel);
   const pressure = new IngestPressure();
   const stores = openSqliteStores({

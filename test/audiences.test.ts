@@ -219,13 +219,14 @@ test('property: previews and sweeps read from the columns kept in memory what th
       const clocks = [{ now: T0 }, { now: T0 }];
       const kept = stageHarness(dir, `cols${run}`, clocks[0]);
       const read = stageHarness(dir, `sql${run}`, clocks[1], {}, { columns: false });
-      // Saved audiences: their event conditions exist, so previews of them read columns (loaded
-      // at the first, kept from then on); the last reads the others' memberships.
-      const saved = definitions.map((definition, i) => ({ key: `s${i}`, name: `s${i}`, definition: i === definitions.length - 1 && i > 0 ? { or: [definition, { audience: 's0' }] } : definition }));
+      // Saved audiences: the idle stage loads the columns they read, and previews of them read
+      // those; one more reads the first's membership, the computed trait `orders` and an account trait.
+      const saved = [...definitions, { or: [{ audience: 's0' }, { trait: 'orders', op: '>=', value: 2 }, { account: 'tier', op: '=', value: 'gold' }] }].map((definition, i) => ({ key: `s${i}`, name: `s${i}`, definition }));
       const same = (definition: unknown) => assert.deepEqual(kept.preview(definition), read.preview(definition), JSON.stringify(definition));
       try {
         let n = 0;
         for (const h of [kept, read]) for (const audience of saved) h.admin('audience', { audience });
+        kept.warm();
         for (const s of steps) {
           if ('events' in s) for (const h of [kept, read]) h.send(...s.events.map((e) => ({ ...e, messageId: `m${n++}` })));
           else if ('preview' in s) same(s.preview);
@@ -269,6 +270,12 @@ test('the idle stage loads the columns its audiences read, once, and again after
   h.admin('computed_trait', { trait: { key: 'plan', kind: 'last', event: 'Plan Changed', property: 'plan' } });
   assert.equal(h.store.columnsLoaded('w', needs), false, 'every profile\'s plan may have changed');
   assert.equal(h.warm(), 1);
+  // A preview of what no audience reads is answered from rows; its columns are loaded next time the stage idles.
+  const country = { keys: ['country'], audiences: [], consents: [], accounts: [] };
+  assert.deepEqual(h.preview({ trait: 'country', op: 'exists' }), { size: 0, sample: [] });
+  assert.equal(h.store.columnsLoaded('w', country), false);
+  assert.equal(h.warm(), 1);
+  assert.equal(h.store.columnsLoaded('w', country), true);
 });
 
 async function waitForBackfill(app: Awaited<ReturnType<typeof openTestApp>>, token: string | undefined, key: string) {

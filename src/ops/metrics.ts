@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Prometheus metrics for one app instance. Labels carry codes and statuses only, never PII. */
-export function createMetrics(probes: { stageLag?: () => number } = {}) {
+export function createMetrics(probes: { stageLag?: () => number; columns?: () => { columns: number; profiles: number } | undefined } = {}) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   return {
@@ -16,6 +16,24 @@ export function createMetrics(probes: { stageLag?: () => number } = {}) {
       registers: [registry],
       collect() {
         if (probes.stageLag) this.set(probes.stageLag());
+      },
+    }),
+    columns: new Gauge({
+      name: 'tandem_profile_columns_kept',
+      help: 'Columns of values audiences read that the profile stage keeps in memory (previews and time sweeps over them read no rows)',
+      registers: [registry],
+      collect() {
+        const c = probes.columns?.();
+        if (c) this.set(c.columns);
+      },
+    }),
+    columnProfiles: new Gauge({
+      name: 'tandem_profile_columns_profiles',
+      help: 'Profiles indexed by the columns kept in memory',
+      registers: [registry],
+      collect() {
+        const c = probes.columns?.();
+        if (c) this.set(c.profiles);
       },
     }),
     commitSeconds: new Histogram({ name: 'tandem_log_commit_seconds', help: 'Duration of one group commit', buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1], registers: [registry] }),

@@ -114,7 +114,7 @@ export interface ProfileWriter {
   profileChunk(workspaceId: string, needs: Needs, ids: string[]): ProfileChunk;
   /** The workspace's live profiles with what `needs` reads, from columns kept in memory (loaded now if missing); undefined for a store that keeps none. */
   profileColumns(workspaceId: string, needs: Needs): ProfileColumnsView | undefined;
-  /** Whether reading `needs` from the columns would load nothing (always, for a store that keeps none). */
+  /** Whether the columns `needs` reads are kept in memory, so reading them loads nothing (never, for a store that keeps none). */
   columnsLoaded(workspaceId: string, needs: Needs): boolean;
   /** Sets count traits from their contributions for profiles with ids in [from, to]. */
   recountRange(trait: ComputedTrait, from: string, to: string, now: number): void;

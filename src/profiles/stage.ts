@@ -396,10 +396,12 @@ export function createProfileStage(
     } catch {
       result = { error: 'cycle' };
     }
-    // With nothing to fill it writes nothing: read from the columns kept in memory, if the store keeps them.
+    // With nothing to fill it writes nothing: it reads the columns kept in memory when they are
+    // loaded (else rows, as before; the idle stage then loads them for the next preview).
     if (result === undefined && traitsToFill(workspaceId, audience.definition, { define: false }).length === 0) {
-      const counted = scanColumns(workspaceId, audience, sampleSize);
-      if (counted) result = described(counted);
+      const needs = needsOf(audience.definition);
+      if (writer.columnsLoaded(workspaceId, needs)) result = described(scanColumns(workspaceId, audience, needs, sampleSize));
+      else previewed(workspaceId, needs);
     }
     result ??= writer.tentatively(() => {
       const fill = traitsToFill(workspaceId, audience.definition);
@@ -424,13 +426,11 @@ export function createProfileStage(
   }
 
   /**
-   * The same count from the columns the store keeps in memory (undefined when it keeps none): one
+   * The same count from the columns the store keeps in memory (loaded: see columnsLoaded): one
    * pass over every live profile, no rows read. The sample is the first matches in slot order.
    */
-  function scanColumns(workspaceId: string, audience: Audience, keep: number) {
-    const needs = needsOf(audience.definition);
-    const columns = writer.profileColumns(workspaceId, needs);
-    if (!columns) return undefined;
+  function scanColumns(workspaceId: string, audience: Audience, needs: Needs, keep: number) {
+    const columns = writer.profileColumns(workspaceId, needs)!;
     let slot = 0;
     const view: ProfileView = {
       value: (k) => columns.value(k, slot),
@@ -635,13 +635,21 @@ export function createProfileStage(
    */
   function warmColumns(): boolean {
     for (const workspaceId of writer.workspaces()) {
-      const missing = columnsOf(writer.audiences(workspaceId)).find((c) => !writer.columnsLoaded(workspaceId, c));
-      if (missing) {
-        writer.profileColumns(workspaceId, missing);
-        return true;
-      }
+      const recent = recentPreviews.get(workspaceId) ?? [];
+      const missing = [...columnsOf(writer.audiences(workspaceId)), ...recent].find((c) => !writer.columnsLoaded(workspaceId, c));
+      // A store that keeps no columns loads none.
+      if (missing) return writer.profileColumns(workspaceId, missing) !== undefined;
     }
     return false;
+  }
+
+  /** What the last previews that could not read columns needed, per workspace: loaded when idle, as a marketer tends to preview variations. */
+  const recentPreviews = new Map<string, Needs[]>();
+  const RECENT_PREVIEWS = 8;
+  function previewed(workspaceId: string, needs: Needs): void {
+    const list = recentPreviews.get(workspaceId) ?? [];
+    list.push(needs);
+    recentPreviews.set(workspaceId, list.slice(-RECENT_PREVIEWS));
   }
 
   /** Each column a workspace's audiences read, as Needs of one column each (kept per list of audiences). */

@@ -115,6 +115,8 @@ export interface StageHandle {
   notify(): void;
   /** Resolves once everything committed before the call has been processed. */
   caughtUp(): Promise<number>;
+  /** The columns kept in memory for audiences and over how many profiles (see ProfileColumns). */
+  columns?(): { columns: number; profiles: number };
 }
 
 /**

@@ -157,6 +157,16 @@ export class ProfileColumns {
     this.#workspaces.get(workspaceId)?.accounts.delete(key);
   }
 
+  /** How many columns are kept and over how many profiles (for metrics). */
+  stats(): { columns: number; profiles: number } {
+    let [columns, profiles] = [0, 0];
+    for (const ws of this.#workspaces.values()) {
+      columns += ws.values.size + ws.members.size + ws.consents.size + ws.accounts.size;
+      profiles += ws.ids.length;
+    }
+    return { columns, profiles };
+  }
+
   /** Forgets everything (a rolled back transaction, another connection's commit). */
   clear(): void {
     this.#workspaces.clear();

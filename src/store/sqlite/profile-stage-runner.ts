@@ -9,6 +9,7 @@ export class ProfileStageRunner {
   #seq = 0;
   #closed = false;
   #notifying = false;
+  #columns = { columns: 0, profiles: 0 };
 
   constructor(options: StageOptions, onError: (error: string) => void = () => {}) {
     this.#onError = onError;
@@ -18,6 +19,7 @@ export class ProfileStageRunner {
         this.#waiters.get(reply.seq)?.(reply.checkpoint);
         this.#waiters.delete(reply.seq);
       } else if (reply.type === 'failed') this.#onError(reply.error);
+      else if (reply.type === 'columns') this.#columns = { columns: reply.columns, profiles: reply.profiles };
     });
     this.#worker.on('error', (err) => this.#onError(String(err)));
   }
@@ -30,6 +32,11 @@ export class ProfileStageRunner {
       this.#notifying = false;
       if (!this.#closed) this.#worker.postMessage({ type: 'tick' } satisfies StageRequest);
     });
+  }
+
+  /** The columns the stage keeps in memory for audiences, and over how many profiles, as it last said. */
+  columns(): { columns: number; profiles: number } {
+    return this.#columns;
   }
 
   /** Resolves with the checkpoint once everything committed before the call is processed. */

@@ -14,7 +14,12 @@ import { BACKGROUND_NICE, lowerThreadPriority } from '../../ops/thread-priority.
 const YIELD_PAUSE_MS = 200;
 
 export type StageRequest = { type: 'tick' } | { type: 'drain'; seq: number } | { type: 'close' };
-export type StageReply = { type: 'drained'; seq: number; checkpoint: number } | { type: 'failed'; error: string } | { type: 'closed' };
+export type StageReply =
+  | { type: 'drained'; seq: number; checkpoint: number }
+  | { type: 'failed'; error: string }
+  /** What the stage keeps in memory changed (see ProfileColumns). */
+  | { type: 'columns'; columns: number; profiles: number }
+  | { type: 'closed' };
 
 export type StageOptions = SqliteOptions & { expiryMs?: number; pressure?: SharedArrayBuffer };
 
@@ -29,7 +34,16 @@ const logDb = openDatabase(options);
 // so it needs no fsync per transaction: after a power loss both roll back together and the
 // stage replays from the log. Process crashes lose nothing either way (WAL).
 const stateDb = openDatabase({ ...options, sync: 'normal', ...STATE_DB }, STATE_MIGRATIONS);
-const { runOnce, backfillStep, expireWindows, warmColumns } = createProfileStage(new SqliteLogReader(logDb), new SqliteProfileStore(stateDb, { columns: true }));
+const store = new SqliteProfileStore(stateDb, { columns: true });
+const { runOnce, backfillStep, expireWindows, warmColumns } = createProfileStage(new SqliteLogReader(logDb), store);
+let kept = { columns: 0, profiles: 0 };
+/** Tells the main thread (metrics) when the columns kept in memory changed. */
+function reportColumns(): void {
+  const now = store.columnStats();
+  if (now.columns === kept.columns && now.profiles === kept.profiles) return;
+  kept = now;
+  port.postMessage({ type: 'columns', ...now } satisfies StageReply);
+}
 const expiry = setInterval(() => {
   try {
     expireWindows();
@@ -67,6 +81,7 @@ function run(): void {
       more = backfillStep(caughtUp ? 200 : yielding ? 1 : 10);
       // Idle: load what audiences read into memory, one column per turn (see warmColumns).
       if (caughtUp && !more && !yielding) more = warmColumns();
+      reportColumns();
     } catch (err) {
       running = false;
       port.postMessage({ type: 'failed', error: err instanceof Error ? `${err.message}\n${err.stack}` : String(err) } satisfies StageReply);

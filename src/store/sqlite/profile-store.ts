@@ -649,8 +649,12 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     return this.#columns?.view(workspaceId, needs);
   }
 
+  columnStats(): { columns: number; profiles: number } {
+    return this.#columns?.stats() ?? { columns: 0, profiles: 0 };
+  }
+
   columnsLoaded(workspaceId: string, needs: Needs): boolean {
-    return this.#columns?.has(workspaceId, needs) ?? true;
+    return this.#columns?.has(workspaceId, needs) ?? false;
   }
 
   recountRange(trait: ComputedTrait, from: string, to: string, now: number): void {
