@@ -207,17 +207,18 @@ test('property: previews and sweeps read from the columns kept in memory what th
     // The computed trait `orders` (re)defined: every profile's value changes at once.
     fc.record({ over: fc.constantFrom(0, 50, 100), windowDays: fc.constantFrom(7, 90) }).map(({ over, windowDays }) => ({ trait: { key: 'orders', kind: 'count', event: 'Order Completed', filters: [{ property: 'total', op: '>', value: over }], windowDays } })),
     fc.constant({ deleteTrait: 'orders' }),
-    // The idle stage loads what audiences read: time sweeps read those columns from then on.
-    fc.constant({ warm: true }),
+    // The idle stage loads what audiences read, a slice at a time (of 2 profiles here, so that
+    // changes arrive between slices): time sweeps read those columns once loaded.
+    fc.integer({ min: 1, max: 4 }).map((slices) => ({ warm: slices })),
     // An administrator's merge and split.
     fc.record({ from: fc.constantFrom(...USERS), into: fc.constantFrom(...USERS) }).map(({ from, into }) => ({ admin: 'merge', payload: { from: `user_id:${from}`, into: `user_id:${into}` } })),
     fc.constantFrom('a3', 'a4').map((a) => ({ admin: 'split', payload: { profile: `anonymous_id:${a}`, identifier: `anonymous_id:${a}` } })),
   );
   fc.assert(
-    fc.property(fc.array(definition, { minLength: 1, maxLength: 3 }), fc.array(step, { minLength: 1, maxLength: 16 }), (definitions, steps) => {
+    fc.property(fc.array(more, { minLength: 2, maxLength: 6 }), fc.array(definition, { minLength: 1, maxLength: 3 }), fc.nat(8), fc.array(step, { minLength: 1, maxLength: 16 }), (first, definitions, warmFirst, steps) => {
       run++;
       const clocks = [{ now: T0 }, { now: T0 }];
-      const kept = stageHarness(dir, `cols${run}`, clocks[0]);
+      const kept = stageHarness(dir, `cols${run}`, clocks[0], {}, { columns: { slice: 2 } });
       const read = stageHarness(dir, `sql${run}`, clocks[1], {}, { columns: false });
       // Saved audiences: the idle stage loads the columns they read, and previews of them read
       // those; one more reads the first's membership, the computed trait `orders` and an account trait.
@@ -225,15 +226,21 @@ test('property: previews and sweeps read from the columns kept in memory what th
       const same = (definition: unknown) => assert.deepEqual(kept.preview(definition), read.preview(definition), JSON.stringify(definition));
       try {
         let n = 0;
+        const send = (events: Array<Record<string, unknown>>) => {
+          const numbered = events.map((e) => ({ ...e, messageId: `m${n++}` }));
+          for (const h of [kept, read]) h.send(...numbered);
+        };
+        // Profiles first, so that listing them takes slices and profiles are created meanwhile.
+        send(first.flat());
         for (const h of [kept, read]) for (const audience of saved) h.admin('audience', { audience });
-        kept.warm();
+        kept.warm(warmFirst);
         for (const s of steps) {
-          if ('events' in s) for (const h of [kept, read]) h.send(...s.events.map((e) => ({ ...e, messageId: `m${n++}` })));
+          if ('events' in s) send(s.events);
           else if ('preview' in s) same(s.preview);
           else if ('trait' in s) for (const h of [kept, read]) h.admin('computed_trait', { trait: s.trait });
           else if ('deleteTrait' in s) for (const h of [kept, read]) h.admin('computed_trait_delete', { key: s.deleteTrait });
           else if ('warm' in s) {
-            kept.warm();
+            kept.warm(s.warm);
             assert.equal(read.warm(), 0, 'a store that keeps no columns has none to load');
           }
           else if ('admin' in s) for (const h of [kept, read]) h.admin(s.admin, s.payload);
@@ -276,6 +283,24 @@ test('the idle stage loads the columns its audiences read, once, and again after
   assert.equal(h.store.columnsLoaded('w', country), false);
   assert.equal(h.warm(), 1);
   assert.equal(h.store.columnsLoaded('w', country), true);
+});
+
+test('profiles created while the columns are listed and loaded, a slice at a time, are in them', (t) => {
+  const h = stageHarness(tempDir(t), 'slices', { now: T0 }, {}, { columns: { slice: 1 } });
+  t.after(() => h.close());
+  const pros = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => identify(`${prefix}${i}`, { plan: 'pro' }));
+  h.send(...pros('a', 3));
+  const definition = { trait: 'plan', op: '=', value: 'pro' };
+  h.admin('audience', { audience: { key: 'pros', name: 'pros', definition } });
+  // One slice of the list (the lowest id), then new profiles: most have lower ids than that one.
+  assert.equal(h.warm(1), 1);
+  h.send(...pros('b', 20));
+  assert.equal(h.warm(4), 4);
+  h.send(...pros('c', 20));
+  h.warm();
+  assert.equal(h.store.columnsLoaded('w', { keys: ['plan'], audiences: ['pros'], consents: [], accounts: [] }), true);
+  assert.equal(h.preview(definition).size, 43);
+  assert.equal(h.preview({ audience: 'pros' }).size, 43);
 });
 
 async function waitForBackfill(app: Awaited<ReturnType<typeof openTestApp>>, token: string | undefined, key: string) {

@@ -11,7 +11,7 @@ type Event = Record<string, unknown>;
  * The real profile stage on a real state database, fed from an in-memory log, with a clock the
  * test controls: for properties and time-dependent behaviour without threads or HTTP.
  */
-export function stageHarness(dir: string, name: string, clock: { now: number } = { now: 1_800_000_000_000 }, options: Parameters<typeof createProfileStage>[3] = {}, storeOptions: { columns?: boolean } = { columns: true }) {
+export function stageHarness(dir: string, name: string, clock: { now: number } = { now: 1_800_000_000_000 }, options: Parameters<typeof createProfileStage>[3] = {}, storeOptions: ConstructorParameters<typeof SqliteProfileStore>[1] = { columns: true }) {
   const db = openDatabase({ dataDir: dir, sync: 'normal', file: `${name}.db`, pageSize: STATE_DB.pageSize }, STATE_MIGRATIONS);
   const store = new SqliteProfileStore(db, storeOptions);
   const records: LogRecord[] = [];
@@ -47,10 +47,10 @@ export function stageHarness(dir: string, name: string, clock: { now: number } =
     /** One short slice of background backfill; whether any is left. */
     backfillStep: () => stage.backfillStep(0),
     expire: () => stage.expireWindows(),
-    /** Loads every column the audiences read (as the idle stage does); how many it loaded. */
-    warm() {
+    /** Loads every column the audiences read (as the idle stage does), or `steps` slices of them; how many slices it loaded. */
+    warm(steps = Infinity) {
       let loaded = 0;
-      while (stage.warmColumns()) loaded++;
+      while (loaded < steps && stage.warmColumns()) loaded++;
       return loaded;
     },
     profile: (type: string, value: string) => store.profileOf('w', { type, value }),

@@ -628,17 +628,17 @@ export function createProfileStage(
   }
 
   /**
-   * Loads into memory one more of the columns live audiences read (their conditions and their
-   * memberships), so that the first preview or time sweep over them reads no rows; for when the
-   * stage is idle, since a load of a million profiles' values takes about half a second. Returns
-   * whether it loaded one (there may be more).
+   * Loads into memory one more slice of the columns live audiences and recent previews read
+   * (their conditions and memberships), so that previews and time sweeps over them read no rows;
+   * for when the stage is idle, in slices (~20–50 ms each) so that arriving events wait little.
+   * Returns whether it loaded any (there may be more).
    */
   function warmColumns(): boolean {
     for (const workspaceId of writer.workspaces()) {
       const recent = recentPreviews.get(workspaceId) ?? [];
       const missing = [...columnsOf(writer.audiences(workspaceId)), ...recent].find((c) => !writer.columnsLoaded(workspaceId, c));
       // A store that keeps no columns loads none.
-      if (missing) return writer.profileColumns(workspaceId, missing) !== undefined;
+      if (missing) return writer.warmColumns(workspaceId, missing);
     }
     return false;
   }

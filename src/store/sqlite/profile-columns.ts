@@ -5,19 +5,25 @@ import type { ProfileColumnsView } from '../../profiles/ports.ts';
 /** Hidden computed keys (behind audience event conditions) are never custom traits. */
 const HIDDEN = '__';
 
-/** One kept column: a value per slot, and the profiles whose value may have changed since it was read. */
-type Kept<T> = { values: T[]; dirty: Set<string> };
+/**
+ * One kept column: a value per slot, the profiles whose value may have changed since it was read,
+ * and how far loading it has come (slots of the sorted prefix read so far).
+ */
+type Kept<T> = { values: T[]; dirty: Set<string>; loaded: number; complete: boolean };
 
 /**
  * A workspace's profiles, each at a slot, and the columns kept for them. The first `sorted` slots
- * hold the profiles live when it was loaded, in id order (found by binary search, no map of a
- * million strings); profiles created since follow, found through `created`.
+ * hold the profiles live when it was listed, in id order (found by binary search, no map of a
+ * million strings); profiles created since follow, found through `created`. Listing, like
+ * loading a column, goes a slice at a time, so the stage is never held up for long.
  */
 type Workspace = {
   ids: string[];
   sorted: number;
   created: Map<string, number>;
   live: boolean[];
+  /** Until every live profile is listed: the last id listed, and the profiles created meanwhile. */
+  listing: { after: string; created: string[] } | undefined;
   values: Map<string, Kept<unknown>>;
   members: Map<string, Kept<boolean>>;
   consents: Map<string, Kept<boolean | undefined>>;
@@ -25,6 +31,9 @@ type Workspace = {
   /** Profiles whose liveness may have changed (merged away). */
   dirty: Set<string>;
 };
+
+/** Profiles listed, or read into a column, per step: ~20–50 ms of the stage's thread. */
+export const SLICE = 50_000;
 
 /**
  * Past this many profiles to read again, reading them one by one costs more than loading the
@@ -51,55 +60,57 @@ function slotOf(ws: Workspace, profileId: string): number | undefined {
   return lo < ws.sorted && ws.ids[lo] === profileId ? lo : ws.created.get(profileId);
 }
 
-/**
- * Puts rows of (profile id, …) in profile id order into their slots: a cursor over the sorted
- * slots, a look-up only for profiles created since the load.
- */
-function fillSlots(ws: Workspace, rows: unknown[][], put: (slot: number, row: unknown[]) => void): void {
-  let i = 0;
+/** Puts rows of (profile id, …), in id order and within the sorted slots from `from`, into their slots. */
+function fillSlots(ws: Workspace, rows: unknown[][], from: number, put: (slot: number, row: unknown[]) => void): void {
+  let i = from;
   for (const row of rows) {
     const profileId = row[0] as string;
     while (i < ws.sorted && ws.ids[i]! < profileId) i++;
-    const slot = i < ws.sorted && ws.ids[i] === profileId ? i : ws.created.get(profileId);
-    if (slot !== undefined) put(slot, row);
+    if (i < ws.sorted && ws.ids[i] === profileId) put(i, row);
   }
 }
+
+/** How one column is read: the sorted slots `from` to `to` (exclusive) into `out`, or one profile. */
+type Reader<T> = { range(from: number, to: number, out: T[]): void; one(profileId: string): T };
+type AnyColumns = Map<string, Kept<unknown>>;
 
 /**
  * What audiences read about every live profile, kept in memory by the profile stage's writer so
  * that previews and sweeps over all profiles touch no SQL rows: per workspace an index of live
  * profiles, and per key, audience, consent purpose or account trait a column of values by slot.
- * Columns are loaded on first use (one scan each) and kept exact without re-reading them: every
- * write marks the profiles and keys it touched, and those entries are read again, one profile at
- * a time, before the column is next used. A rollback forgets everything read inside it (see
- * `tentative` and `clear`). Memory: about 100 bytes per live profile for the index, plus 8 per
- * profile per column.
+ * Columns are loaded a slice at a time (warm) or at once (view), then kept exact without
+ * re-reading them: every write marks the profiles and keys it touched, and those entries are read
+ * again, one profile at a time, before the column is next used. A rollback forgets everything read
+ * inside it (see `tentative` and `clear`). Memory: about 100 bytes per live profile for the index,
+ * plus 8 per profile per column.
  */
 export class ProfileColumns {
   readonly #s: Record<string, StatementSync>;
   readonly #workspaces = new Map<string, Workspace>();
+  readonly #slice: number;
   /** Inside a tentative run: what was read then, to be read again once it is rolled back. */
   #tentative: { read: Array<[Set<string>, string]>; loaded: Array<() => void> } | undefined;
 
-  constructor(db: DatabaseSync) {
+  constructor(db: DatabaseSync, { slice = SLICE } = {}) {
+    this.#slice = slice;
     const p = (sql: string) => {
       const s = db.prepare(sql);
       s.setReturnArrays(true);
       return s;
     };
+    // Range reads return rows in profile id order (that of the primary key or index they read).
     this.#s = {
-      // Every column query returns rows in profile id order (that of the primary key or index it reads).
-      live: p('SELECT id FROM profiles WHERE workspace_id = ? AND merged_into IS NULL ORDER BY id'),
+      list: p('SELECT id FROM profiles WHERE workspace_id = ? AND merged_into IS NULL AND id > ? ORDER BY id LIMIT ?'),
       profile: p('SELECT workspace_id, merged_into IS NULL FROM profiles WHERE id = ?'),
-      traits: p('SELECT profile_id, value FROM traits WHERE key = ? ORDER BY profile_id'),
-      computed: p('SELECT profile_id, value FROM computed_values WHERE key = ? ORDER BY profile_id'),
+      traits: p('SELECT profile_id, value FROM traits WHERE profile_id BETWEEN ? AND ? AND key = ? ORDER BY profile_id'),
+      computed: p('SELECT profile_id, value FROM computed_values WHERE profile_id BETWEEN ? AND ? AND key = ? ORDER BY profile_id'),
       trait: p('SELECT value FROM traits WHERE profile_id = ? AND key = ?'),
       computedOne: p('SELECT value FROM computed_values WHERE profile_id = ? AND key = ?'),
-      members: p('SELECT profile_id FROM audience_members WHERE workspace_id = ? AND audience_key = ? ORDER BY profile_id'),
+      members: p('SELECT profile_id FROM audience_members WHERE workspace_id = ? AND audience_key = ? AND profile_id BETWEEN ? AND ? ORDER BY profile_id'),
       member: p('SELECT 1 FROM audience_members WHERE workspace_id = ? AND audience_key = ? AND profile_id = ?'),
-      consents: p('SELECT profile_id, granted FROM consents WHERE purpose = ? ORDER BY profile_id'),
+      consents: p('SELECT profile_id, granted FROM consents WHERE purpose = ? AND profile_id BETWEEN ? AND ? ORDER BY profile_id'),
       consent: p('SELECT granted FROM consents WHERE profile_id = ? AND purpose = ?'),
-      accounts: p('SELECT l.profile_id, t.value FROM account_links l JOIN account_traits t ON t.workspace_id = l.workspace_id AND t.group_id = l.group_id AND t.key = ? WHERE l.workspace_id = ? ORDER BY l.profile_id, l.group_id'),
+      accounts: p('SELECT l.profile_id, t.value FROM account_links l JOIN account_traits t ON t.workspace_id = l.workspace_id AND t.group_id = l.group_id AND t.key = ? WHERE l.profile_id BETWEEN ? AND ? AND l.workspace_id = ? ORDER BY l.profile_id, l.group_id'),
       account: p('SELECT t.value FROM account_links l JOIN account_traits t ON t.workspace_id = l.workspace_id AND t.group_id = l.group_id AND t.key = ? WHERE l.profile_id = ? ORDER BY l.group_id'),
     };
   }
@@ -110,7 +121,8 @@ export class ProfileColumns {
   created(workspaceId: string, profileId: string): void {
     const ws = this.#workspaces.get(workspaceId);
     if (!ws) return;
-    this.#add(ws, profileId);
+    if (ws.listing) ws.listing.created.push(profileId);
+    else this.#add(ws, profileId);
     // Rolled back with a tentative run, it is found gone when read again.
     this.#tentative?.read.push([ws.dirty, profileId]);
   }
@@ -157,11 +169,12 @@ export class ProfileColumns {
     this.#workspaces.get(workspaceId)?.accounts.delete(key);
   }
 
-  /** How many columns are kept and over how many profiles (for metrics). */
+  /** How many columns are kept (loaded in full) and over how many profiles (for metrics). */
   stats(): { columns: number; profiles: number } {
     let [columns, profiles] = [0, 0];
     for (const ws of this.#workspaces.values()) {
-      columns += ws.values.size + ws.members.size + ws.consents.size + ws.accounts.size;
+      if (ws.listing) continue;
+      for (const kept of [ws.values, ws.members, ws.consents, ws.accounts] as Array<Map<string, Kept<unknown>>>) for (const k of kept.values()) if (k.complete) columns++;
       profiles += ws.ids.length;
     }
     return { columns, profiles };
@@ -193,41 +206,68 @@ export class ProfileColumns {
 
   // --- Reading ---------------------------------------------------------------------------------
 
-  /** Whether every column `needs` reads is loaded for the workspace (so reading it costs no scan). */
+  /** Whether every column `needs` reads is loaded in full for the workspace (so reading it costs no scan). */
   has(workspaceId: string, needs: Needs): boolean {
     const ws = this.#workspaces.get(workspaceId);
-    return ws !== undefined && needs.keys.every((k) => ws.values.has(k)) && needs.audiences.every((k) => ws.members.has(k)) && needs.consents.every((p) => ws.consents.has(p)) && needs.accounts.every((k) => ws.accounts.has(k));
+    if (!ws || ws.listing) return false;
+    const complete = <T>(columns: Map<string, Kept<T>>, keys: string[]) => keys.every((k) => columns.get(k)?.complete === true);
+    return complete(ws.values, needs.keys) && complete(ws.members, needs.audiences) && complete(ws.consents, needs.consents) && complete(ws.accounts, needs.accounts);
+  }
+
+  /** Loads one slice of what `needs` reads (the profile list first); whether there was any to load. */
+  warm(workspaceId: string, needs: Needs): boolean {
+    const ws = this.#workspace(workspaceId, 1);
+    if (!ws) return true;
+    return this.#columnsOf(workspaceId, ws, needs).some(([columns, key, reader]) => this.#load(ws, columns, key, reader, 1));
   }
 
   /** The workspace's profiles with the columns `needs` reads, loading what is missing and reading again what changed. */
   view(workspaceId: string, needs: Needs): ProfileColumnsView {
-    const ws = this.#workspace(workspaceId);
+    const ws = this.#workspace(workspaceId, Infinity)!;
     this.#refreshLive(ws);
-    const values = needs.keys.map((k) => [k, this.#values(ws, k)] as const);
-    const members = needs.audiences.map((k) => [k, this.#members(ws, workspaceId, k)] as const);
-    const consents = needs.consents.map((p) => [p, this.#consents(ws, p)] as const);
-    const accounts = needs.accounts.map((k) => [k, this.#accounts(ws, workspaceId, k)] as const);
-    const byKey = <T>(list: ReadonlyArray<readonly [string, T[]]>) => new Map(list.map(([k, v]) => [k, v]));
-    const [v, m, c, a] = [byKey(values), byKey(members), byKey(consents), byKey(accounts)];
+    const read = new Map<AnyColumns, Map<string, unknown[]>>([ws.values, ws.members, ws.consents, ws.accounts].map((c) => [c as AnyColumns, new Map()]));
+    for (const [columns, key, reader] of this.#columnsOf(workspaceId, ws, needs)) {
+      this.#load(ws, columns, key, reader, Infinity);
+      read.get(columns)!.set(key, this.#refresh(ws, columns.get(key)!, reader.one));
+    }
+    const of = <T>(columns: Map<string, Kept<T>>) => read.get(columns as AnyColumns) as Map<string, T[]>;
+    const [values, members, consents, accounts] = [of(ws.values), of(ws.members), of(ws.consents), of(ws.accounts)];
     return {
       ids: ws.ids,
       live: ws.live,
       slotOf: (profileId) => slotOf(ws, profileId),
-      value: (key, slot) => v.get(key)?.[slot],
-      member: (key, slot) => m.get(key)?.[slot] === true,
-      consent: (purpose, slot) => c.get(purpose)?.[slot],
-      account: (key, slot) => a.get(key)?.[slot] ?? [],
+      value: (key, slot) => values.get(key)?.[slot],
+      member: (key, slot) => members.get(key)?.[slot] === true,
+      consent: (purpose, slot) => consents.get(purpose)?.[slot],
+      account: (key, slot) => accounts.get(key)?.[slot] ?? [],
     };
   }
 
-  #workspace(workspaceId: string): Workspace {
+  /**
+   * The workspace, listing up to `slices` more slices of its live profiles if the list is not
+   * complete; undefined while it is not.
+   */
+  #workspace(workspaceId: string, slices: number): Workspace | undefined {
     let ws = this.#workspaces.get(workspaceId);
-    if (ws) return ws;
-    const ids = (this.#s.live!.all(workspaceId) as unknown as Array<[string]>).map((r) => r[0]);
-    ws = { ids, sorted: ids.length, created: new Map(), live: new Array<boolean>(ids.length).fill(true), values: new Map(), members: new Map(), consents: new Map(), accounts: new Map(), dirty: new Set() };
-    this.#workspaces.set(workspaceId, ws);
-    this.#loadedNow(() => this.#workspaces.delete(workspaceId));
-    return ws;
+    if (!ws) {
+      ws = { ids: [], sorted: 0, created: new Map(), live: [], listing: { after: '', created: [] }, values: new Map(), members: new Map(), consents: new Map(), accounts: new Map(), dirty: new Set() };
+      this.#workspaces.set(workspaceId, ws);
+    }
+    for (let n = 0; ws.listing && n < slices; n++) {
+      this.#loadedNow(() => this.#workspaces.delete(workspaceId));
+      const ids = (this.#s.list!.all(workspaceId, ws.listing.after, this.#slice) as unknown as Array<[string]>).map((r) => r[0]);
+      for (const id of ids) ws.ids.push(id), ws.live.push(true);
+      ws.sorted = ws.ids.length;
+      if (ids.length === this.#slice) {
+        ws.listing.after = ids[ids.length - 1]!;
+        continue;
+      }
+      // Listed: profiles created meanwhile follow (unless a later slice listed them already).
+      const created = ws.listing.created;
+      ws.listing = undefined;
+      for (const id of created) this.#add(ws, id);
+    }
+    return ws.listing ? undefined : ws;
   }
 
   #add(ws: Workspace, profileId: string): void {
@@ -239,6 +279,26 @@ export class ProfileColumns {
 
   #loadedNow(drop: () => void): void {
     this.#tentative?.loaded.push(drop);
+  }
+
+  /**
+   * Reads up to `slices` more slices of a column (creating it if missing); once past the sorted
+   * slots, reads the profiles created since one by one and calls it complete. Whether it read any.
+   */
+  #load<T>(ws: Workspace, columns: Map<string, Kept<T>>, key: string, reader: Reader<T>, slices: number): boolean {
+    let kept = columns.get(key);
+    if (kept?.complete) return false;
+    if (!kept) columns.set(key, (kept = { values: [], dirty: new Set(), loaded: 0, complete: false }));
+    this.#loadedNow(() => columns.delete(key));
+    for (let n = 0; n < slices && kept.loaded < ws.sorted; n++) {
+      const to = Math.min(kept.loaded + this.#slice, ws.sorted);
+      reader.range(kept.loaded, to, kept.values);
+      kept.loaded = to;
+    }
+    if (kept.loaded < ws.sorted) return true;
+    for (let slot = ws.sorted; slot < ws.ids.length; slot++) kept.values[slot] = reader.one(ws.ids[slot]!);
+    kept.complete = true;
+    return true;
   }
 
   /** Reads again, for each profile marked in `dirty`, its entry of a column; returns the column. */
@@ -264,51 +324,43 @@ export class ProfileColumns {
     ws.dirty.clear();
   }
 
-  #load<T>(ws: Workspace, columns: Map<string, Kept<T>>, key: string, fill: (values: T[]) => void): T[] {
-    const existing = columns.get(key);
-    if (existing) return existing.values;
-    const values = new Array<T>(ws.ids.length);
-    fill(values);
-    columns.set(key, { values, dirty: new Set() });
-    this.#loadedNow(() => columns.delete(key));
-    return values;
-  }
-
-  /** Custom trait overlaid by computed value (computed first, as evaluation reads a profile); hidden keys are computed only. */
-  #values(ws: Workspace, key: string): unknown[] {
+  /** Each column `needs` reads: where it is kept, its key, and how to read it. */
+  #columnsOf(workspaceId: string, ws: Workspace, needs: Needs): Array<[AnyColumns, string, Reader<unknown>]> {
     const s = this.#s;
-    this.#load(ws, ws.values, key, (values) => {
-      const put = (slot: number, row: unknown[]) => (values[slot] = parseValue(row[1] as string));
-      if (!key.startsWith(HIDDEN)) fillSlots(ws, s.traits!.all(key) as unknown as unknown[][], put);
-      fillSlots(ws, s.computed!.all(key) as unknown as unknown[][], put);
+    /** Rows of a range query over the profile ids of sorted slots `from` to `to`, put into their slots. */
+    const fill = (statement: StatementSync, params: (first: string, last: string) => Array<string | number>, from: number, to: number, put: (slot: number, row: unknown[]) => void) =>
+      fillSlots(ws, statement.all(...params(ws.ids[from]!, ws.ids[to - 1]!)) as unknown as unknown[][], from, put);
+    // Custom trait overlaid by computed value (computed first, as evaluation reads a profile); hidden keys are computed only.
+    const values = (key: string): Reader<unknown> => ({
+      range: (from, to, out) => {
+        const put = (slot: number, row: unknown[]) => (out[slot] = parseValue(row[1] as string));
+        if (!key.startsWith(HIDDEN)) fill(s.traits!, (first, last) => [first, last, key], from, to, put);
+        fill(s.computed!, (first, last) => [first, last, key], from, to, put);
+      },
+      one: (profileId) => {
+        const computed = s.computedOne!.get(profileId, key) as [string] | undefined;
+        if (computed) return parseValue(computed[0]);
+        const trait = key.startsWith(HIDDEN) ? undefined : (s.trait!.get(profileId, key) as [string] | undefined);
+        return trait ? parseValue(trait[0]) : undefined;
+      },
     });
-    return this.#refresh(ws, ws.values.get(key)!, (profileId) => {
-      const computed = s.computedOne!.get(profileId, key) as [string] | undefined;
-      if (computed) return parseValue(computed[0]);
-      const trait = key.startsWith(HIDDEN) ? undefined : (s.trait!.get(profileId, key) as [string] | undefined);
-      return trait ? parseValue(trait[0]) : undefined;
+    const members = (key: string): Reader<boolean> => ({
+      range: (from, to, out) => fill(s.members!, (first, last) => [workspaceId, key, first, last], from, to, (slot) => (out[slot] = true)),
+      one: (profileId) => s.member!.get(workspaceId, key, profileId) !== undefined,
     });
-  }
-
-  #members(ws: Workspace, workspaceId: string, key: string): boolean[] {
-    const s = this.#s;
-    this.#load(ws, ws.members, key, (values) => fillSlots(ws, s.members!.all(workspaceId, key) as unknown as unknown[][], (slot) => (values[slot] = true)));
-    return this.#refresh(ws, ws.members.get(key)!, (profileId) => s.member!.get(workspaceId, key, profileId) !== undefined);
-  }
-
-  #consents(ws: Workspace, purpose: string): Array<boolean | undefined> {
-    const s = this.#s;
-    this.#load(ws, ws.consents, purpose, (values) => fillSlots(ws, s.consents!.all(purpose) as unknown as unknown[][], (slot, row) => (values[slot] = row[1] === 1)));
-    return this.#refresh(ws, ws.consents.get(purpose)!, (profileId) => {
-      const row = s.consent!.get(profileId, purpose) as [number] | undefined;
-      return row === undefined ? undefined : row[0] === 1;
+    const consents = (purpose: string): Reader<boolean | undefined> => ({
+      range: (from, to, out) => fill(s.consents!, (first, last) => [purpose, first, last], from, to, (slot, row) => (out[slot] = row[1] === 1)),
+      one: (profileId) => {
+        const row = s.consent!.get(profileId, purpose) as [number] | undefined;
+        return row === undefined ? undefined : row[0] === 1;
+      },
     });
-  }
-
-  #accounts(ws: Workspace, workspaceId: string, key: string): unknown[][] {
-    const s = this.#s;
-    this.#load(ws, ws.accounts, key, (values) => fillSlots(ws, s.accounts!.all(key, workspaceId) as unknown as unknown[][], (slot, row) => (values[slot] ??= []).push(JSON.parse(row[1] as string) as unknown)));
-    return this.#refresh(ws, ws.accounts.get(key)!, (profileId) => (s.account!.all(key, profileId) as unknown as Array<[string]>).map(([json]) => JSON.parse(json) as unknown));
+    const accounts = (key: string): Reader<unknown[]> => ({
+      range: (from, to, out) => fill(s.accounts!, (first, last) => [key, first, last, workspaceId], from, to, (slot, row) => (out[slot] ??= []).push(JSON.parse(row[1] as string) as unknown)),
+      one: (profileId) => (s.account!.all(key, profileId) as unknown as Array<[string]>).map(([json]) => JSON.parse(json) as unknown),
+    });
+    const each = <T>(columns: Map<string, Kept<T>>, keys: string[], reader: (key: string) => Reader<T>) => keys.map((key) => [columns as AnyColumns, key, reader(key) as Reader<unknown>] as [AnyColumns, string, Reader<unknown>]);
+    return [...each(ws.values, needs.keys, values), ...each(ws.members, needs.audiences, members), ...each(ws.consents, needs.consents, consents), ...each(ws.accounts, needs.accounts, accounts)];
   }
 }
 

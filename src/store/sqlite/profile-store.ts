@@ -125,12 +125,13 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
 
   /**
    * `checkEachRead`: a reader beside the stage's writer notices its changes before using a cache.
-   * `columns`: keep what audiences read about every profile in memory (the stage's writer).
+   * `columns`: keep what audiences read about every profile in memory (the stage's writer),
+   * loading `slice` profiles per step (tests use small slices).
    */
-  constructor(db: DatabaseSync, options: { checkEachRead?: boolean; columns?: boolean } = {}) {
+  constructor(db: DatabaseSync, options: { checkEachRead?: boolean; columns?: boolean | { slice: number } } = {}) {
     this.#db = db;
     this.#checkEachRead = options.checkEachRead ?? false;
-    this.#columns = options.columns ? new ProfileColumns(db) : undefined;
+    this.#columns = options.columns ? new ProfileColumns(db, options.columns === true ? {} : options.columns) : undefined;
     const p = (sql: string) => db.prepare(sql);
     this.#s = {
       owner: p('SELECT profile_id FROM identifiers WHERE workspace_id = ? AND type = ? AND value = ?'),
@@ -647,6 +648,10 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
 
   profileColumns(workspaceId: string, needs: Needs): ProfileColumnsView | undefined {
     return this.#columns?.view(workspaceId, needs);
+  }
+
+  warmColumns(workspaceId: string, needs: Needs): boolean {
+    return this.#columns?.warm(workspaceId, needs) ?? false;
   }
 
   columnStats(): { columns: number; profiles: number } {
