@@ -201,7 +201,8 @@ test('property: previews and sweeps read from the columns kept in memory what th
     fc.record({ u: fc.constantFrom(...USERS), g: fc.constantFrom('g1', 'g2') }).map(({ u, g }) => ({ type: 'group', userId: u, groupId: g, timestamp: at(1) })),
   );
   const step = fc.oneof(
-    fc.array(more, { minLength: 1, maxLength: 3 }).map((events) => ({ events: events.flat() })),
+    // Events, and sometimes the idle stage right after (it reads again what they changed).
+    fc.record({ events: fc.array(more, { minLength: 1, maxLength: 3 }), idle: fc.nat(3) }).map(({ events, idle }) => ({ events: events.flat(), idle })),
     definition.map((preview) => ({ preview })),
     fc.record({ days: fc.integer({ min: 1, max: 40 }) }).map(({ days }) => ({ days })),
     // The computed trait `orders` (re)defined: every profile's value changes at once.
@@ -235,7 +236,10 @@ test('property: previews and sweeps read from the columns kept in memory what th
         for (const h of [kept, read]) for (const audience of saved) h.admin('audience', { audience });
         kept.warm(warmFirst);
         for (const s of steps) {
-          if ('events' in s) send(s.events);
+          if ('events' in s) {
+            send(s.events);
+            kept.warm(s.idle);
+          }
           else if ('preview' in s) same(s.preview);
           else if ('trait' in s) for (const h of [kept, read]) h.admin('computed_trait', { trait: s.trait });
           else if ('deleteTrait' in s) for (const h of [kept, read]) h.admin('computed_trait_delete', { key: s.deleteTrait });

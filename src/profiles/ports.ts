@@ -114,6 +114,8 @@ export interface ProfileWriter {
   profileChunk(workspaceId: string, needs: Needs, ids: string[]): ProfileChunk;
   /** The workspace's live profiles with what `needs` reads, from columns kept in memory (loaded now if missing); undefined for a store that keeps none. */
   profileColumns(workspaceId: string, needs: Needs): ProfileColumnsView | undefined;
+  /** Reads again up to `limit` kept entries that writes changed; how many it read. */
+  refreshColumns(limit: number): number;
   /** Loads one slice (tens of thousands of profiles) of the columns `needs` reads; whether there was any to load (never, for a store that keeps none). */
   warmColumns(workspaceId: string, needs: Needs): boolean;
   /** Whether the columns `needs` reads are kept in memory, so reading them loads nothing (never, for a store that keeps none). */

@@ -628,12 +628,14 @@ export function createProfileStage(
   }
 
   /**
-   * Loads into memory one more slice of the columns live audiences and recent previews read
-   * (their conditions and memberships), so that previews and time sweeps over them read no rows;
-   * for when the stage is idle, in slices (~20–50 ms each) so that arriving events wait little.
-   * Returns whether it loaded any (there may be more).
+   * Keeps the columns live audiences and recent previews read (their conditions and memberships)
+   * in memory, so that previews and time sweeps over them read no rows: reads again what writes
+   * changed, or loads one more slice. For when the stage is idle, in steps of ~10–50 ms so that
+   * arriving events wait little. Returns whether it did anything (there may be more).
    */
   function warmColumns(): boolean {
+    // First what writes changed in the columns already kept, a few thousand entries a turn.
+    if (writer.refreshColumns(2000) > 0) return true;
     for (const workspaceId of writer.workspaces()) {
       const recent = recentPreviews.get(workspaceId) ?? [];
       const missing = [...columnsOf(writer.audiences(workspaceId)), ...recent].find((c) => !writer.columnsLoaded(workspaceId, c));

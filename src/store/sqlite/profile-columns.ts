@@ -9,7 +9,7 @@ const HIDDEN = '__';
  * One kept column: a value per slot, the profiles whose value may have changed since it was read,
  * and how far loading it has come (slots of the sorted prefix read so far).
  */
-type Kept<T> = { values: T[]; dirty: Set<string>; loaded: number; complete: boolean };
+type Kept<T> = { values: T[]; dirty: Set<string>; loaded: number; complete: boolean; one: (profileId: string) => T };
 
 /**
  * A workspace's profiles, each at a slot, and the columns kept for them. The first `sorted` slots
@@ -228,7 +228,7 @@ export class ProfileColumns {
     const read = new Map<AnyColumns, Map<string, unknown[]>>([ws.values, ws.members, ws.consents, ws.accounts].map((c) => [c as AnyColumns, new Map()]));
     for (const [columns, key, reader] of this.#columnsOf(workspaceId, ws, needs)) {
       this.#load(ws, columns, key, reader, Infinity);
-      read.get(columns)!.set(key, this.#refresh(ws, columns.get(key)!, reader.one));
+      read.get(columns)!.set(key, this.#refresh(ws, columns.get(key)!));
     }
     const of = <T>(columns: Map<string, Kept<T>>) => read.get(columns as AnyColumns) as Map<string, T[]>;
     const [values, members, consents, accounts] = [of(ws.values), of(ws.members), of(ws.consents), of(ws.accounts)];
@@ -288,7 +288,7 @@ export class ProfileColumns {
   #load<T>(ws: Workspace, columns: Map<string, Kept<T>>, key: string, reader: Reader<T>, slices: number): boolean {
     let kept = columns.get(key);
     if (kept?.complete) return false;
-    if (!kept) columns.set(key, (kept = { values: [], dirty: new Set(), loaded: 0, complete: false }));
+    if (!kept) columns.set(key, (kept = { values: [], dirty: new Set(), loaded: 0, complete: false, one: reader.one }));
     this.#loadedNow(() => columns.delete(key));
     for (let n = 0; n < slices && kept.loaded < ws.sorted; n++) {
       const to = Math.min(kept.loaded + this.#slice, ws.sorted);
@@ -301,28 +301,57 @@ export class ProfileColumns {
     return true;
   }
 
-  /** Reads again, for each profile marked in `dirty`, its entry of a column; returns the column. */
-  #refresh<T>(ws: Workspace, kept: Kept<T>, read: (profileId: string) => T): T[] {
-    if (kept.dirty.size === 0) return kept.values;
+  /** Reads again, for (up to `limit`) profiles marked in `dirty`, their entry of a column; returns the column. */
+  #refresh<T>(ws: Workspace, kept: Kept<T>, limit = Infinity): T[] {
+    let n = 0;
     for (const profileId of kept.dirty) {
+      if (n++ >= limit) break;
+      kept.dirty.delete(profileId);
       const slot = slotOf(ws, profileId);
       if (slot === undefined) continue;
-      kept.values[slot] = read(profileId);
+      kept.values[slot] = kept.one(profileId);
       this.#tentative?.read.push([kept.dirty, profileId]);
     }
-    kept.dirty.clear();
     return kept.values;
   }
 
-  #refreshLive(ws: Workspace): void {
+  /**
+   * Reads again up to `limit` entries that writes marked, so that marks do not pile up while
+   * events keep arriving and nobody reads the columns (for the idle stage). How many it read.
+   */
+  refreshSome(limit: number): number {
+    let n = 0;
+    for (const ws of this.#workspaces.values()) {
+      if (ws.listing) continue;
+      if (ws.dirty.size > 0) {
+        n += Math.min(ws.dirty.size, limit - n);
+        this.#refreshLive(ws, limit - n);
+      }
+      for (const columns of [ws.values, ws.members, ws.consents, ws.accounts] as AnyColumns[]) {
+        for (const kept of columns.values()) {
+          if (n >= limit) return n;
+          if (!kept.complete || kept.dirty.size === 0) continue;
+          const before = kept.dirty.size;
+          this.#refresh(ws, kept, limit - n);
+          n += before - kept.dirty.size;
+        }
+      }
+    }
+    return n;
+  }
+
+  #refreshLive(ws: Workspace, limit = Infinity): void {
+    let n = 0;
     for (const profileId of ws.dirty) {
+      if (n++ >= limit) break;
+      ws.dirty.delete(profileId);
       const row = this.#s.profile!.get(profileId) as [string, number] | undefined;
       const slot = slotOf(ws, profileId);
       if (slot !== undefined) ws.live[slot] = row !== undefined && row[1] === 1;
       this.#tentative?.read.push([ws.dirty, profileId]);
     }
-    ws.dirty.clear();
   }
+
 
   /** Each column `needs` reads: where it is kept, its key, and how to read it. */
   #columnsOf(workspaceId: string, ws: Workspace, needs: Needs): Array<[AnyColumns, string, Reader<unknown>]> {

@@ -650,6 +650,10 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     return this.#columns?.view(workspaceId, needs);
   }
 
+  refreshColumns(limit: number): number {
+    return this.#columns?.refreshSome(limit) ?? 0;
+  }
+
   warmColumns(workspaceId: string, needs: Needs): boolean {
     return this.#columns?.warm(workspaceId, needs) ?? false;
   }
