@@ -158,6 +158,8 @@ describe('operations', () => {
     assert.match(metrics, /tandem_ingest_rejected_requests_total\{code="invalid_json"\} 1/);
     assert.match(metrics, /tandem_ingest_ack_seconds_bucket/);
     assert.match(metrics, /tandem_log_commit_requests_bucket/);
+    assert.match(metrics, /^tandem_profile_columns_kept \d+$/m);
+    assert.match(metrics, /^tandem_profile_columns_profiles \d+$/m);
     await app.stores.stage?.caughtUp();
     assert.match((await app.inject({ method: 'GET', url: '/metrics' })).body, /tandem_profile_stage_lag_records 0\n/, 'the stage has applied everything committed');
     assert.doesNotMatch(metrics, /secret-user|wk_test|tdm_test|metric-/);
