@@ -20,6 +20,7 @@ export const CONFIG_SCHEMA = {
     TANDEM_LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'pino log level.' },
     TANDEM_SYNC: { type: 'string', enum: ['full', 'normal'], default: 'full', description: '`full` fsyncs every group commit (power-loss safe); `normal` survives process crashes only.' },
     TANDEM_INGEST_THREADS: { type: 'integer', minimum: 0, maximum: 64, description: 'Threads that parse and check ingest requests beside the HTTP thread; 0 does it on the HTTP thread. Default: CPUs − 1, at least 1.' },
+    TANDEM_COLUMNS_MAX_PROFILES: { type: 'integer', minimum: 0, default: 5000000, description: 'The profile stage keeps what audiences read in memory (~100 bytes per profile plus 8 per profile per column) for workspaces of up to this many live profiles; larger ones, or all with 0, have previews and time sweeps read rows.' },
     TANDEM_CLV_REFRESH_HOURS: { type: 'number', minimum: 0, default: 24, description: 'How often each workspace\'s latest lifetime-value fit is redone on fresh data and every profile rescored; 0 turns it off.' },
   },
 } as const;
@@ -40,6 +41,7 @@ export type Config = {
   sync: 'full' | 'normal';
   clvRefreshMs: number;
   ingestThreads: number;
+  columnsMaxProfiles: number;
 };
 
 type Raw = Record<string, string | number | undefined>;
@@ -47,6 +49,7 @@ type Env = {
   TANDEM_PORT: number; TANDEM_HOST: string; TANDEM_DATA_DIR: string; TANDEM_ADMIN_TOKEN?: string; TANDEM_WRITE_KEY?: string;
   TANDEM_DEDUPE_WINDOW_HOURS: number; TANDEM_MAX_BODY_BYTES: number; TANDEM_MAX_PENDING_BYTES: number; TANDEM_REQUEST_TIMEOUT_MS: number;
   TANDEM_FUTURE_TOLERANCE_HOURS: number; TANDEM_MIN_TIMESTAMP: string; TANDEM_LOG_LEVEL: string; TANDEM_SYNC: 'full' | 'normal'; TANDEM_CLV_REFRESH_HOURS: number; TANDEM_INGEST_THREADS?: number;
+  TANDEM_COLUMNS_MAX_PROFILES: number;
 };
 
 /** Parses the environment (plus overrides such as CLI flags); throws naming the bad variable. */
@@ -80,5 +83,6 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: R
     sync: r.TANDEM_SYNC,
     clvRefreshMs: r.TANDEM_CLV_REFRESH_HOURS * 3_600_000,
     ingestThreads: r.TANDEM_INGEST_THREADS ?? Math.max(1, availableParallelism() - 1),
+    columnsMaxProfiles: r.TANDEM_COLUMNS_MAX_PROFILES,
   };
 }

@@ -30,6 +30,7 @@ export async function openTandem(config: Config, options: { logger?: Logger; now
     sync: config.sync,
     dedupeWindowMs: config.dedupeWindowMs,
     stage: true,
+    columnsMaxProfiles: config.columnsMaxProfiles,
     onStageError: (error) => (options.logger ?? log).error({ error }, 'profile stage failed'),
     onCommit: (entries, seconds) => {
       metrics.commitSize.observe(entries);

@@ -307,6 +307,18 @@ test('profiles created while the columns are listed and loaded, a slice at a tim
   assert.equal(h.preview({ audience: 'pros' }).size, 43);
 });
 
+test('a workspace with more live profiles than TANDEM_COLUMNS_MAX_PROFILES keeps no columns; its previews read rows', (t) => {
+  const h = stageHarness(tempDir(t), 'big', { now: T0 }, {}, { columns: { maxProfiles: 2 } });
+  t.after(() => h.close());
+  h.send(...EVENTS);
+  const definition = { trait: 'plan', op: '=', value: 'pro' };
+  h.admin('audience', { audience: { key: 'pros', name: 'pros', definition } });
+  assert.equal(h.warm(), 1, 'listed once, found too big');
+  assert.equal(h.warm(), 0);
+  assert.equal(h.store.columnsLoaded('w', { keys: ['plan'], audiences: [], consents: [], accounts: [] }), false);
+  assert.equal(h.preview(definition).size, 2);
+});
+
 async function waitForBackfill(app: Awaited<ReturnType<typeof openTestApp>>, token: string | undefined, key: string) {
   for (let i = 0; i < 1000; i++) {
     const audience = (await app.inject({ method: 'GET', url: `/api/v1/audiences/${key}`, headers: { authorization: bearer(token) } })).json();
@@ -317,6 +329,19 @@ async function waitForBackfill(app: Awaited<ReturnType<typeof openTestApp>>, tok
 }
 
 describe('audiences through the APIs', () => {
+  test('the server keeps the columns its audiences read in memory (shown in /metrics), unless TANDEM_COLUMNS_MAX_PROFILES is 0', async (t) => {
+    const kept = async (app: Awaited<ReturnType<typeof openTestApp>>) => Number(/^tandem_profile_columns_kept (\d+)$/m.exec((await app.inject({ method: 'GET', url: '/metrics' })).body)?.[1]);
+    for (const [env, want] of [[{}, 2], [{ TANDEM_COLUMNS_MAX_PROFILES: '0' }, 0]] as const) {
+      const app = await openTestApp(t, { env });
+      await app.send('/v1/batch', { batch: [identify('fay', { plan: 'pro' })] });
+      assert.equal((await app.inject({ method: 'POST', url: '/api/v1/audiences', headers: { authorization: bearer() }, payload: { key: 'pros', text: 'traits.plan = "pro"' } })).statusCode, 201);
+      // The idle stage loads the trait and the membership; a store with none stays at 0.
+      for (let i = 0; i < 200 && (await kept(app)) < want; i++) await new Promise((r) => setTimeout(r, 10));
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(await kept(app), want, JSON.stringify(env));
+    }
+  });
+
   test('marketers create them, the Profile API shows memberships, and bad definitions are refused', async (t) => {
     const app = await openTestApp(t);
     app.stores.access.createToken('default', 'api', 'access', hashToken('tdm_access_aud_00000000001'));

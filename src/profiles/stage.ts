@@ -639,8 +639,8 @@ export function createProfileStage(
     for (const workspaceId of writer.workspaces()) {
       const recent = recentPreviews.get(workspaceId) ?? [];
       const missing = [...columnsOf(writer.audiences(workspaceId)), ...recent].find((c) => !writer.columnsLoaded(workspaceId, c));
-      // A store that keeps no columns loads none.
-      if (missing) return writer.warmColumns(workspaceId, missing);
+      // A store (or workspace) that keeps no columns loads none.
+      if (missing && writer.warmColumns(workspaceId, missing)) return true;
     }
     return false;
   }

@@ -17,6 +17,8 @@ export type SqliteStoreOptions = SqliteOptions & {
   onStageError?: (error: string) => void;
   /** Shared with the HTTP thread's ingest path (IngestPressure): the stage gives way while it is saturated. */
   ingestPressure?: SharedArrayBuffer;
+  /** Workspaces up to this many live profiles get columns kept in memory by the stage (see ProfileColumns); 0: none. */
+  columnsMaxProfiles?: number;
 };
 
 /** The embedded default: tandem.db holds the event log and access state, state.db the profiles. */
@@ -30,7 +32,9 @@ export function openSqliteStores(options: SqliteStoreOptions): Stores {
     ...(options.onLogLoaded ? { onLoaded: options.onLogLoaded } : {}),
   });
   if (options.stage) log.open();
-  const stage = options.stage ? new ProfileStageRunner({ ...base, ...(options.ingestPressure ? { pressure: options.ingestPressure } : {}) }, options.onStageError) : undefined;
+  const stage = options.stage
+    ? new ProfileStageRunner({ ...base, ...(options.ingestPressure ? { pressure: options.ingestPressure } : {}), ...(options.columnsMaxProfiles !== undefined ? { columnsMaxProfiles: options.columnsMaxProfiles } : {}) }, options.onStageError)
+    : undefined;
   let closed = false;
   return {
     log,

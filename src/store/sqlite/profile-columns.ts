@@ -34,6 +34,8 @@ type Workspace = {
 
 /** Profiles listed, or read into a column, per step: ~20–50 ms of the stage's thread. */
 export const SLICE = 50_000;
+/** Workspaces with more live profiles keep no columns (TANDEM_COLUMNS_MAX_PROFILES). */
+export const COLUMNS_MAX_PROFILES = 5_000_000;
 
 /**
  * Past this many profiles to read again, reading them one by one costs more than loading the
@@ -88,11 +90,15 @@ export class ProfileColumns {
   readonly #s: Record<string, StatementSync>;
   readonly #workspaces = new Map<string, Workspace>();
   readonly #slice: number;
+  readonly #maxProfiles: number;
+  /** Workspaces found to have more live profiles than #maxProfiles (listed again after a clear). */
+  readonly #tooBig = new Set<string>();
   /** Inside a tentative run: what was read then, to be read again once it is rolled back. */
   #tentative: { read: Array<[Set<string>, string]>; loaded: Array<() => void> } | undefined;
 
-  constructor(db: DatabaseSync, { slice = SLICE } = {}) {
+  constructor(db: DatabaseSync, { slice = SLICE, maxProfiles = COLUMNS_MAX_PROFILES } = {}) {
     this.#slice = slice;
+    this.#maxProfiles = maxProfiles;
     const p = (sql: string) => {
       const s = db.prepare(sql);
       s.setReturnArrays(true);
@@ -183,6 +189,7 @@ export class ProfileColumns {
   /** Forgets everything (a rolled back transaction, another connection's commit). */
   clear(): void {
     this.#workspaces.clear();
+    this.#tooBig.clear();
   }
 
   /**
@@ -216,14 +223,19 @@ export class ProfileColumns {
 
   /** Loads one slice of what `needs` reads (the profile list first); whether there was any to load. */
   warm(workspaceId: string, needs: Needs): boolean {
+    if (this.#tooBig.has(workspaceId)) return false;
     const ws = this.#workspace(workspaceId, 1);
     if (!ws) return true;
     return this.#columnsOf(workspaceId, ws, needs).some(([columns, key, reader]) => this.#load(ws, columns, key, reader, 1));
   }
 
-  /** The workspace's profiles with the columns `needs` reads, loading what is missing and reading again what changed. */
-  view(workspaceId: string, needs: Needs): ProfileColumnsView {
-    const ws = this.#workspace(workspaceId, Infinity)!;
+  /**
+   * The workspace's profiles with the columns `needs` reads, loading what is missing and reading
+   * again what changed; undefined for a workspace too big to keep columns for.
+   */
+  view(workspaceId: string, needs: Needs): ProfileColumnsView | undefined {
+    const ws = this.#workspace(workspaceId, Infinity);
+    if (!ws) return undefined;
     this.#refreshLive(ws);
     const read = new Map<AnyColumns, Map<string, unknown[]>>([ws.values, ws.members, ws.consents, ws.accounts].map((c) => [c as AnyColumns, new Map()]));
     for (const [columns, key, reader] of this.#columnsOf(workspaceId, ws, needs)) {
@@ -245,9 +257,10 @@ export class ProfileColumns {
 
   /**
    * The workspace, listing up to `slices` more slices of its live profiles if the list is not
-   * complete; undefined while it is not.
+   * complete; undefined while it is not, or when it has more live profiles than kept for.
    */
   #workspace(workspaceId: string, slices: number): Workspace | undefined {
+    if (this.#tooBig.has(workspaceId)) return undefined;
     let ws = this.#workspaces.get(workspaceId);
     if (!ws) {
       ws = { ids: [], sorted: 0, created: new Map(), live: [], listing: { after: '', created: [] }, values: new Map(), members: new Map(), consents: new Map(), accounts: new Map(), dirty: new Set() };
@@ -258,6 +271,11 @@ export class ProfileColumns {
       const ids = (this.#s.list!.all(workspaceId, ws.listing.after, this.#slice) as unknown as Array<[string]>).map((r) => r[0]);
       for (const id of ids) ws.ids.push(id), ws.live.push(true);
       ws.sorted = ws.ids.length;
+      if (ws.ids.length > this.#maxProfiles) {
+        this.#workspaces.delete(workspaceId);
+        this.#tooBig.add(workspaceId);
+        return undefined;
+      }
       if (ids.length === this.#slice) {
         ws.listing.after = ids[ids.length - 1]!;
         continue;

@@ -7,6 +7,7 @@ import { createProfileStage } from '../../profiles/stage.ts';
 import { openDatabase, STATE_DB, STATE_MIGRATIONS, type SqliteOptions } from './database.ts';
 import { SqliteLogReader } from './event-log.ts';
 import { SqliteProfileStore } from './profile-store.ts';
+import { COLUMNS_MAX_PROFILES } from './profile-columns.ts';
 import { IngestPressure, SATURATED_REQUESTS } from '../../ops/ingest-pressure.ts';
 import { BACKGROUND_NICE, lowerThreadPriority } from '../../ops/thread-priority.ts';
 
@@ -21,7 +22,7 @@ export type StageReply =
   | { type: 'columns'; columns: number; profiles: number }
   | { type: 'closed' };
 
-export type StageOptions = SqliteOptions & { expiryMs?: number; pressure?: SharedArrayBuffer };
+export type StageOptions = SqliteOptions & { expiryMs?: number; pressure?: SharedArrayBuffer; columnsMaxProfiles?: number };
 
 const options = workerData as StageOptions;
 const pressure = options.pressure ? new IngestPressure(options.pressure) : undefined;
@@ -34,7 +35,8 @@ const logDb = openDatabase(options);
 // so it needs no fsync per transaction: after a power loss both roll back together and the
 // stage replays from the log. Process crashes lose nothing either way (WAL).
 const stateDb = openDatabase({ ...options, sync: 'normal', ...STATE_DB }, STATE_MIGRATIONS);
-const store = new SqliteProfileStore(stateDb, { columns: true });
+const maxProfiles = options.columnsMaxProfiles ?? COLUMNS_MAX_PROFILES;
+const store = new SqliteProfileStore(stateDb, { columns: maxProfiles > 0 && { maxProfiles } });
 const { runOnce, backfillStep, expireWindows, warmColumns } = createProfileStage(new SqliteLogReader(logDb), store);
 let kept = { columns: 0, profiles: 0 };
 /** Tells the main thread (metrics) when the columns kept in memory changed. */

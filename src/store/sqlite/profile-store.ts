@@ -126,9 +126,10 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   /**
    * `checkEachRead`: a reader beside the stage's writer notices its changes before using a cache.
    * `columns`: keep what audiences read about every profile in memory (the stage's writer),
-   * loading `slice` profiles per step (tests use small slices).
+   * loading `slice` profiles per step (tests use small slices), for workspaces of up to
+   * `maxProfiles` live profiles.
    */
-  constructor(db: DatabaseSync, options: { checkEachRead?: boolean; columns?: boolean | { slice: number } } = {}) {
+  constructor(db: DatabaseSync, options: { checkEachRead?: boolean; columns?: boolean | { slice?: number; maxProfiles?: number } } = {}) {
     this.#db = db;
     this.#checkEachRead = options.checkEachRead ?? false;
     this.#columns = options.columns ? new ProfileColumns(db, options.columns === true ? {} : options.columns) : undefined;
@@ -632,7 +633,8 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     const chunk: ProfileChunk = { values: new Map(), members: new Map(), consents: new Map(), accounts: new Map() };
     if (ids.length === 0) return chunk;
     // Columns already in memory serve it (a sweep never loads a whole column for one chunk).
-    if (this.#columns?.has(workspaceId, needs)) return chunkOf(this.#columns.view(workspaceId, needs), needs, ids);
+    const kept = this.#columns?.has(workspaceId, needs) ? this.#columns.view(workspaceId, needs) : undefined;
+    if (kept) return chunkOf(kept, needs, ids);
     const [from, to] = [ids[0]!, ids[ids.length - 1]!];
     for (const key of needs.keys) {
       // One key per query, and only where it can be: a range read returns one row per profile.
