@@ -23,3 +23,33 @@ test('a day at ~200 events/s: more ids than one V8 Map can hold (2^24), no Range
   for (let i = 0; i < 17_000_000; i++) window.claim('w', `id-${i}`, 0);
   assert.equal(window.size('w'), 17_000_000);
 });
+
+test('property: a window loaded from stored entries answers as one that claimed them as they arrived', async () => {
+  const { default: fc } = await import('fast-check');
+  const { encodeMeta } = await import('./event-meta.ts');
+  const HOUR = 3_600_000;
+  const id = fc.constantFrom('a', 'b', 'c', 'd', 'e', 'f');
+  fc.assert(
+    fc.property(fc.array(fc.record({ ids: fc.array(id, { minLength: 1, maxLength: 3 }), gap: fc.integer({ min: 0, max: HOUR }) }), { maxLength: 20 }), fc.boolean(), fc.array(fc.record({ id, at: fc.integer({ min: 0, max: 3 * HOUR }) }), { maxLength: 10 }), fc.subarray(['a', 'b', 'c']), (entries, prune, queries, released) => {
+      // What the log writer would have stored: each entry's ids, duplicates marked, in arrival order.
+      const live = new DedupeWindow(HOUR, 4);
+      const loaded = new DedupeWindow(HOUR, 4);
+      let at = 0;
+      for (const e of entries) {
+        at += e.gap;
+        const meta = encodeMeta(e.ids.map((messageId) => ({ messageId, type: 'track', status: 'accepted', timestamp: at, reasons: [], userId: 'u', anonymousId: undefined, event: undefined })));
+        const stored = live.claimEntry('w', at, meta, e.ids).meta;
+        loaded.replay('w', at, stored);
+      }
+      // The writer prunes once a minute: right after the load, it has not yet.
+      if (prune) for (const w of [live, loaded]) w.prune(at);
+      for (const q of queries) assert.equal(loaded.claim('w', q.id, at + q.at), live.claim('w', q.id, at + q.at), `${q.id} at +${q.at}`);
+      for (const r of released) {
+        live.release('w', r);
+        loaded.release('w', r);
+        assert.equal(loaded.claim('w', r, at), live.claim('w', r, at), `${r} after a release`);
+      }
+    }),
+    { numRuns: 500 },
+  );
+});

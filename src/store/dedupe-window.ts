@@ -37,15 +37,24 @@ export class DedupeWindow {
       generations[g]!.delete(messageId);
       break;
     }
-    let newest = generations[generations.length - 1]!;
-    if (newest.size >= this.#generationSize) generations.push((newest = new Map()));
-    newest.set(messageId, receivedAt);
+    this.#remember(generations, messageId, receivedAt);
     return true;
   }
 
-  /** Forgets a claim whose events were not committed, so the client's retry is accepted. */
+  /** Puts the id last in the newest map (arrival order is what prune relies on). */
+  #remember(generations: Array<Map<string, number>>, messageId: string, receivedAt: number): void {
+    let newest = generations[generations.length - 1]!;
+    if (newest.size >= this.#generationSize) generations.push((newest = new Map()));
+    const size = newest.size;
+    newest.set(messageId, receivedAt);
+    // Already there (a replayed id seen again): move it to the end.
+    if (newest.size === size) newest.delete(messageId), newest.set(messageId, receivedAt);
+  }
+
+  /** Forgets a claim whose events were not committed (the newest entry of the id), so the client's retry is accepted. */
   release(workspaceId: string, messageId: string): void {
-    for (const seen of this.#workspaces.get(workspaceId) ?? []) if (seen.delete(messageId)) return;
+    const generations = this.#workspaces.get(workspaceId) ?? [];
+    for (let g = generations.length - 1; g >= 0; g--) if (generations[g]!.delete(messageId)) return;
   }
 
   /** How many ids the window holds for a workspace. */
@@ -68,10 +77,16 @@ export class DedupeWindow {
     return { meta: duplicates.length === 0 ? meta : markDuplicates(meta, duplicates), duplicates, claimed };
   }
 
-  /** Claims what a stored entry claimed when it was appended (for the start-up load); how many ids. */
+  /**
+   * Remembers what a stored entry claimed when it was appended (the start-up load, oldest entry
+   * first); how many ids. No look-up: the log holds an id twice, not marked duplicate, only when
+   * the first had left the window, and then the newer entry, found first, is the one that counts
+   * (an older one left behind in an older map is never found before it, and is pruned).
+   */
   replay(workspaceId: string, receivedAt: number, meta: string): number {
     const ids = messageIdsOf(meta);
-    for (const id of ids) this.claim(workspaceId, id, receivedAt);
+    const generations = this.#generations(workspaceId);
+    for (const id of ids) this.#remember(generations, id, receivedAt);
     return ids.length;
   }
 

@@ -43,9 +43,64 @@ export function decodeMeta(meta: string): EventMeta[] {
   }));
 }
 
-/** The messageIds of the events that are not marked duplicate. */
+/**
+ * The messageIds of the events that are not marked duplicate. Read at every start for each
+ * record in the dedupe window (millions), so it walks the string JSON.stringify wrote instead of
+ * parsing every tuple (about three times faster); anything it does not expect goes to JSON.parse.
+ */
 export function messageIdsOf(meta: string): string[] {
-  return (JSON.parse(meta) as MetaTuple[]).filter((t) => t[2] !== DUPLICATE).map((t) => t[0]);
+  try {
+    return scanMessageIds(meta);
+  } catch {
+    return (JSON.parse(meta) as MetaTuple[]).filter((t) => t[2] !== DUPLICATE).map((t) => t[0]);
+  }
+}
+
+const DUPLICATE_CODE = DUPLICATE.charCodeAt(0);
+
+/** Index of the quote closing the JSON string that opens at `open`. */
+function endOfString(s: string, open: number): number {
+  for (let q = open; ; ) {
+    q = s.indexOf('"', q + 1);
+    if (q < 0) throw new SyntaxError('unterminated string');
+    let backslashes = 0;
+    while (s.charCodeAt(q - 1 - backslashes) === 92) backslashes++;
+    if ((backslashes & 1) === 0) return q;
+  }
+}
+
+/**
+ * Each tuple: `["id","type","s",…]`; the id (unescaped only if needed), the status, then past its
+ * closing bracket. Throws on anything JSON.stringify of MetaTuples would not have written.
+ */
+export function scanMessageIds(meta: string): string[] {
+  const ids: string[] = [];
+  const n = meta.length;
+  if (meta.charCodeAt(0) !== 91 || meta.charCodeAt(n - 1) !== 93) throw new SyntaxError('not an array');
+  let i = 1;
+  while (i < n - 1) {
+    if (meta.charCodeAt(i) !== 91 || meta.charCodeAt(i + 1) !== 34) throw new SyntaxError('not a tuple');
+    const idEnd = endOfString(meta, i + 1);
+    const raw = meta.slice(i + 2, idEnd);
+    const id = raw.indexOf('\\') < 0 ? raw : (JSON.parse(meta.slice(i + 1, idEnd + 1)) as string);
+    if (meta.charCodeAt(idEnd + 1) !== 44 || meta.charCodeAt(idEnd + 2) !== 34) throw new SyntaxError('no type');
+    const typeEnd = endOfString(meta, idEnd + 2);
+    if (meta.charCodeAt(typeEnd + 1) !== 44 || meta.charCodeAt(typeEnd + 2) !== 34 || meta.charCodeAt(typeEnd + 4) !== 34) throw new SyntaxError('no status');
+    const status = meta.charCodeAt(typeEnd + 3);
+    let p = typeEnd + 5;
+    for (let depth = 0; ; p++) {
+      const c = meta.charCodeAt(p);
+      if (c === 34) p = endOfString(meta, p);
+      else if (c === 91) depth++;
+      else if (c === 93 && depth-- === 0) break;
+      else if (p >= n) throw new SyntaxError('unterminated tuple');
+    }
+    if (status !== DUPLICATE_CODE) ids.push(id);
+    const next = meta.charCodeAt(p + 1);
+    if (next !== 44 && p + 1 !== n - 1) throw new SyntaxError('no separator');
+    i = p + 2;
+  }
+  return ids;
 }
 
 /** Marks the events at `indexes` as duplicates; returns the new meta string. */
