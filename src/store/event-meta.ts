@@ -70,8 +70,7 @@ function endOfString(s: string, open: number): number {
 }
 
 /**
- * Each tuple: `["id","type","s",…]`; the id (unescaped only if needed), the status, then past its
- * closing bracket. Throws on anything JSON.stringify of MetaTuples would not have written.
+ * Each tuple: `["id","type","s",…]`; the id, the status, then past its closing bracket. Throws on anything JSON.stringify of MetaTuples would not have written.
  */
 export function scanMessageIds(meta: string): string[] {
   const ids: string[] = [];
@@ -81,8 +80,9 @@ export function scanMessageIds(meta: string): string[] {
   while (i < n - 1) {
     if (meta.charCodeAt(i) !== 91 || meta.charCodeAt(i + 1) !== 34) throw new SyntaxError('not a tuple');
     const idEnd = endOfString(meta, i + 1);
-    const raw = meta.slice(i + 2, idEnd);
-    const id = raw.indexOf('\\') < 0 ? raw : (JSON.parse(meta.slice(i + 1, idEnd + 1)) as string);
+    // JSON.parse makes a string of its own: a slice would keep the whole verdicts string alive
+    // for as long as the dedupe window keeps the id (measured: twice the memory).
+    const id = JSON.parse(meta.slice(i + 1, idEnd + 1)) as string;
     if (meta.charCodeAt(idEnd + 1) !== 44 || meta.charCodeAt(idEnd + 2) !== 34) throw new SyntaxError('no type');
     const typeEnd = endOfString(meta, idEnd + 2);
     if (meta.charCodeAt(typeEnd + 1) !== 44 || meta.charCodeAt(typeEnd + 2) !== 34 || meta.charCodeAt(typeEnd + 4) !== 34) throw new SyntaxError('no status');
