@@ -133,11 +133,11 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const stage = stores.stage;
 
   const pool = deps.judges;
+  const judgeHere = createJudge({ resolveWriteKey: (key) => credentials.writeKey(key), sourcePlan: (sourceId) => credentials.sourcePlan(sourceId), policy: timePolicy(config), maxBodyBytes: config.maxBodyBytes });
   const accept = createIngest({
     log: stores.log,
-    judge: pool
-      ? (input) => pool.judge(input)
-      : createJudge({ resolveWriteKey: (key) => credentials.writeKey(key), sourcePlan: (sourceId) => credentials.sourcePlan(sourceId), policy: timePolicy(config), maxBodyBytes: config.maxBodyBytes }),
+    // On the ingest threads; on this one while none is ready (one that cannot start is retried after a pause).
+    judge: pool ? (input) => (pool.usable() ? pool.judge(input) : judgeHere(input)) : judgeHere,
     ...(pool ? { judgePendingBytes: () => pool.pendingBytes() } : {}),
     ...(deps.pressure ? { pressure: deps.pressure } : {}),
     maxPendingBytes: config.maxPendingBytes,

@@ -8,7 +8,11 @@ import { BACKGROUND_NICE } from '../src/ops/thread-priority.ts';
 import { bootstrap } from '../src/access/admin.ts';
 import { TandemError } from '../src/errors.ts';
 import { JudgePool } from '../src/ingest/judge-pool.ts';
-import { ADMIN_TOKEN, tempDir, trackEvent, WRITE_KEY } from './helpers.ts';
+import { ADMIN_TOKEN, basic, tempDir, trackEvent, WRITE_KEY } from './helpers.ts';
+import { buildApp } from '../src/app.ts';
+import { loadConfig } from '../src/config.ts';
+import { createMetrics } from '../src/ops/metrics.ts';
+import pino from 'pino';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -80,4 +84,29 @@ test('not ready while the log writer loads its dedupe window; an append made mea
   assert.deepEqual(appended.duplicates, [0], 'm99 was stored before the restart');
   assert.deepEqual(loaded, [100]);
   assert.equal(stores.ready(), true);
+});
+
+test('ingest threads that cannot start are retried after growing pauses, not per request; meanwhile the HTTP thread judges', async (t) => {
+  const dataDir = tempDir(t);
+  const stores = openSqliteStores({ dataDir, sync: 'normal' });
+  t.after(() => stores.close());
+  bootstrap(stores.access, { writeKey: WRITE_KEY, adminToken: ADMIN_TOKEN });
+  const pool = new JudgePool({ store: stores.location!, policy: { futureToleranceMs: 86_400_000, minTimestampMs: 0 }, maxBodyBytes: 1 << 20 }, 1, new URL('./fixtures/broken-judge.ts', import.meta.url));
+  t.after(() => pool.close());
+  const app = await buildApp(loadConfig({ TANDEM_DATA_DIR: dataDir }), { stores, metrics: createMetrics(), logger: pino({ level: 'silent' }), judges: pool });
+  t.after(() => app.close());
+  const started = Date.now();
+  let ok = 0;
+  // ~1 s of requests: every one is acknowledged, judged here while no thread is ready.
+  while (Date.now() - started < 1000) {
+    const res = await app.inject({ method: 'POST', url: '/v1/track', payload: JSON.stringify(trackEvent()), headers: { authorization: basic(WRITE_KEY), 'content-type': 'application/json' } });
+    assert.equal(res.statusCode, 200, res.body);
+    ok++;
+    await sleep(5);
+  }
+  assert.ok(ok > 50, `${ok} requests`);
+  // Pauses of 250, 500 ms…: a few starts in a second, not one per request.
+  assert.ok(pool.starts() >= 2 && pool.starts() <= 4, `${pool.starts()} starts`);
+  assert.equal(pool.usable(), false);
+  await assert.rejects(pool.judge({ kind: 'track', raw: Buffer.from('{}'), contentEncoding: undefined, basicKey: WRITE_KEY, receivedAt: Date.now() }), (err) => err instanceof TandemError && err.code === 'unavailable');
 });
