@@ -1,7 +1,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ColumnStats } from '../store/ports.ts';
 
 /** Prometheus metrics for one app instance. Labels carry codes and statuses only, never PII. */
-export function createMetrics(probes: { stageLag?: () => number; columns?: () => { columns: number; profiles: number } | undefined } = {}) {
+export function createMetrics(probes: { stageLag?: () => number; columns?: () => ColumnStats | undefined } = {}) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   /** A gauge read at scrape time (left unset while `read` has nothing). */

@@ -112,7 +112,7 @@ export interface ProfileWriter {
   liveProfilesAfter(workspaceId: string, after: string, limit: number): string[];
   /** What `needs` reads about the profiles `ids` (sorted, from liveProfilesAfter). */
   profileChunk(workspaceId: string, needs: Needs, ids: string[]): ProfileChunk;
-  /** The workspace's live profiles with what `needs` reads, from columns kept in memory (loaded now if missing); undefined for a store that keeps none. */
+  /** The workspace's live profiles with what `needs` reads, from columns kept in memory (loaded now if missing); undefined for a store or workspace that keeps none. */
   profileColumns(workspaceId: string, needs: Needs): ProfileColumnsView | undefined;
   /** Reads again up to `limit` kept entries that writes changed; how many it read. */
   refreshColumns(limit: number): number;

@@ -10,8 +10,7 @@ import { parseProfileId, profileByRef } from './profile-ref.ts';
 export type ProfileApiDeps = {
   profiles: ProfileReader;
   log: Pick<EventLog, 'get'>;
-  /** Resolves the HTTP Basic username to a token allowed to read profiles, or throws. */
-  /** The caller of a request (HTTP Basic access token), checked for `profiles:read`. */
+  /** The caller of a request (HTTP Basic access token), checked for `profiles:read`, or throws. */
   authenticate: (request: FastifyRequest) => Token;
   /** What the caller may see of personal data. */
   maskerFor: (token: Token) => Masker;

@@ -637,10 +637,10 @@ export function createProfileStage(
     // First what writes changed in the columns already kept, a few thousand entries a turn.
     if (writer.refreshColumns(2000) > 0) return true;
     for (const workspaceId of writer.workspaces()) {
-      const recent = recentPreviews.get(workspaceId) ?? [];
-      const missing = [...columnsOf(writer.audiences(workspaceId)), ...recent].find((c) => !writer.columnsLoaded(workspaceId, c));
+      const missing = (c: Needs) => !writer.columnsLoaded(workspaceId, c);
+      const next = columnsOf(writer.audiences(workspaceId)).find(missing) ?? recentPreviews.get(workspaceId)?.find(missing);
       // A store (or workspace) that keeps no columns loads none.
-      if (missing && writer.warmColumns(workspaceId, missing)) return true;
+      if (next && writer.warmColumns(workspaceId, next)) return true;
     }
     return false;
   }

@@ -46,7 +46,7 @@ export function decodeMeta(meta: string): EventMeta[] {
 /**
  * The messageIds of the events that are not marked duplicate. Read at every start for each
  * record in the dedupe window (millions), so it walks the string JSON.stringify wrote instead of
- * parsing every tuple (about three times faster); anything it does not expect goes to JSON.parse.
+ * parsing every tuple (~1.8 times faster, measured); anything it does not expect goes to JSON.parse.
  */
 export function messageIdsOf(meta: string): string[] {
   try {
@@ -70,7 +70,8 @@ function endOfString(s: string, open: number): number {
 }
 
 /**
- * Each tuple: `["id","type","s",…]`; the id, the status, then past its closing bracket. Throws on anything JSON.stringify of MetaTuples would not have written.
+ * Each tuple: `["id","type","s",…]`; the id, the status, then past its closing bracket. Throws on
+ * anything JSON.stringify of MetaTuples would not have written.
  */
 export function scanMessageIds(meta: string): string[] {
   const ids: string[] = [];

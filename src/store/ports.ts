@@ -115,9 +115,12 @@ export interface StageHandle {
   notify(): void;
   /** Resolves once everything committed before the call has been processed. */
   caughtUp(): Promise<number>;
-  /** The columns kept in memory for audiences and over how many profiles (see ProfileColumns). */
-  columns?(): { columns: number; profiles: number };
+  /** What the stage keeps in memory for audiences (see ProfileColumns). */
+  columns?(): ColumnStats;
 }
+
+/** The columns of values audiences read that the profile stage keeps in memory, and over how many profiles. */
+export type ColumnStats = { columns: number; profiles: number };
 
 /**
  * Where the stores live, as plain data that can cross to a worker thread, which opens its own

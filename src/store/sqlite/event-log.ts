@@ -50,17 +50,17 @@ export class SqliteLogReader {
   }
 }
 
-/**
- * The embedded event log: one row per accepted request, holding its raw bytes and ingest's
- * verdicts. Each append is posted at once to the writer thread (log-writer.ts), which commits
- * it with whatever else queued meanwhile: one fsync acknowledges them all.
- */
 export type EventLogHooks = {
   onCommit?: (entries: number, seconds: number) => void;
   /** The writer loaded its dedupe window (how many ids, how long it took) and commits from now on. */
   onLoaded?: (ids: number, seconds: number) => void;
 };
 
+/**
+ * The embedded event log: one row per accepted request, holding its bytes (compressed, see
+ * log-encoding.ts) and ingest's verdicts. Each append is posted at once to the writer thread (log-writer.ts), which commits
+ * it with whatever else queued meanwhile: one fsync acknowledges them all.
+ */
 export class SqliteEventLog extends SqliteLogReader implements EventLog {
   readonly #options: WriterOptions;
   readonly #hooks: EventLogHooks;

@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import type { ColumnStats } from '../ports.ts';
 import type { StageOptions, StageReply, StageRequest } from './profile-stage-worker.ts';
 
 /** The main thread's handle on the profile stage's thread. */
@@ -9,7 +10,7 @@ export class ProfileStageRunner {
   #seq = 0;
   #closed = false;
   #notifying = false;
-  #columns = { columns: 0, profiles: 0 };
+  #columns: ColumnStats = { columns: 0, profiles: 0 };
 
   constructor(options: StageOptions, onError: (error: string) => void = () => {}) {
     this.#onError = onError;
@@ -35,7 +36,7 @@ export class ProfileStageRunner {
   }
 
   /** The columns the stage keeps in memory for audiences, and over how many profiles, as it last said. */
-  columns(): { columns: number; profiles: number } {
+  columns(): ColumnStats {
     return this.#columns;
   }
 

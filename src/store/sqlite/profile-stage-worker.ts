@@ -8,6 +8,7 @@ import { openDatabase, STATE_DB, STATE_MIGRATIONS, type SqliteOptions } from './
 import { SqliteLogReader } from './event-log.ts';
 import { SqliteProfileStore } from './profile-store.ts';
 import { COLUMNS_MAX_PROFILES } from './profile-columns.ts';
+import type { ColumnStats } from '../ports.ts';
 import { IngestPressure, SATURATED_REQUESTS } from '../../ops/ingest-pressure.ts';
 import { BACKGROUND_NICE, lowerThreadPriority } from '../../ops/thread-priority.ts';
 
@@ -19,7 +20,7 @@ export type StageReply =
   | { type: 'drained'; seq: number; checkpoint: number }
   | { type: 'failed'; error: string }
   /** What the stage keeps in memory changed (see ProfileColumns). */
-  | { type: 'columns'; columns: number; profiles: number }
+  | ({ type: 'columns' } & ColumnStats)
   | { type: 'closed' };
 
 export type StageOptions = SqliteOptions & { expiryMs?: number; pressure?: SharedArrayBuffer; columnsMaxProfiles?: number };
@@ -38,7 +39,7 @@ const stateDb = openDatabase({ ...options, sync: 'normal', ...STATE_DB }, STATE_
 const maxProfiles = options.columnsMaxProfiles ?? COLUMNS_MAX_PROFILES;
 const store = new SqliteProfileStore(stateDb, { columns: maxProfiles > 0 && { maxProfiles } });
 const { runOnce, backfillStep, expireWindows, warmColumns } = createProfileStage(new SqliteLogReader(logDb), store);
-let kept = { columns: 0, profiles: 0 };
+let kept: ColumnStats = { columns: 0, profiles: 0 };
 /** Tells the main thread (metrics) when the columns kept in memory changed. */
 function reportColumns(): void {
   const now = store.columnStats();
@@ -81,7 +82,7 @@ function run(): void {
       runOnceCheckpoint = runOnce(yielding ? 1 : 64);
       caughtUp = runOnceCheckpoint === before && !again;
       more = backfillStep(caughtUp ? 200 : yielding ? 1 : 10);
-      // Idle: load what audiences read into memory, one column per turn (see warmColumns).
+      // Idle: keep what audiences read in memory, one short step per turn (see warmColumns).
       if (caughtUp && !more && !yielding) more = warmColumns();
       reportColumns();
     } catch (err) {

@@ -5,6 +5,7 @@ import { oncePerTurn } from '../../ops/once-per-turn.ts';
 import type { Audience, Needs } from '../../audiences/definition.ts';
 import type { ComputedTrait } from '../../profiles/computed-traits.ts';
 import { parseValue, ProfileColumns } from './profile-columns.ts';
+import type { ColumnStats } from '../ports.ts';
 import type { Backfill, Column, ProfileChunk, ProfileColumnsView, ProfileEventCursor, ProfileReader, ProfileWriter, Provenance, StoredFit, TraitValue, ValueJob } from '../../profiles/ports.ts';
 
 const LWW = 'WHERE excluded.ts > {t}.ts OR (excluded.ts = {t}.ts AND excluded.message_id > {t}.message_id)';
@@ -660,7 +661,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     return this.#columns?.warm(workspaceId, needs) ?? false;
   }
 
-  columnStats(): { columns: number; profiles: number } {
+  columnStats(): ColumnStats {
     return this.#columns?.stats() ?? { columns: 0, profiles: 0 };
   }
 
