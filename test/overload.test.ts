@@ -110,3 +110,14 @@ test('ingest threads that cannot start are retried after growing pauses, not per
   assert.equal(pool.usable(), false);
   await assert.rejects(pool.judge({ kind: 'track', raw: Buffer.from('{}'), contentEncoding: undefined, basicKey: WRITE_KEY, receivedAt: Date.now() }), (err) => err instanceof TandemError && err.code === 'unavailable');
 });
+
+test('a profile stage thread that ends answers its waiters unavailable, later ones too, and closing does not hang', async (t) => {
+  const { ProfileStageRunner } = await import('../src/store/sqlite/profile-stage-runner.ts');
+  const errors: string[] = [];
+  const runner = new ProfileStageRunner({ dataDir: tempDir(t), sync: 'normal' }, (e) => errors.push(e), new URL('./fixtures/crashing-stage.ts', import.meta.url));
+  const unavailable = (err: unknown) => err instanceof TandemError && err.code === 'unavailable';
+  await assert.rejects(runner.caughtUp(), unavailable);
+  await assert.rejects(runner.caughtUp(), unavailable, 'once ended, at once');
+  assert.match(errors.join('\n'), /exited with 1/);
+  await runner.close();
+});

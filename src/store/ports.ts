@@ -113,7 +113,7 @@ export type Source = { id: string; name: string; plan: { key: string; enforcemen
 export interface StageHandle {
   /** Wakes the stage after a commit. */
   notify(): void;
-  /** Resolves once everything committed before the call has been processed. */
+  /** Resolves once everything committed before the call has been processed; rejects `unavailable` if the stage has stopped. */
   caughtUp(): Promise<number>;
   /** What the stage keeps in memory for audiences (see ProfileColumns). */
   columns?(): ColumnStats;
