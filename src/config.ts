@@ -21,6 +21,11 @@ export const CONFIG_SCHEMA = {
     TANDEM_SYNC: { type: 'string', enum: ['full', 'normal'], default: 'full', description: '`full` fsyncs every group commit (power-loss safe); `normal` survives process crashes only.' },
     TANDEM_INGEST_THREADS: { type: 'integer', minimum: 0, maximum: 64, description: 'Threads that parse and check ingest requests beside the HTTP thread; 0 does it on the HTTP thread. Default: CPUs − 1, at least 1.' },
     TANDEM_COLUMNS_MAX_PROFILES: { type: 'integer', minimum: 0, default: 5000000, description: 'The profile stage keeps what audiences read in memory (measured: ~53 bytes per profile for the list, ~35 per profile per column of short strings) for workspaces of up to this many live profiles; larger ones, or all with 0, have previews and time sweeps read rows.' },
+    TANDEM_DESTINATION_ALLOW_HOSTS: { type: 'string', default: '', description: 'Comma-separated host names (`*.example.com` for subdomains), IP addresses and networks (CIDR) that webhooks may reach although they are not public, over plain http too; everything else must be a public https address (the SSRF guard).' },
+    TANDEM_DELIVERY_MAX_ATTEMPTS: { type: 'integer', minimum: 1, maximum: 100, default: 15, description: 'Attempts before a webhook delivery becomes a dead letter (a permanent refusal, such as a 400, is one at once).' },
+    TANDEM_DELIVERY_RETRY_MS: { type: 'integer', minimum: 1, default: 1000, description: 'Delay before the first retry of a webhook delivery; each next one doubles it, up to an hour, with jitter (1.5–3 hours over the 15 attempts by default).' },
+    TANDEM_DELIVERY_TIMEOUT_MS: { type: 'integer', minimum: 100, default: 10000, description: 'How long a destination has to answer one delivery.' },
+    TANDEM_DELIVERY_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 1000, default: 8, description: 'Deliveries in flight per destination.' },
     TANDEM_CLV_REFRESH_HOURS: { type: 'number', minimum: 0, default: 24, description: 'How often each workspace\'s latest lifetime-value fit is redone on fresh data and every profile rescored; 0 turns it off.' },
   },
 } as const;
@@ -42,6 +47,11 @@ export type Config = {
   clvRefreshMs: number;
   ingestThreads: number;
   columnsMaxProfiles: number;
+  destinationAllowHosts: string;
+  deliveryMaxAttempts: number;
+  deliveryRetryMs: number;
+  deliveryTimeoutMs: number;
+  deliveryConcurrency: number;
 };
 
 type Raw = Record<string, string | number | undefined>;
@@ -49,7 +59,8 @@ type Env = {
   TANDEM_PORT: number; TANDEM_HOST: string; TANDEM_DATA_DIR: string; TANDEM_ADMIN_TOKEN?: string; TANDEM_WRITE_KEY?: string;
   TANDEM_DEDUPE_WINDOW_HOURS: number; TANDEM_MAX_BODY_BYTES: number; TANDEM_MAX_PENDING_BYTES: number; TANDEM_REQUEST_TIMEOUT_MS: number;
   TANDEM_FUTURE_TOLERANCE_HOURS: number; TANDEM_MIN_TIMESTAMP: string; TANDEM_LOG_LEVEL: string; TANDEM_SYNC: 'full' | 'normal'; TANDEM_CLV_REFRESH_HOURS: number; TANDEM_INGEST_THREADS?: number;
-  TANDEM_COLUMNS_MAX_PROFILES: number;
+  TANDEM_COLUMNS_MAX_PROFILES: number; TANDEM_DESTINATION_ALLOW_HOSTS: string; TANDEM_DELIVERY_MAX_ATTEMPTS: number; TANDEM_DELIVERY_RETRY_MS: number; TANDEM_DELIVERY_TIMEOUT_MS: number;
+  TANDEM_DELIVERY_CONCURRENCY: number;
 };
 
 /** Parses the environment (plus overrides such as CLI flags); throws naming the bad variable. */
@@ -84,5 +95,10 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: R
     clvRefreshMs: r.TANDEM_CLV_REFRESH_HOURS * 3_600_000,
     ingestThreads: r.TANDEM_INGEST_THREADS ?? Math.max(1, availableParallelism() - 1),
     columnsMaxProfiles: r.TANDEM_COLUMNS_MAX_PROFILES,
+    destinationAllowHosts: r.TANDEM_DESTINATION_ALLOW_HOSTS,
+    deliveryMaxAttempts: r.TANDEM_DELIVERY_MAX_ATTEMPTS,
+    deliveryRetryMs: r.TANDEM_DELIVERY_RETRY_MS,
+    deliveryTimeoutMs: r.TANDEM_DELIVERY_TIMEOUT_MS,
+    deliveryConcurrency: r.TANDEM_DELIVERY_CONCURRENCY,
   };
 }

@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import { PERMISSIONS, type Permission } from '../src/access/credentials.ts';
 import { basic, bearer, openTestApp, WRITE_KEY, type TestApp } from './helpers.ts';
 
-type Route = { method: 'GET' | 'POST' | 'PUT' | 'DELETE'; url: string; permission: Permission; body?: Record<string, unknown> };
+type Route = { method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'; url: string; permission: Permission; body?: Record<string, unknown> };
 
 /** Every admin route, with a body its schema accepts, so that only the role decides. */
 const ROUTES: Route[] = [
@@ -55,6 +55,18 @@ const ROUTES: Route[] = [
   { method: 'POST', url: '/api/v1/users', permission: 'users:manage', body: { email: 'matrix@example.com', role: 'analyst', password: 'a long enough password' } },
   { method: 'DELETE', url: '/api/v1/users/usr_nope', permission: 'users:manage' },
   { method: 'PUT', url: '/api/v1/users/usr_nope/password', permission: 'users:manage', body: { password: 'a long enough password' } },
+  { method: 'GET', url: '/api/v1/destinations', permission: 'destinations:read' },
+  { method: 'POST', url: '/api/v1/destinations', permission: 'destinations:manage', body: { name: 'matrix', url: 'https://hooks.example.com/matrix' } },
+  { method: 'GET', url: '/api/v1/destinations/dst_nope', permission: 'destinations:read' },
+  { method: 'PATCH', url: '/api/v1/destinations/dst_nope', permission: 'destinations:manage', body: { enabled: false } },
+  { method: 'DELETE', url: '/api/v1/destinations/dst_nope', permission: 'destinations:manage' },
+  { method: 'POST', url: '/api/v1/destinations/dst_nope/secret', permission: 'destinations:manage' },
+  { method: 'GET', url: '/api/v1/destinations/dst_nope/deliveries', permission: 'destinations:read' },
+  { method: 'POST', url: '/api/v1/destinations/dst_nope/deliveries/retry', permission: 'activations:manage', body: {} },
+  { method: 'GET', url: '/api/v1/activations', permission: 'destinations:read' },
+  { method: 'POST', url: '/api/v1/activations', permission: 'activations:manage', body: { destination: 'dst_nope', audience: 'nope' } },
+  { method: 'GET', url: '/api/v1/activations/act_nope', permission: 'destinations:read' },
+  { method: 'DELETE', url: '/api/v1/activations/act_nope', permission: 'activations:manage' },
   { method: 'GET', url: '/api/v1/audit', permission: 'audit:read' },
   { method: 'GET', url: '/api/v1/audit/export', permission: 'audit:read' },
 ];

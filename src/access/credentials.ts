@@ -27,6 +27,9 @@ export const PERMISSIONS = {
   'changes:propose': ['owner', 'engineer', 'marketer'],
   'changes:approve': ['owner', 'engineer'],
   'users:manage': ['owner'],
+  'destinations:read': ['owner', 'engineer', 'marketer', 'analyst'],
+  'destinations:manage': ['owner', 'engineer'],
+  'activations:manage': ['owner', 'engineer', 'marketer'],
 } as const satisfies Record<string, readonly Role[]>;
 export type Permission = keyof typeof PERMISSIONS;
 

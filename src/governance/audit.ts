@@ -24,7 +24,7 @@ const redact = (value: unknown): unknown => {
 };
 
 /** Admin routes whose answers carry personal data (unmasked only with the `pii` permission). */
-export const ADMIN_PII_ROUTES = new Set(['/api/v1/events', '/api/v1/events/stream', '/api/v1/profiles/:ref/identities', '/api/v1/audience-events', '/api/v1/violations']);
+export const ADMIN_PII_ROUTES = new Set(['/api/v1/events', '/api/v1/events/stream', '/api/v1/profiles/:ref/identities', '/api/v1/audience-events', '/api/v1/violations', '/api/v1/destinations/:id/deliveries']);
 
 /**
  * Unmasked reads through the Profile API, one audit entry per token, route and minute with how

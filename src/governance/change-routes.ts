@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
+import { ACTIVATION_SCHEMA, DESTINATION_SCHEMA, type ActivationAdmin, type ActivationInput, type DestinationInput } from '../activate/admin.ts';
 import { TandemError } from '../errors.ts';
 import { forRecentVerdicts } from '../ingest/event-view.ts';
-import type { AccessStore, ChangeRequest, EventLog, Token } from '../store/ports.ts';
+import type { AccessStore, ActivationStore, ChangeRequest, EventLog, Token } from '../store/ports.ts';
 import type { ProfileReader } from '../profiles/ports.ts';
 import { diffPlans, referencing, touchedEvents } from './changes.ts';
 import { compilePlan, PLAN_SCHEMA, PlanError, type PlanDefinition } from './tracking-plan.ts';
@@ -10,29 +11,47 @@ export type ChangeDeps = {
   access: AccessStore;
   log: EventLog;
   profiles: ProfileReader;
+  activations: ActivationAdmin;
+  activationStore: ActivationStore;
   invalidate: () => void;
   authorize: (header: string | undefined, permission: 'changes:propose' | 'changes:approve' | 'plans:read' | 'tokens:manage') => Token;
   now: () => number;
 };
 
-/** Which changes a workspace wants reviewed before they apply. */
-export type GovernanceSettings = { approvalRequired: { tracking_plan: boolean } };
-const DEFAULT_SETTINGS: GovernanceSettings = { approvalRequired: { tracking_plan: true } };
-const KINDS = ['tracking_plan'] as const;
+const KINDS = ['tracking_plan', 'destination', 'activation'] as const;
+type Kind = (typeof KINDS)[number];
+
+/**
+ * Which changes a workspace wants reviewed before they apply: tracking plan changes, new
+ * destinations, and activations that would send personal data to a destination.
+ */
+export type GovernanceSettings = { approvalRequired: { tracking_plan: boolean; destination: boolean; pii_to_destination: boolean } };
+const DEFAULT_APPROVAL: GovernanceSettings['approvalRequired'] = { tracking_plan: true, destination: true, pii_to_destination: true };
+
+export function settingsOf(access: AccessStore, workspaceId: string): GovernanceSettings {
+  const stored = JSON.parse(access.governanceSettings(workspaceId) ?? '{}') as Partial<GovernanceSettings>;
+  return { approvalRequired: { ...DEFAULT_APPROVAL, ...stored.approvalRequired } };
+}
+
 const DAY = 86_400_000;
 /** Log records read at most to count an event's volume. */
 const VOLUME_RECORDS = 20_000;
+/** Audience changes read at most to count an activation's deliveries over a week. */
+const VOLUME_CHANGES = 100_000;
+
+type Proposal = { target: string; proposal: unknown; baseVersion: number | null };
+type Described = { diff: unknown; impact: { audiences: string[]; computedTraits: string[]; destinations: string[]; volume_7d: Record<string, number>; pii: { added: string[]; removed: string[] } } };
 
 /**
- * Change requests: a marketer proposes a change that needs IT's consent (today: a tracking plan
- * change, such as a new event or property); an engineer approves or rejects it with a comment;
- * an approved change applies atomically, unless the plan moved on meanwhile. Each request shows
- * its diff and its impact: audiences and computed traits reading the events it touches, their
- * volume over the last 7 days, and personal data added or removed.
+ * Change requests: a marketer proposes a change that needs IT's consent (a tracking plan change,
+ * such as a new event or property; a new destination; an activation that sends personal data to a
+ * destination); an engineer approves or rejects it with a comment; an approved change applies
+ * atomically, unless what it was made on moved on meanwhile. Each request shows its diff and its
+ * impact: audiences, computed traits and destinations that read what it touches, the volume
+ * over the last 7 days, and personal data added or removed.
  */
 export async function changeRoutes(app: FastifyInstance, deps: ChangeDeps): Promise<void> {
   const { access } = deps;
-  const settingsOf = (workspaceId: string): GovernanceSettings => ({ ...DEFAULT_SETTINGS, ...(JSON.parse(access.governanceSettings(workspaceId) ?? '{}') as Partial<GovernanceSettings>) });
 
   /** Events seen per touched name over the last 7 days, from the newest part of the log. */
   function volume(workspaceId: string, names: string[]): Record<string, number> {
@@ -44,10 +63,91 @@ export async function changeRoutes(app: FastifyInstance, deps: ChangeDeps): Prom
     return counts;
   }
 
+  const destinationName = (workspaceId: string, id: string) => deps.activationStore.destination(workspaceId, id)?.name ?? id;
+
+  const KIND: Record<Kind, { propose(token: Token, body: ProposeBody): Proposal; needsReview(c: ChangeRequest): boolean; describe(c: ChangeRequest): Described; apply(c: ChangeRequest): { version?: number; ref?: string } }> = {
+    tracking_plan: {
+      propose(token, body) {
+        if (body.target === undefined) throw new TandemError('invalid_request', 'A tracking plan change names its plan in `target`.');
+        const definition = body.definition as PlanDefinition;
+        try {
+          compilePlan(definition);
+        } catch (err) {
+          if (err instanceof PlanError) throw new TandemError('invalid_plan', err.message);
+          throw err;
+        }
+        const base = access.plan(token.workspaceId, body.target);
+        return { target: body.target, proposal: { name: body.name ?? base?.name ?? body.target, definition }, baseVersion: base?.version ?? null };
+      },
+      needsReview: (c) => settingsOf(access, c.workspaceId).approvalRequired.tracking_plan,
+      describe(c) {
+        const proposal = JSON.parse(c.proposal) as { definition: PlanDefinition };
+        const base = c.baseVersion === null ? undefined : access.plan(c.workspaceId, c.target, c.baseVersion);
+        const diff = diffPlans(base ? (JSON.parse(base.definition) as PlanDefinition) : {}, proposal.definition);
+        const read = referencing(diff, deps.profiles.audiences(c.workspaceId), deps.profiles.computedTraits(c.workspaceId));
+        // Destinations receive the audiences it touches, or traits when the trait schemas change.
+        const traitsChange = diff.traits.identify || diff.traits.group;
+        const destinations = deps.activationStore.activations(c.workspaceId).filter((a) => read.audiences.includes(a.audienceKey) || (traitsChange && a.traits.length > 0));
+        return { diff, impact: { ...read, destinations: [...new Set(destinations.map((a) => destinationName(c.workspaceId, a.destinationId)))].sort(), volume_7d: volume(c.workspaceId, touchedEvents(diff)), pii: diff.pii } };
+      },
+      apply(c) {
+        const proposal = JSON.parse(c.proposal) as { name: string; definition: PlanDefinition };
+        const current = access.plan(c.workspaceId, c.target)?.version ?? null;
+        if (current !== c.baseVersion) throw new TandemError('stale_change', `The plan is at version ${current} now, the request was made on ${c.baseVersion}; propose it again.`);
+        const saved = access.savePlan(c.workspaceId, c.target, proposal.name, JSON.stringify(proposal.definition));
+        deps.invalidate();
+        return { version: saved.version };
+      },
+    },
+    destination: {
+      propose(token, body) {
+        const d = body.definition as DestinationInput;
+        deps.activations.checkedUrl(d.url);
+        if (deps.activations.destinationNamed(token.workspaceId, d.name)) throw new TandemError('already_exists', `A destination named ${JSON.stringify(d.name)} exists already.`);
+        return { target: d.name, proposal: { definition: d }, baseVersion: null };
+      },
+      needsReview: (c) => settingsOf(access, c.workspaceId).approvalRequired.destination,
+      describe(c) {
+        const d = (JSON.parse(c.proposal) as { definition: DestinationInput }).definition;
+        const diff = { destinations: { added: [{ name: d.name, url: d.url, purposes: d.purposes ?? [], consentMode: d.consentMode ?? 'opt_in' }], removed: [] } };
+        return { diff, impact: { audiences: [], computedTraits: [], destinations: [d.name], volume_7d: {}, pii: { added: [], removed: [] } } };
+      },
+      apply: (c) => ({ ref: deps.activations.createDestination(c.workspaceId, (JSON.parse(c.proposal) as { definition: DestinationInput }).definition, c.proposedBy).id }),
+    },
+    activation: {
+      propose(token, body) {
+        const a = body.definition as ActivationInput;
+        const destination = deps.activations.destinationOf(token.workspaceId, a.destination);
+        if (!deps.profiles.audiences(token.workspaceId).some((x) => x.key === a.audience)) throw new TandemError('not_found', `No audience ${JSON.stringify(a.audience)}.`);
+        return { target: `${destination.name}/${a.audience}`, proposal: { definition: { ...a, destination: destination.id } }, baseVersion: null };
+      },
+      needsReview(c) {
+        const a = (JSON.parse(c.proposal) as { definition: ActivationInput }).definition;
+        return settingsOf(access, c.workspaceId).approvalRequired.pii_to_destination && deps.activations.piiOf(c.workspaceId, a).length > 0;
+      },
+      describe(c) {
+        const a = (JSON.parse(c.proposal) as { definition: ActivationInput }).definition;
+        const name = destinationName(c.workspaceId, a.destination);
+        const computed = new Set(deps.profiles.computedTraits(c.workspaceId).map((t) => t.key));
+        const since = deps.now() - 7 * DAY;
+        // What it would have sent over the last week: the audience's entries and exits.
+        const changes = deps.profiles.audienceHistory(c.workspaceId, a.audience, VOLUME_CHANGES).filter((h) => h.at >= since).length;
+        return {
+          diff: { activations: { added: [{ destination: name, audience: a.audience, traits: a.traits ?? [], identifiers: a.identifiers ?? ['user_id', 'anonymous_id'] }], removed: [] } },
+          impact: {
+            audiences: [a.audience],
+            computedTraits: (a.traits ?? []).filter((t) => computed.has(t)),
+            destinations: [name],
+            volume_7d: { [a.audience]: changes },
+            pii: { added: deps.activations.piiOf(c.workspaceId, a), removed: [] },
+          },
+        };
+      },
+      apply: (c) => ({ ref: deps.activations.createActivation(c.workspaceId, (JSON.parse(c.proposal) as { definition: ActivationInput }).definition, c.proposedBy).id }),
+    },
+  };
+
   function describe(c: ChangeRequest) {
-    const proposal = JSON.parse(c.proposal) as { name: string; definition: PlanDefinition };
-    const base = c.baseVersion === null ? undefined : access.plan(c.workspaceId, c.target, c.baseVersion);
-    const diff = diffPlans(base ? (JSON.parse(base.definition) as PlanDefinition) : {}, proposal.definition);
     const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
     return {
       id: c.id,
@@ -56,68 +156,69 @@ export async function changeRoutes(app: FastifyInstance, deps: ChangeDeps): Prom
       status: c.status,
       base_version: c.baseVersion,
       applied_version: c.appliedVersion,
+      applied_id: c.appliedRef,
       proposed_by: c.proposedBy,
       proposed_at: iso(c.proposedAt),
       comment: c.comment,
       decided_by: c.decidedBy,
       decided_at: iso(c.decidedAt),
       decision_comment: c.decisionComment,
-      proposal,
-      diff,
-      impact: { ...referencing(diff, deps.profiles.audiences(c.workspaceId), deps.profiles.computedTraits(c.workspaceId)), volume_7d: volume(c.workspaceId, touchedEvents(diff)), pii: diff.pii },
+      proposal: JSON.parse(c.proposal) as unknown,
+      ...KIND[c.kind as Kind].describe(c),
     };
   }
 
-  function apply(c: ChangeRequest): number {
-    const proposal = JSON.parse(c.proposal) as { name: string; definition: PlanDefinition };
-    const current = access.plan(c.workspaceId, c.target)?.version ?? null;
-    if (current !== c.baseVersion) throw new TandemError('stale_change', `The plan is at version ${current} now, the request was made on ${c.baseVersion}; propose it again.`);
-    const saved = access.savePlan(c.workspaceId, c.target, proposal.name, JSON.stringify(proposal.definition));
-    deps.invalidate();
-    return saved.version;
-  }
+  const applied = (c: ChangeRequest): Pick<ChangeRequest, 'appliedVersion' | 'appliedRef'> => {
+    const out = KIND[c.kind as Kind].apply(c);
+    return { appliedVersion: out.version ?? null, appliedRef: out.ref ?? null };
+  };
 
-  app.get('/api/v1/governance/settings', async (req) => settingsOf(deps.authorize(req.headers.authorization, 'plans:read').workspaceId));
+  app.get('/api/v1/governance/settings', async (req) => settingsOf(access, deps.authorize(req.headers.authorization, 'plans:read').workspaceId));
 
   app.put<{ Body: GovernanceSettings }>(
     '/api/v1/governance/settings',
-    { schema: { body: { type: 'object', additionalProperties: false, required: ['approvalRequired'], properties: { approvalRequired: { type: 'object', additionalProperties: false, properties: { tracking_plan: { type: 'boolean' } } } } } } },
+    {
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['approvalRequired'],
+          properties: { approvalRequired: { type: 'object', additionalProperties: false, properties: Object.fromEntries(Object.keys(DEFAULT_APPROVAL).map((k) => [k, { type: 'boolean' }])) } },
+        },
+      },
+    },
     async (req) => {
       const { workspaceId } = deps.authorize(req.headers.authorization, 'tokens:manage');
-      const settings = { approvalRequired: { ...DEFAULT_SETTINGS.approvalRequired, ...req.body.approvalRequired } };
+      const settings = { approvalRequired: { ...settingsOf(access, workspaceId).approvalRequired, ...req.body.approvalRequired } };
       access.setGovernanceSettings(workspaceId, JSON.stringify(settings));
       return settings;
     },
   );
 
-  app.post<{ Body: { kind: (typeof KINDS)[number]; target: string; name?: string; definition: PlanDefinition; comment?: string } }>(
+  type ProposeBody = { kind: Kind; target?: string; name?: string; definition: unknown; comment?: string };
+  const byKind = (kind: Kind, definition: object, extra: object = {}) => ({ if: { properties: { kind: { const: kind } } }, then: { properties: { definition, ...extra } } });
+  app.post<{ Body: ProposeBody }>(
     '/api/v1/change-requests',
     {
       schema: {
         body: {
           type: 'object',
           additionalProperties: false,
-          required: ['kind', 'target', 'definition'],
-          properties: { kind: { enum: KINDS }, target: { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9_-]{0,63}$' }, name: { type: 'string', maxLength: 200 }, definition: PLAN_SCHEMA, comment: { type: 'string', maxLength: 2000 } },
+          required: ['kind', 'definition'],
+          properties: { kind: { enum: KINDS }, target: { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9_-]{0,63}$' }, name: { type: 'string', maxLength: 200 }, definition: { type: 'object' }, comment: { type: 'string', maxLength: 2000 } },
+          allOf: [byKind('tracking_plan', PLAN_SCHEMA), byKind('destination', DESTINATION_SCHEMA), byKind('activation', ACTIVATION_SCHEMA)],
         },
       },
     },
     async (req, reply) => {
       const token = deps.authorize(req.headers.authorization, 'changes:propose');
-      try {
-        compilePlan(req.body.definition);
-      } catch (err) {
-        if (err instanceof PlanError) throw new TandemError('invalid_plan', err.message);
-        throw err;
-      }
-      const base = access.plan(token.workspaceId, req.body.target);
+      const made = KIND[req.body.kind].propose(token, req.body);
       const request: ChangeRequest = {
-        id: `chg_${crypto.randomUUID()}`, workspaceId: token.workspaceId, kind: req.body.kind, target: req.body.target,
-        proposal: JSON.stringify({ name: req.body.name ?? base?.name ?? req.body.target, definition: req.body.definition }), baseVersion: base?.version ?? null,
-        status: 'open', proposedBy: token.id, proposedAt: deps.now(), comment: req.body.comment ?? null, decidedBy: null, decidedAt: null, decisionComment: null, appliedVersion: null,
+        id: `chg_${crypto.randomUUID()}`, workspaceId: token.workspaceId, kind: req.body.kind, target: made.target, proposal: JSON.stringify(made.proposal), baseVersion: made.baseVersion,
+        status: 'open', proposedBy: token.id, proposedAt: deps.now(), comment: req.body.comment ?? null, decidedBy: null, decidedAt: null, decisionComment: null, appliedVersion: null, appliedRef: null,
       };
       // Without review required the change applies at once, and is still recorded as a request.
-      if (!settingsOf(token.workspaceId).approvalRequired.tracking_plan) Object.assign(request, { status: 'applied', appliedVersion: apply(request), decidedAt: deps.now() });
+      if (!KIND[req.body.kind].needsReview(request)) Object.assign(request, { status: 'applied', ...applied(request), decidedAt: deps.now() });
       access.saveChangeRequest(request);
       return reply.code(201).send(describe(request));
     },
@@ -146,7 +247,7 @@ export async function changeRoutes(app: FastifyInstance, deps: ChangeDeps): Prom
         if (c.status !== 'open') throw new TandemError('invalid_request', `The request is ${c.status} already.`);
         if (c.proposedBy === token.id) throw new TandemError('invalid_request', 'Someone other than the proposer decides.');
         const decided = { ...c, decidedBy: token.id, decidedAt: deps.now(), decisionComment: req.body?.comment ?? null };
-        if (decision === 'approve') Object.assign(decided, { status: 'approved', appliedVersion: apply(c) });
+        if (decision === 'approve') Object.assign(decided, { status: 'approved', ...applied(c) });
         else decided.status = 'rejected';
         access.saveChangeRequest(decided);
         return describe(decided);

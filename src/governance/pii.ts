@@ -162,3 +162,15 @@ function collectTags(access: AccessStore, workspaceId: string): Map<string, PiiK
   }
   return out;
 }
+
+/**
+ * The personal data a trait or an identifier type holds by its name or a plan's tag, values unseen:
+ * what choosing fields to send somewhere (an activation) reveals before anything is sent.
+ */
+export function namedPii(access: AccessStore, workspaceId: string) {
+  const tagged = collectTags(access, workspaceId);
+  return {
+    trait: (key: string): PiiKind | undefined => classify(key, undefined, 'traits', tagged),
+    identifier: (type: string): PiiKind | undefined => BY_NAME[type.replace(/[^a-z0-9]/gi, '').toLowerCase()] ?? classify(type, undefined, 'properties', tagged),
+  };
+}

@@ -2,7 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { ColumnStats } from '../store/ports.ts';
 
 /** Prometheus metrics for one app instance. Labels carry codes and statuses only, never PII. */
-export function createMetrics(probes: { stageLag?: () => number; columns?: () => ColumnStats | undefined } = {}) {
+export function createMetrics(probes: { stageLag?: () => number; columns?: () => ColumnStats | undefined; deliveriesPending?: () => number } = {}) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   /** A gauge read at scrape time (left unset while `read` has nothing). */
@@ -25,6 +25,8 @@ export function createMetrics(probes: { stageLag?: () => number; columns?: () =>
     stageLag: probe('tandem_profile_stage_lag_records', 'Log records committed but not yet applied by the profile stage', () => probes.stageLag?.()),
     columns: probe('tandem_profile_columns_kept', 'Columns of values audiences read that the profile stage keeps in memory (previews and time sweeps over them read no rows)', () => probes.columns?.()?.columns),
     columnProfiles: probe('tandem_profile_columns_profiles', 'Profiles indexed by the columns kept in memory', () => probes.columns?.()?.profiles),
+    deliveries: new Counter({ name: 'tandem_deliveries_total', help: 'Webhook delivery attempts and decisions, by outcome (delivered, retried, dead, suppressed, skipped, cancelled)', labelNames: ['outcome'] as const, registers: [registry] }),
+    deliveriesPending: probe('tandem_deliveries_pending', 'Webhook deliveries waiting to be sent or retried', () => probes.deliveriesPending?.()),
     commitSeconds: new Histogram({ name: 'tandem_log_commit_seconds', help: 'Duration of one group commit', buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1], registers: [registry] }),
   };
 }

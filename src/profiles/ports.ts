@@ -165,6 +165,10 @@ export interface ProfileReader {
   audiences(workspaceId: string): Audience[];
   memberships(profileId: string): string[];
   audienceMembers(workspaceId: string, key: string): string[];
+  /** The id of the newest entry or exit of any audience (0 before the first). */
+  lastAudienceChange(): number;
+  /** The members and the id of the newest entry or exit, read at one moment (an activation's first sync). */
+  audienceSnapshot(workspaceId: string, key: string): { members: string[]; lastChange: number };
   consents(profileId: string): Record<string, boolean>;
   /** One trait's values over the accounts the profile is linked to (those that have it). */
   accountValues(profileId: string, key: string): unknown[];

@@ -104,7 +104,77 @@ export type ChangeRequest = {
   id: string; workspaceId: string; kind: string; target: string; proposal: string; baseVersion: number | null;
   status: 'open' | 'approved' | 'rejected' | 'applied'; proposedBy: string; proposedAt: number; comment: string | null;
   decidedBy: string | null; decidedAt: number | null; decisionComment: string | null; appliedVersion: number | null;
+  /** What an applied request made when it is not a plan version: a destination's or an activation's id. */
+  appliedRef: string | null;
 };
+
+/** Where audiences go: a webhook, with the consent purposes a profile must give before it is sent there. */
+export type Destination = {
+  id: string; workspaceId: string; name: string; url: string; secret: string; purposes: string[];
+  /** `opt_in`: every purpose must be granted; `opt_out`: none may be denied. */
+  consentMode: 'opt_in' | 'opt_out';
+  enabled: boolean; createdAt: number; createdBy: string;
+};
+
+/** One audience sent to one destination, with the traits and identifier types each delivery carries. */
+export type Activation = {
+  id: string; workspaceId: string; destinationId: string; audienceKey: string; traits: string[]; identifiers: string[];
+  /** The newest audience change (audience_history id) already turned into deliveries. */
+  after: number;
+  createdAt: number; createdBy: string;
+};
+
+export type DeliveryStatus = 'pending' | 'delivered' | 'dead' | 'suppressed' | 'skipped' | 'cancelled';
+
+/** One entry or exit on its way to a destination; `body` is fixed at the first attempt, so retries send the same bytes. */
+export type Delivery = {
+  id: number; workspaceId: string; destinationId: string; activationId: string; profileId: string; kind: 'audience_entered' | 'audience_exited'; audienceKey: string;
+  at: number; cause: string; status: DeliveryStatus; attempts: number; nextAt: number; body: string | null; lastStatus: number | null; lastError: string | null;
+  createdAt: number; finishedAt: number | null;
+};
+
+/** What an attempt changes about a delivery. */
+export type DeliveryUpdate = Partial<Pick<Delivery, 'status' | 'attempts' | 'nextAt' | 'body' | 'lastStatus' | 'lastError' | 'finishedAt'>>;
+
+/** An entry or exit to deliver: the audience change it comes from. */
+export type DeliveryChange = { profileId: string; change: 'enter' | 'exit'; at: number; eventId: string };
+
+/** Destinations, activations and the delivery queue (activate.db in the embedded store). */
+export interface ActivationStore {
+  saveDestination(destination: Destination): void;
+  destination(workspaceId: string, id: string): Destination | undefined;
+  /** One workspace's destinations, or every workspace's. */
+  destinations(workspaceId?: string): Destination[];
+  /** Deletes a destination, its activations and their deliveries. */
+  deleteDestination(workspaceId: string, id: string): boolean;
+  /** Saves a new activation and queues `initial` (its audience's members as entries) in one transaction. */
+  createActivation(activation: Activation, initial: DeliveryChange[], now: number): void;
+  activation(workspaceId: string, id: string): Activation | undefined;
+  /** Every activation (all workspaces) or one workspace's. */
+  activations(workspaceId?: string): Activation[];
+  /** Deletes an activation; its pending deliveries are cancelled. */
+  deleteActivation(workspaceId: string, id: string): boolean;
+  /** Queues deliveries for audience changes and moves the activation past `upTo`, in one transaction. */
+  enqueue(activation: Activation, changes: DeliveryChange[], upTo: number, now: number): void;
+  /**
+   * A destination's pending deliveries due by `now`, oldest first, each the oldest pending one of
+   * its profile there (so a profile's entry and exit arrive in order).
+   */
+  due(destinationId: string, now: number, limit: number): Delivery[];
+  /** Sets deliveries' outcome fields, all in one transaction. */
+  updateDeliveries(updates: Array<{ id: number; fields: DeliveryUpdate }>): void;
+  /** Whether this activation has delivered an entry for this profile. */
+  deliveredEntry(activationId: string, profileId: string): boolean;
+  /** A destination's deliveries, newest first, ids below `before`. */
+  deliveries(workspaceId: string, destinationId: string, filter: { status?: DeliveryStatus; before: number; limit: number }): Delivery[];
+  /** Counts by status for one destination. */
+  deliveryCounts(destinationId: string): Partial<Record<DeliveryStatus, number>>;
+  /** Puts dead deliveries (all of the destination's, or those named) back in the queue; how many. */
+  retryDead(workspaceId: string, destinationId: string, ids: number[] | undefined, now: number): number;
+  /** Deliveries waiting, across the store (metrics). */
+  pending(): number;
+  close(): void;
+}
 
 export type StoredPlan = { key: string; name: string; version: number; definition: string; createdAt: number };
 export type Source = { id: string; name: string; plan: { key: string; enforcement: string } | null };
@@ -137,6 +207,7 @@ export interface Stores {
   /** Absent for stores that cannot be reopened from another thread; work then stays in-process. */
   location?: StoreLocation;
   profiles: ProfileReader & Pick<ProfileWriter, 'setRules'>;
+  activation: ActivationStore;
   /** Absent when the stores were opened for administration only (the CLI). */
   stage: StageHandle | undefined;
   ready(): boolean;

@@ -19,11 +19,11 @@ const toPlan = (r: PlanRow): StoredPlan => ({ key: r.key, name: r.name, version:
 
 type ChangeRow = {
   id: string; workspace_id: string; kind: string; target: string; proposal: string; base_version: number | null; status: ChangeRequest['status']; proposed_by: string; proposed_at: number;
-  comment: string | null; decided_by: string | null; decided_at: number | null; decision_comment: string | null; applied_version: number | null;
+  comment: string | null; decided_by: string | null; decided_at: number | null; decision_comment: string | null; applied_version: number | null; applied_ref: string | null;
 };
 const toChange = (r: ChangeRow): ChangeRequest => ({
   id: r.id, workspaceId: r.workspace_id, kind: r.kind, target: r.target, proposal: r.proposal, baseVersion: r.base_version, status: r.status, proposedBy: r.proposed_by, proposedAt: r.proposed_at,
-  comment: r.comment, decidedBy: r.decided_by, decidedAt: r.decided_at, decisionComment: r.decision_comment, appliedVersion: r.applied_version,
+  comment: r.comment, decidedBy: r.decided_by, decidedAt: r.decided_at, decisionComment: r.decision_comment, appliedVersion: r.applied_version, appliedRef: r.applied_ref,
 });
 
 export class SqliteAccessStore implements AccessStore {
@@ -165,10 +165,10 @@ export class SqliteAccessStore implements AccessStore {
 
   saveChangeRequest(c: ChangeRequest): void {
     this.#db
-      .prepare(`INSERT INTO change_requests (id, workspace_id, kind, target, proposal, base_version, status, proposed_by, proposed_at, comment, decided_by, decided_at, decision_comment, applied_version)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET status = excluded.status, decided_by = excluded.decided_by, decided_at = excluded.decided_at,
-        decision_comment = excluded.decision_comment, applied_version = excluded.applied_version`)
-      .run(c.id, c.workspaceId, c.kind, c.target, c.proposal, c.baseVersion, c.status, c.proposedBy, c.proposedAt, c.comment, c.decidedBy, c.decidedAt, c.decisionComment, c.appliedVersion);
+      .prepare(`INSERT INTO change_requests (id, workspace_id, kind, target, proposal, base_version, status, proposed_by, proposed_at, comment, decided_by, decided_at, decision_comment, applied_version, applied_ref)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET status = excluded.status, decided_by = excluded.decided_by, decided_at = excluded.decided_at,
+        decision_comment = excluded.decision_comment, applied_version = excluded.applied_version, applied_ref = excluded.applied_ref`)
+      .run(c.id, c.workspaceId, c.kind, c.target, c.proposal, c.baseVersion, c.status, c.proposedBy, c.proposedAt, c.comment, c.decidedBy, c.decidedAt, c.decisionComment, c.appliedVersion, c.appliedRef);
   }
 
   changeRequest(workspaceId: string, id: string): ChangeRequest | undefined {

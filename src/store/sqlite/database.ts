@@ -49,6 +49,8 @@ export const LOG_MIGRATIONS = [
    CREATE TRIGGER users_update AFTER UPDATE ON users BEGIN UPDATE access_version SET version = version + 1; END;`,
   // Request bodies may be stored compressed: \`encoding\` names how (NULL: the JSON bytes as received).
   `ALTER TABLE log ADD COLUMN encoding TEXT;`,
+  // What an approved change request made, when it is not a plan version (a destination's or an activation's id).
+  `ALTER TABLE change_requests ADD COLUMN applied_ref TEXT;`,
 ];
 
 /** Profiles, identities and the stage's checkpoint (state.db): written by the profile stage only. */

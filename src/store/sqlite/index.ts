@@ -1,5 +1,6 @@
 import type { Stores } from '../ports.ts';
 import { SqliteAccessStore } from './access-store.ts';
+import { ACTIVATE_MIGRATIONS, SqliteActivationStore } from './activation-store.ts';
 import { openDatabase, STATE_DB, STATE_MIGRATIONS, type SqliteOptions } from './database.ts';
 import { SqliteEventLog } from './event-log.ts';
 import { ProfileStageRunner } from './profile-stage-runner.ts';
@@ -21,11 +22,12 @@ export type SqliteStoreOptions = SqliteOptions & {
   columnsMaxProfiles?: number;
 };
 
-/** The embedded default: tandem.db holds the event log and access state, state.db the profiles. */
+/** The embedded default: tandem.db holds the event log and access state, state.db the profiles, activate.db the delivery queue. */
 export function openSqliteStores(options: SqliteStoreOptions): Stores {
   const base = { dataDir: options.dataDir, sync: options.sync };
   const db = openDatabase(options);
   const stateDb = openDatabase({ ...base, ...STATE_DB }, STATE_MIGRATIONS);
+  const activation = new SqliteActivationStore(openDatabase({ ...base, file: 'activate.db', pageSize: 4096 }, ACTIVATE_MIGRATIONS));
   const logDb = { ...base, ...(options.file ? { file: options.file } : {}) };
   const log = new SqliteEventLog(db, { ...logDb, dedupeWindowMs: options.dedupeWindowMs ?? 86_400_000 }, {
     ...(options.onCommit ? { onCommit: options.onCommit } : {}),
@@ -41,6 +43,7 @@ export function openSqliteStores(options: SqliteStoreOptions): Stores {
     access: new SqliteAccessStore(db),
     location: { adapter: 'sqlite', ...logDb },
     profiles: new SqliteProfileStore(stateDb, { checkEachRead: true }),
+    activation,
     stage,
     // Not ready while the log writer loads its dedupe window: appends would wait for it.
     ready: () => {
@@ -55,6 +58,7 @@ export function openSqliteStores(options: SqliteStoreOptions): Stores {
       await stage?.close();
       db.close();
       stateDb.close();
+      activation.close();
     },
   };
 }

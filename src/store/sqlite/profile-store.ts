@@ -615,6 +615,21 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     return undefined;
   }
 
+  lastAudienceChange(): number {
+    return (this.#db.prepare('SELECT coalesce(max(id), 0) AS id FROM audience_history').get() as { id: number }).id;
+  }
+
+  audienceSnapshot(workspaceId: string, key: string): { members: string[]; lastChange: number } {
+    // One read transaction: the members and the newest change are of the same moment.
+    this.#db.exec('BEGIN');
+    try {
+      const last = this.#db.prepare('SELECT coalesce(max(id), 0) AS id FROM audience_history WHERE workspace_id = ? AND audience_key = ?').get(workspaceId, key) as { id: number };
+      return { members: this.audienceMembers(workspaceId, key), lastChange: last.id };
+    } finally {
+      this.#db.exec('COMMIT');
+    }
+  }
+
   audienceMembers(workspaceId: string, key: string): string[] {
     return (this.#s.members!.all(workspaceId, key) as Array<{ profile_id: string }>).map((r) => r.profile_id);
   }

@@ -1,0 +1,209 @@
+import type { ProfileReader } from '../profiles/ports.ts';
+import type { Activation, ActivationStore, Delivery, DeliveryStatus, DeliveryUpdate, Destination } from '../store/ports.ts';
+import { signature, type Poster } from './webhook.ts';
+
+export type DeliveryOutcome = 'delivered' | 'retried' | 'dead' | 'suppressed' | 'skipped' | 'cancelled';
+
+export type DelivererOptions = {
+  store: ActivationStore;
+  profiles: Pick<ProfileReader, 'audienceChanges' | 'lastAudienceChange' | 'liveProfileOf' | 'consents' | 'traitValues' | 'identifiers' | 'audiences'>;
+  poster: Poster;
+  /** Attempts before a delivery is dead (a permanent refusal is dead at once). */
+  maxAttempts: number;
+  /** The first retry's delay; each next one doubles it, up to an hour, with jitter. */
+  retryBaseMs: number;
+  /** Requests in flight per destination. */
+  perDestination: number;
+  intervalMs?: number;
+  now?: () => number;
+  onOutcome?: (outcome: DeliveryOutcome) => void;
+  onError?: (err: unknown) => void;
+};
+
+const HOUR = 3_600_000;
+/** Audience changes read per activation and turn. */
+const CHANGES_PER_TURN = 1000;
+
+/** Whether a profile's consents let a destination receive it. */
+export function consented(destination: Pick<Destination, 'purposes' | 'consentMode'>, consents: Record<string, boolean>): boolean {
+  return destination.purposes.every((p) => (destination.consentMode === 'opt_in' ? consents[p] === true : consents[p] !== false));
+}
+
+/** An HTTP status the receiver may answer differently later (else the delivery is dead at once). */
+const retryable = (status: number) => status === 408 || status === 425 || status === 429 || status >= 500;
+
+/**
+ * Turns audience entries and exits into webhook deliveries and sends them: at least once, in order
+ * per profile and destination, signed, through the SSRF guard, with retries that back off and dead
+ * letters that can be sent again. Entries wait for consent (`suppressed` without it); exits go to
+ * destinations that received the entry. Runs on the server's main thread; its queue is durable, so a
+ * restart resends what was in flight or not yet recorded (receivers deduplicate on `Tandem-Delivery`).
+ *
+ * Outcomes are written in batches, one transaction for all the attempts that ended since the last
+ * one, so a commit (and its fsync) is shared by many deliveries.
+ */
+export class Deliverer {
+  readonly #o: DelivererOptions;
+  readonly #now: () => number;
+  /** Deliveries being attempted, by destination: kept from being started twice. */
+  readonly #inFlight = new Map<string, Set<number>>();
+  readonly #running = new Set<Promise<void>>();
+  #writes: Array<{ id: number; fields: DeliveryUpdate }> = [];
+  #destinations = new Map<string, Destination>();
+  #activations = new Map<string, Activation>();
+  /** The newest audience change already queued everywhere (-1: look at every activation). */
+  #queuedUpTo = -1;
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+  #kicked = false;
+
+  constructor(options: DelivererOptions) {
+    this.#o = options;
+    this.#now = options.now ?? Date.now;
+  }
+
+  start(): void {
+    this.#timer = setInterval(() => this.turn(), this.#o.intervalMs ?? 20);
+    this.#timer.unref();
+  }
+
+  /** One turn: queue new audience changes, then start the deliveries that are due (they run on). */
+  turn(): void {
+    if (this.#closed) return;
+    try {
+      this.#activations = new Map(this.#o.store.activations().map((a) => [a.id, a]));
+      this.#destinations = new Map(this.#o.store.destinations().map((d) => [d.id, d]));
+      this.#enqueue();
+      this.#send();
+    } catch (err) {
+      this.#o.onError?.(err);
+    }
+  }
+
+  /** Resolves once nothing is in flight and every outcome is written (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.#running.size > 0) await Promise.all([...this.#running]);
+    this.#flush();
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#timer);
+    await this.idle();
+    this.#o.poster.close();
+  }
+
+  #enqueue(): void {
+    const { store, profiles } = this.#o;
+    // One cheap read when no audience changed since the last turn.
+    const last = profiles.lastAudienceChange();
+    if (last === this.#queuedUpTo) return;
+    let all = true;
+    for (const a of this.#activations.values()) {
+      if (a.after >= last) continue;
+      const changes = profiles.audienceChanges(a.workspaceId, a.after, CHANGES_PER_TURN, a.audienceKey);
+      if (changes.length === CHANGES_PER_TURN) all = false;
+      if (changes.length > 0) store.enqueue(a, changes, changes.at(-1)!.id, this.#now());
+    }
+    if (all) this.#queuedUpTo = last;
+  }
+
+  #flush(): void {
+    if (this.#writes.length === 0) return;
+    const writes = this.#writes;
+    this.#writes = [];
+    this.#o.store.updateDeliveries(writes);
+  }
+
+  #send(): void {
+    const { store, perDestination } = this.#o;
+    // Outcomes first: a profile's next delivery waits until the one before it is recorded.
+    this.#flush();
+    const now = this.#now();
+    for (const destination of this.#destinations.values()) {
+      if (!destination.enabled) continue;
+      let busy = this.#inFlight.get(destination.id);
+      if (!busy) this.#inFlight.set(destination.id, (busy = new Set()));
+      const free = perDestination - busy.size;
+      if (free <= 0) continue;
+      // Those in flight are still pending: read past them.
+      for (const d of store.due(destination.id, now, free + busy.size)) {
+        if (busy.has(d.id)) continue;
+        if (busy.size >= perDestination) break;
+        busy.add(d.id);
+        const attempt = this.#attempt(d, destination)
+          .catch((err) => this.#o.onError?.(err))
+          .finally(() => {
+            busy.delete(d.id);
+            this.#running.delete(attempt);
+            this.#kick();
+          });
+        this.#running.add(attempt);
+      }
+    }
+  }
+
+  /** Records outcomes and starts what is due as soon as slots free, once per turn of the event loop for all the attempts that ended in it. */
+  #kick(): void {
+    if (this.#kicked || this.#closed) return;
+    this.#kicked = true;
+    setImmediate(() => {
+      this.#kicked = false;
+      if (this.#closed) return;
+      try {
+        this.#send();
+      } catch (err) {
+        this.#o.onError?.(err);
+      }
+    });
+  }
+
+  #finish(d: Delivery, status: DeliveryStatus, outcome: DeliveryOutcome, fields: DeliveryUpdate = {}): void {
+    this.#writes.push({ id: d.id, fields: { status, finishedAt: this.#now(), ...fields } });
+    this.#o.onOutcome?.(outcome);
+  }
+
+  async #attempt(d: Delivery, destination: Destination): Promise<void> {
+    const { store, profiles } = this.#o;
+    const activation = this.#activations.get(d.activationId);
+    if (!activation) return this.#finish(d, 'cancelled', 'cancelled', { lastError: 'the activation was deleted' });
+    const profileId = profiles.liveProfileOf(d.profileId) ?? d.profileId;
+    if (d.kind === 'audience_entered' && !consented(destination, profiles.consents(profileId))) {
+      return this.#finish(d, 'suppressed', 'suppressed', { lastError: `no consent for ${destination.purposes.join(', ')} (${destination.consentMode})` });
+    }
+    if (d.kind === 'audience_exited' && !store.deliveredEntry(activation.id, d.profileId)) return this.#finish(d, 'skipped', 'skipped', { lastError: 'the destination never received the entry' });
+    const body = d.body ?? this.#body(d, activation, profileId);
+    const attempts = d.attempts + 1;
+    const result = await this.#o.poster.post(destination.url, body, { 'tandem-signature': signature(destination.secret, body, this.#now()), 'tandem-delivery': `dlv_${d.id}`, 'tandem-event': d.kind });
+    const sent = { attempts, body };
+    if ('status' in result && result.status >= 200 && result.status < 300) return this.#finish(d, 'delivered', 'delivered', { ...sent, lastStatus: result.status, lastError: null });
+    if ('status' in result && !retryable(result.status)) return this.#finish(d, 'dead', 'dead', { ...sent, lastStatus: result.status, lastError: `HTTP ${result.status}: not retried` });
+    if ('error' in result && result.blocked) return this.#finish(d, 'dead', 'dead', { ...sent, lastError: result.error });
+    const lastError = 'error' in result ? result.error : `HTTP ${result.status}`;
+    const lastStatus = 'status' in result ? result.status : null;
+    if (attempts >= this.#o.maxAttempts) return this.#finish(d, 'dead', 'dead', { ...sent, lastStatus, lastError: `${lastError}; gave up after ${attempts} attempts` });
+    const backoff = Math.min(HOUR, this.#o.retryBaseMs * 2 ** (attempts - 1)) * (0.5 + Math.random() / 2);
+    const wait = Math.min(HOUR, Math.max(backoff, ('retryAfterMs' in result ? result.retryAfterMs : undefined) ?? 0));
+    this.#writes.push({ id: d.id, fields: { ...sent, nextAt: this.#now() + wait, lastStatus, lastError } });
+    this.#o.onOutcome?.('retried');
+  }
+
+  /** What a delivery carries: the audience, the profile's chosen identifiers and traits as they are now. */
+  #body(d: Delivery, activation: Activation, profileId: string): string {
+    const { profiles } = this.#o;
+    const identifiers: Record<string, string[]> = {};
+    for (const id of profiles.identifiers(profileId)) if (activation.identifiers.includes(id.type)) (identifiers[id.type] ??= []).push(id.value);
+    const values = profiles.traitValues(profileId);
+    const traits = Object.fromEntries(activation.traits.filter((k) => k in values).map((k) => [k, values[k]]));
+    const audience = profiles.audiences(d.workspaceId).find((a) => a.key === d.audienceKey);
+    return JSON.stringify({
+      id: `dlv_${d.id}`,
+      type: d.kind,
+      workspaceId: d.workspaceId,
+      timestamp: new Date(d.at).toISOString(),
+      audience: { key: d.audienceKey, name: audience?.name ?? d.audienceKey },
+      profile: { id: profileId, identifiers, traits },
+      cause: d.cause,
+    });
+  }
+}

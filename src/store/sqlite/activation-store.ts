@@ -1,0 +1,188 @@
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import type { Activation, ActivationStore, Delivery, DeliveryChange, DeliveryStatus, DeliveryUpdate, Destination } from '../ports.ts';
+
+/** activate.db: destinations, activations and the delivery queue, written by the server's main thread only. */
+export const ACTIVATE_MIGRATIONS = [
+  `CREATE TABLE destinations (id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, name TEXT NOT NULL, url TEXT NOT NULL, secret TEXT NOT NULL, purposes TEXT NOT NULL,
+     consent_mode TEXT NOT NULL, enabled INTEGER NOT NULL, created_at INTEGER NOT NULL, created_by TEXT NOT NULL, UNIQUE (workspace_id, name));
+   CREATE TABLE activations (id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, destination_id TEXT NOT NULL REFERENCES destinations(id) ON DELETE CASCADE, audience_key TEXT NOT NULL,
+     traits TEXT NOT NULL, identifiers TEXT NOT NULL, after_change INTEGER NOT NULL, created_at INTEGER NOT NULL, created_by TEXT NOT NULL, UNIQUE (destination_id, audience_key));
+   CREATE TABLE deliveries (id INTEGER PRIMARY KEY, workspace_id TEXT NOT NULL, destination_id TEXT NOT NULL, activation_id TEXT NOT NULL, profile_id TEXT NOT NULL, kind TEXT NOT NULL,
+     audience_key TEXT NOT NULL, at INTEGER NOT NULL, cause TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL, body TEXT,
+     last_status INTEGER, last_error TEXT, created_at INTEGER NOT NULL, finished_at INTEGER);
+   CREATE INDEX deliveries_due ON deliveries (destination_id, next_at, id) WHERE status = 'pending';
+   CREATE INDEX deliveries_profile ON deliveries (destination_id, profile_id, id) WHERE status = 'pending';
+   CREATE INDEX deliveries_destination ON deliveries (destination_id, id);
+   CREATE INDEX deliveries_entries ON deliveries (activation_id, profile_id) WHERE status = 'delivered' AND kind = 'audience_entered';`,
+];
+
+type DestinationRow = { id: string; workspace_id: string; name: string; url: string; secret: string; purposes: string; consent_mode: Destination['consentMode']; enabled: number; created_at: number; created_by: string };
+const toDestination = (r: DestinationRow): Destination => ({
+  id: r.id, workspaceId: r.workspace_id, name: r.name, url: r.url, secret: r.secret, purposes: JSON.parse(r.purposes) as string[], consentMode: r.consent_mode, enabled: r.enabled === 1,
+  createdAt: r.created_at, createdBy: r.created_by,
+});
+type ActivationRow = { id: string; workspace_id: string; destination_id: string; audience_key: string; traits: string; identifiers: string; after_change: number; created_at: number; created_by: string };
+const toActivation = (r: ActivationRow): Activation => ({
+  id: r.id, workspaceId: r.workspace_id, destinationId: r.destination_id, audienceKey: r.audience_key, traits: JSON.parse(r.traits) as string[], identifiers: JSON.parse(r.identifiers) as string[],
+  after: r.after_change, createdAt: r.created_at, createdBy: r.created_by,
+});
+type DeliveryRow = {
+  id: number; workspace_id: string; destination_id: string; activation_id: string; profile_id: string; kind: Delivery['kind']; audience_key: string; at: number; cause: string; status: DeliveryStatus;
+  attempts: number; next_at: number; body: string | null; last_status: number | null; last_error: string | null; created_at: number; finished_at: number | null;
+};
+const toDelivery = (r: DeliveryRow): Delivery => ({
+  id: r.id, workspaceId: r.workspace_id, destinationId: r.destination_id, activationId: r.activation_id, profileId: r.profile_id, kind: r.kind, audienceKey: r.audience_key, at: r.at, cause: r.cause,
+  status: r.status, attempts: r.attempts, nextAt: r.next_at, body: r.body, lastStatus: r.last_status, lastError: r.last_error, createdAt: r.created_at, finishedAt: r.finished_at,
+});
+
+const COLUMNS: Record<string, string> = { status: 'status', attempts: 'attempts', nextAt: 'next_at', body: 'body', lastStatus: 'last_status', lastError: 'last_error', finishedAt: 'finished_at' };
+
+export class SqliteActivationStore implements ActivationStore {
+  readonly #db: DatabaseSync;
+  readonly #insert;
+  readonly #due;
+  readonly #updates = new Map<string, StatementSync>();
+
+  constructor(db: DatabaseSync) {
+    this.#db = db;
+    this.#insert = db.prepare(`INSERT INTO deliveries (workspace_id, destination_id, activation_id, profile_id, kind, audience_key, at, cause, status, next_at, created_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)`);
+    // The oldest due deliveries of a destination, each the oldest pending one of its profile there.
+    this.#due = db.prepare(`SELECT d.* FROM deliveries d WHERE d.destination_id = ? AND d.status = 'pending' AND d.next_at <= ?
+      AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.destination_id = d.destination_id AND e.profile_id = d.profile_id AND e.status = 'pending' AND e.id < d.id)
+      ORDER BY d.next_at, d.id LIMIT ?`);
+  }
+
+  #transaction(fn: () => void): void {
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      fn();
+      this.#db.exec('COMMIT');
+    } catch (err) {
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
+  saveDestination(d: Destination): void {
+    this.#db
+      .prepare(`INSERT INTO destinations (id, workspace_id, name, url, secret, purposes, consent_mode, enabled, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (id) DO UPDATE SET name = excluded.name, url = excluded.url, secret = excluded.secret, purposes = excluded.purposes, consent_mode = excluded.consent_mode, enabled = excluded.enabled`)
+      .run(d.id, d.workspaceId, d.name, d.url, d.secret, JSON.stringify(d.purposes), d.consentMode, d.enabled ? 1 : 0, d.createdAt, d.createdBy);
+  }
+
+  destination(workspaceId: string, id: string): Destination | undefined {
+    const row = this.#db.prepare('SELECT * FROM destinations WHERE workspace_id = ? AND id = ?').get(workspaceId, id) as DestinationRow | undefined;
+    return row && toDestination(row);
+  }
+
+  destinations(workspaceId?: string): Destination[] {
+    const rows = workspaceId === undefined ? this.#db.prepare('SELECT * FROM destinations ORDER BY created_at, id').all() : this.#db.prepare('SELECT * FROM destinations WHERE workspace_id = ? ORDER BY created_at, id').all(workspaceId);
+    return (rows as DestinationRow[]).map(toDestination);
+  }
+
+  deleteDestination(workspaceId: string, id: string): boolean {
+    let deleted = false;
+    this.#transaction(() => {
+      deleted = this.#db.prepare('DELETE FROM destinations WHERE workspace_id = ? AND id = ?').run(workspaceId, id).changes > 0;
+      if (deleted) {
+        this.#db.prepare('DELETE FROM activations WHERE destination_id = ?').run(id);
+        this.#db.prepare('DELETE FROM deliveries WHERE destination_id = ?').run(id);
+      }
+    });
+    return deleted;
+  }
+
+  #queue(a: Activation, changes: DeliveryChange[], now: number): void {
+    for (const c of changes) this.#insert.run(a.workspaceId, a.destinationId, a.id, c.profileId, c.change === 'enter' ? 'audience_entered' : 'audience_exited', a.audienceKey, c.at, c.eventId, now, now);
+  }
+
+  createActivation(a: Activation, initial: DeliveryChange[], now: number): void {
+    this.#transaction(() => {
+      this.#db
+        .prepare('INSERT INTO activations (id, workspace_id, destination_id, audience_key, traits, identifiers, after_change, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(a.id, a.workspaceId, a.destinationId, a.audienceKey, JSON.stringify(a.traits), JSON.stringify(a.identifiers), a.after, a.createdAt, a.createdBy);
+      this.#queue(a, initial, now);
+    });
+  }
+
+  activation(workspaceId: string, id: string): Activation | undefined {
+    const row = this.#db.prepare('SELECT * FROM activations WHERE workspace_id = ? AND id = ?').get(workspaceId, id) as ActivationRow | undefined;
+    return row && toActivation(row);
+  }
+
+  activations(workspaceId?: string): Activation[] {
+    const rows = workspaceId === undefined ? this.#db.prepare('SELECT * FROM activations ORDER BY created_at, id').all() : this.#db.prepare('SELECT * FROM activations WHERE workspace_id = ? ORDER BY created_at, id').all(workspaceId);
+    return (rows as ActivationRow[]).map(toActivation);
+  }
+
+  deleteActivation(workspaceId: string, id: string): boolean {
+    let deleted = false;
+    this.#transaction(() => {
+      deleted = this.#db.prepare('DELETE FROM activations WHERE workspace_id = ? AND id = ?').run(workspaceId, id).changes > 0;
+      if (deleted) this.#db.prepare("UPDATE deliveries SET status = 'cancelled', finished_at = ? WHERE activation_id = ? AND status = 'pending'").run(Date.now(), id);
+    });
+    return deleted;
+  }
+
+  enqueue(a: Activation, changes: DeliveryChange[], upTo: number, now: number): void {
+    this.#transaction(() => {
+      // Only if the activation still exists and has not moved on (a deletion or a second caller meanwhile).
+      if (this.#db.prepare('UPDATE activations SET after_change = ? WHERE id = ? AND after_change = ?').run(upTo, a.id, a.after).changes === 0) return;
+      this.#queue(a, changes, now);
+    });
+  }
+
+  due(destinationId: string, now: number, limit: number): Delivery[] {
+    return (this.#due.all(destinationId, now, limit) as DeliveryRow[]).map(toDelivery);
+  }
+
+  updateDeliveries(updates: Array<{ id: number; fields: DeliveryUpdate }>): void {
+    if (updates.length === 0) return;
+    this.#transaction(() => {
+      for (const { id, fields } of updates) {
+        const entries = Object.entries(fields);
+        const sql = `UPDATE deliveries SET ${entries.map(([k]) => `${COLUMNS[k]} = ?`).join(', ')} WHERE id = ?`;
+        let statement = this.#updates.get(sql);
+        if (!statement) this.#updates.set(sql, (statement = this.#db.prepare(sql)));
+        statement.run(...(entries.map(([, v]) => v) as Array<string | number | null>), id);
+      }
+    });
+  }
+
+  deliveredEntry(activationId: string, profileId: string): boolean {
+    return this.#db.prepare("SELECT 1 FROM deliveries WHERE activation_id = ? AND profile_id = ? AND status = 'delivered' AND kind = 'audience_entered' LIMIT 1").get(activationId, profileId) !== undefined;
+  }
+
+  deliveries(workspaceId: string, destinationId: string, filter: { status?: DeliveryStatus; before: number; limit: number }): Delivery[] {
+    const rows =
+      filter.status === undefined
+        ? this.#db.prepare('SELECT * FROM deliveries WHERE workspace_id = ? AND destination_id = ? AND id < ? ORDER BY id DESC LIMIT ?').all(workspaceId, destinationId, filter.before, filter.limit)
+        : this.#db.prepare('SELECT * FROM deliveries WHERE workspace_id = ? AND destination_id = ? AND id < ? AND status = ? ORDER BY id DESC LIMIT ?').all(workspaceId, destinationId, filter.before, filter.status, filter.limit);
+    return (rows as DeliveryRow[]).map(toDelivery);
+  }
+
+  deliveryCounts(destinationId: string): Partial<Record<DeliveryStatus, number>> {
+    const rows = this.#db.prepare('SELECT status, count(*) AS n FROM deliveries WHERE destination_id = ? GROUP BY status').all(destinationId) as Array<{ status: DeliveryStatus; n: number }>;
+    return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+  }
+
+  retryDead(workspaceId: string, destinationId: string, ids: number[] | undefined, now: number): number {
+    const set = "UPDATE deliveries SET status = 'pending', attempts = 0, next_at = ?, finished_at = NULL WHERE workspace_id = ? AND destination_id = ? AND status = 'dead'";
+    if (ids === undefined) return Number(this.#db.prepare(set).run(now, workspaceId, destinationId).changes);
+    let n = 0;
+    this.#transaction(() => {
+      const one = this.#db.prepare(`${set} AND id = ?`);
+      for (const id of ids) n += Number(one.run(now, workspaceId, destinationId, id).changes);
+    });
+    return n;
+  }
+
+  pending(): number {
+    return (this.#db.prepare("SELECT count(*) AS n FROM deliveries WHERE status = 'pending'").get() as { n: number }).n;
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+}

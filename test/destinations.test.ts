@@ -1,0 +1,292 @@
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { describe, test, type TestContext } from 'node:test';
+import fc from 'fast-check';
+import { BlockedDestination, checkUrl, guardedLookup, isPrivateAddress, parseAllowList } from '../src/activate/webhook.ts';
+import { bearer, mid, openTestApp, tempDir, type TestApp } from './helpers.ts';
+
+/** A webhook receiver on 127.0.0.1 that answers what `answer` says and records every request. */
+async function receiver(t: TestContext) {
+  const got: Array<{ headers: IncomingHttpHeaders; body: string; json: Record<string, any>; status: number }> = [];
+  let answer: (n: number, json: Record<string, any>) => number = () => 200;
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      const json = JSON.parse(body);
+      const status = answer(got.length + 1, json);
+      got.push({ headers: req.headers, body, json, status });
+      res.writeHead(status).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, got, answer: (fn: (n: number, json: Record<string, any>) => number) => void (answer = fn) };
+}
+
+const ENV = { TANDEM_DESTINATION_ALLOW_HOSTS: '127.0.0.1', TANDEM_DELIVERY_RETRY_MS: '20', TANDEM_DELIVERY_MAX_ATTEMPTS: '4' };
+
+async function until<T>(what: string, read: () => T | Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await read();
+    if (ok(v)) return v;
+    if (Date.now() > end) assert.fail(`${what}: still ${JSON.stringify(v)?.slice(0, 500)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function token(app: TestApp, role: string, pii = false): Promise<string> {
+  return (await app.inject({ method: 'POST', url: '/api/v1/tokens', headers: { authorization: bearer() }, payload: { name: `${role}-${mid()}`, role, pii } })).json().token;
+}
+
+const api = (app: TestApp, method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: string, as?: string, payload?: unknown) =>
+  app.inject({ method, url, headers: { authorization: bearer(as) }, ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}) });
+
+async function audience(app: TestApp, key: string, text: string) {
+  assert.equal((await api(app, 'POST', '/api/v1/audiences', undefined, { key, text })).statusCode, 201);
+  await until(`audience ${key} built`, async () => (await api(app, 'GET', `/api/v1/audiences/${key}`)).json().backfill?.status, (s) => s === 'done');
+}
+
+const deliveries = async (app: TestApp, destination: string, query = '', as?: string) => (await api(app, 'GET', `/api/v1/destinations/${destination}/deliveries?limit=1000${query}`, as)).json().data as Array<Record<string, any>>;
+
+function verify(secret: string, r: { headers: IncomingHttpHeaders; body: string }) {
+  const [, t, v1] = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(String(r.headers['tandem-signature'])) ?? [];
+  assert.ok(t && v1, `signature header: ${r.headers['tandem-signature']}`);
+  assert.equal(v1, createHmac('sha256', secret).update(`${t}.${r.body}`).digest('hex'), 'the HMAC of "<t>.<body>" with the destination secret');
+}
+
+describe('the SSRF guard', () => {
+  test('refuses addresses that are not public, IPv4 inside IPv6 included', () => {
+    for (const a of ['127.0.0.1', '10.1.2.3', '172.16.0.1', '172.31.255.255', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '224.0.0.1', '255.255.255.255', '::1', '::', 'fe80::1', 'fc00::1', 'fd12:3456::1', 'ff02::1', '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:a9fe:a9fe', '64:ff9b::10.0.0.1', '2001:db8::1', 'not an ip']) {
+      assert.equal(isPrivateAddress(a), true, a);
+    }
+    for (const a of ['8.8.8.8', '1.1.1.1', '172.32.0.1', '100.128.0.1', '2606:4700:4700::1111', '::ffff:8.8.8.8', '2a00:1450:4001::200e']) assert.equal(isPrivateAddress(a), false, a);
+  });
+
+  test('property: an IPv4 address and its IPv4-mapped IPv6 forms are judged alike', () => {
+    fc.assert(
+      fc.property(fc.ipV4(), (v4) => {
+        const [a, b, c, d] = v4.split('.').map(Number) as [number, number, number, number];
+        const hex = `::ffff:${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+        assert.equal(isPrivateAddress(`::ffff:${v4}`), isPrivateAddress(v4));
+        assert.equal(isPrivateAddress(hex), isPrivateAddress(v4), hex);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test('URLs: https only, no credentials, no private literals or local names, unless the operator allows the host', () => {
+    const none = parseAllowList('');
+    for (const url of ['http://hooks.example.com/x', 'https://127.0.0.1/x', 'https://[::1]/x', 'https://localhost/x', 'https://intranet/x', 'https://user:pw@hooks.example.com/x', 'ftp://hooks.example.com', 'not a url', 'https://169.254.169.254/latest/meta-data']) {
+      assert.throws(() => checkUrl(url, none), BlockedDestination, url);
+    }
+    assert.equal(checkUrl('https://hooks.example.com/x?a=1', none).host, 'hooks.example.com');
+    const allow = parseAllowList('127.0.0.1, *.internal.example, 10.0.0.0/8, hooks.local');
+    for (const url of ['http://127.0.0.1:9/x', 'https://a.internal.example/x', 'http://10.2.3.4/x', 'http://hooks.local/x']) assert.ok(checkUrl(url, allow), url);
+    assert.throws(() => checkUrl('http://192.168.0.1/x', allow));
+  });
+
+  test('a host name is checked on the addresses it resolves to, at every connection', async () => {
+    const lookup = (allow: string, host: string) => new Promise<string>((resolve, reject) => guardedLookup(parseAllowList(allow))(host, {}, (err, address) => (err ? reject(err) : resolve(address as string))));
+    await assert.rejects(lookup('', '127.0.0.1'), /not a public address/);
+    assert.equal(await lookup('127.0.0.0/8', '127.0.0.1'), '127.0.0.1');
+  });
+});
+
+describe('destinations and activations', () => {
+  test('an audience goes to a webhook: members first, then entries and exits in order, signed, with the chosen traits and identifiers; no consent, no entry', async (t) => {
+    const hook = await receiver(t);
+    const app = await openTestApp(t, { env: { ...ENV, TANDEM_DELIVERY_MAX_ATTEMPTS: '12' } });
+    const [engineer, marketer] = [await token(app, 'engineer'), await token(app, 'marketer')];
+    await app.send('/v1/batch', {
+      batch: [
+        { type: 'identify', userId: 'ada', messageId: mid(), traits: { plan: 'pro', email: 'ada@example.com', seats: 5 }, context: { consent: { categoryPreferences: { Advertising: true } } } },
+        { type: 'identify', userId: 'bob', messageId: mid(), traits: { plan: 'pro' }, context: { consent: { categoryPreferences: { Advertising: false } } } },
+        { type: 'identify', userId: 'cy', messageId: mid(), traits: { plan: 'free' }, context: { consent: { categoryPreferences: { Advertising: true } } } },
+      ],
+    });
+    await audience(app, 'pros', 'traits.plan = "pro"');
+
+    assert.equal((await api(app, 'POST', '/api/v1/destinations', marketer, { name: 'Ads', url: hook.url })).statusCode, 403, 'marketers do not add destinations');
+    const refused = await api(app, 'POST', '/api/v1/destinations', engineer, { name: 'Ads', url: 'http://169.254.169.254/latest' });
+    assert.equal(refused.statusCode, 400);
+    assert.equal(refused.json().error.code, 'invalid_destination');
+    const made = await api(app, 'POST', '/api/v1/destinations', engineer, { name: 'Ads', url: hook.url, purposes: ['Advertising'] });
+    assert.equal(made.statusCode, 201, made.body);
+    const destination = made.json();
+    assert.match(destination.secret, /^whsec_/);
+    assert.equal((await api(app, 'POST', '/api/v1/destinations', engineer, { name: 'Ads', url: hook.url })).json().error.code, 'already_exists');
+    assert.equal((await api(app, 'GET', '/api/v1/destinations', marketer)).json().data[0].secret, undefined, 'listings never show the secret');
+
+    const activation = await api(app, 'POST', '/api/v1/activations', marketer, { destination: 'Ads', audience: 'pros', traits: ['plan', 'seats'] });
+    assert.equal(activation.statusCode, 201, activation.body);
+    await until('ada entered', () => hook.got.length, (n) => n >= 1);
+    const first = hook.got[0]!;
+    verify(destination.secret, first);
+    assert.equal(first.headers['tandem-event'], 'audience_entered');
+    assert.equal(first.headers['tandem-delivery'], first.json.id);
+    assert.deepEqual(first.json.profile.identifiers, { user_id: ['ada'] });
+    assert.deepEqual(first.json.profile.traits, { plan: 'pro', seats: 5 }, 'only the chosen traits');
+    assert.deepEqual({ type: first.json.type, audience: first.json.audience.key }, { type: 'audience_entered', audience: 'pros' });
+    const suppressed = await until('bob suppressed', () => deliveries(app, destination.id, '&status=suppressed'), (d) => d.length === 1);
+    assert.match(suppressed[0]!.last_error, /no consent for Advertising/);
+
+    // Cy enters, Ada leaves and comes back: each profile's changes arrive in order, even when
+    // the exit fails until after the re-entry is queued.
+    let holdExit = true;
+    hook.answer((_n, json) => (holdExit && json.type === 'audience_exited' ? 503 : 200));
+    await app.send('/v1/identify', { userId: 'ada', messageId: mid(), traits: { plan: 'free' } });
+    await app.send('/v1/identify', { userId: 'cy', messageId: mid(), traits: { plan: 'pro' } });
+    await until('the exit retried', () => hook.got.filter((r) => r.status === 503).length, (n) => n >= 1);
+    await app.send('/v1/identify', { userId: 'ada', messageId: mid(), traits: { plan: 'pro' } });
+    await until('the re-entry queued', () => deliveries(app, destination.id, '&status=pending'), (d) => d.some((x) => x.type === 'audience_entered'));
+    await new Promise((r) => setTimeout(r, 300));
+    holdExit = false;
+    await until('four deliveries', () => hook.got.filter((r) => r.status === 200).length, (n) => n >= 4);
+    await app.deliverer.idle();
+    const seen = hook.got.filter((r) => r.status === 200).map((r) => `${r.json.profile.identifiers.user_id[0]} ${r.json.type}`);
+    assert.deepEqual(seen.filter((s) => s.startsWith('ada')), ['ada audience_entered', 'ada audience_exited', 'ada audience_entered']);
+    assert.ok(seen.includes('cy audience_entered'));
+    for (const r of hook.got) verify(destination.secret, r);
+
+    // Bob leaves: the destination never had him, so nothing is sent.
+    await app.send('/v1/identify', { userId: 'bob', messageId: mid(), traits: { plan: 'free' } });
+    await until('bob skipped', () => deliveries(app, destination.id, '&status=skipped'), (d) => d.length === 1);
+    assert.ok(!hook.got.some((r) => r.json.profile.identifiers.user_id?.[0] === 'bob'));
+    const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    assert.match(metrics, /tandem_deliveries_total\{outcome="delivered"\} 4/);
+    assert.match(metrics, /tandem_deliveries_pending 0/);
+  });
+
+  test('failures are retried with backoff, refusals and exhausted retries become dead letters that can be sent again; the queue outlives a restart', async (t) => {
+    const hook = await receiver(t);
+    const dataDir = tempDir(t);
+    let app = await openTestApp(t, { env: ENV, dataDir });
+    await app.send('/v1/identify', { userId: 'ada', messageId: mid(), traits: { plan: 'pro', email: 'ada@example.com' } });
+    await audience(app, 'pros', 'traits.plan = "pro"');
+    const destination = (await api(app, 'POST', '/api/v1/destinations', undefined, { name: 'CRM', url: hook.url })).json();
+
+    // 503, 503, then 200: delivered on the third attempt.
+    hook.answer((n) => (n <= 2 ? 503 : 200));
+    await api(app, 'POST', '/api/v1/activations', undefined, { destination: destination.id, audience: 'pros', identifiers: ['user_id', 'email'], traits: ['email'] });
+    const done = await until('delivered after retries', () => deliveries(app, destination.id), (d) => d[0]?.status === 'delivered');
+    assert.equal(done[0]!.attempts, 3);
+    assert.equal(hook.got.length, 3);
+    assert.equal(hook.got[0]!.body, hook.got[2]!.body, 'a retry sends the same body');
+    assert.deepEqual(hook.got[2]!.json.profile.identifiers, { user_id: ['ada'], email: ['ada@example.com'] });
+
+    // A 400 is not retried; a 500 every time gives up after the attempts allowed.
+    hook.answer(() => 400);
+    await app.send('/v1/identify', { userId: 'bea', messageId: mid(), traits: { plan: 'pro' } });
+    await until('dead at once', () => deliveries(app, destination.id, '&status=dead'), (d) => d.length === 1 && d[0]!.attempts === 1);
+    hook.answer(() => 500);
+    await app.send('/v1/identify', { userId: 'cid', messageId: mid(), traits: { plan: 'pro' } });
+    const dead = await until('dead after 4 attempts', () => deliveries(app, destination.id, '&status=dead'), (d) => d.length === 2);
+    assert.equal(dead[0]!.attempts, 4);
+    assert.match(dead[0]!.last_error, /gave up after 4 attempts/);
+    assert.equal(dead[0]!.last_status, 500);
+
+    // Masked for a marketer, as they are for every read without the pii permission.
+    const masked = await deliveries(app, destination.id, '&status=delivered', await token(app, 'marketer'));
+    assert.deepEqual(masked[0]!.body.profile.identifiers.email, ['a***@example.com']);
+    assert.deepEqual(masked[0]!.body.profile.traits, { email: 'a***@example.com' });
+
+    // Retried while the receiver is down, then the process stops: the queue is still there after a restart.
+    hook.answer(() => 503);
+    assert.equal((await api(app, 'POST', `/api/v1/destinations/${destination.id}/deliveries/retry`, undefined, {})).json().retried, 2);
+    await app.close();
+    hook.answer(() => 200);
+    app = await openTestApp(t, { env: ENV, dataDir });
+    await until('dead letters delivered after the restart', () => deliveries(app, destination.id, '&status=delivered'), (d) => d.length === 3, 15_000);
+    const ids = new Set(hook.got.filter((r) => r.json.profile.identifiers.user_id[0] !== 'ada').map((r) => r.json.profile.identifiers.user_id[0]));
+    assert.deepEqual([...ids].sort(), ['bea', 'cid']);
+  });
+
+  test('a disabled destination holds its deliveries; a deleted activation cancels them; another workspace sees none of it', async (t) => {
+    const hook = await receiver(t);
+    const app = await openTestApp(t, { env: ENV });
+    await app.send('/v1/identify', { userId: 'ada', messageId: mid(), traits: { plan: 'pro' } });
+    await audience(app, 'pros', 'traits.plan = "pro"');
+    const destination = (await api(app, 'POST', '/api/v1/destinations', undefined, { name: 'Paused', url: hook.url, enabled: false })).json();
+    const activation = (await api(app, 'POST', '/api/v1/activations', undefined, { destination: destination.id, audience: 'pros' })).json();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(hook.got.length, 0, 'nothing goes to a disabled destination');
+    assert.equal((await deliveries(app, destination.id, '&status=pending')).length, 1);
+    assert.equal((await api(app, 'PATCH', `/api/v1/destinations/${destination.id}`, undefined, { enabled: true })).statusCode, 200);
+    await until('sent once enabled', () => hook.got.length, (n) => n === 1);
+
+    await api(app, 'PATCH', `/api/v1/destinations/${destination.id}`, undefined, { enabled: false });
+    await app.send('/v1/identify', { userId: 'bea', messageId: mid(), traits: { plan: 'pro' } });
+    await until('queued', () => deliveries(app, destination.id, '&status=pending'), (d) => d.length === 1);
+    assert.equal((await api(app, 'DELETE', `/api/v1/activations/${activation.id}`)).statusCode, 204);
+    assert.equal((await deliveries(app, destination.id, '&status=cancelled')).length, 1);
+
+    app.stores.access.ensureWorkspace('acme', 'Acme');
+    const { hashToken } = await import('../src/access/credentials.ts');
+    app.stores.access.createToken('acme', 'acme owner', 'owner', hashToken('tdm_acme_owner_token_0000002'));
+    const acme = 'tdm_acme_owner_token_0000002';
+    for (const [method, url] of [['GET', `/api/v1/destinations/${destination.id}`], ['PATCH', `/api/v1/destinations/${destination.id}`], ['DELETE', `/api/v1/destinations/${destination.id}`], ['GET', `/api/v1/destinations/${destination.id}/deliveries`], ['POST', `/api/v1/destinations/${destination.id}/secret`]] as const) {
+      assert.equal((await api(app, method, url, acme, method === 'PATCH' ? {} : undefined)).statusCode, 404, `${method} ${url}`);
+    }
+    assert.deepEqual((await api(app, 'GET', '/api/v1/destinations', acme)).json().data, []);
+    assert.equal((await api(app, 'POST', '/api/v1/activations', acme, { destination: destination.id, audience: 'pros' })).statusCode, 404);
+  });
+});
+
+describe('change requests for destinations', () => {
+  test('a marketer proposes a destination and an activation that sends personal data; an engineer approves; each shows its diff and impact', async (t) => {
+    const hook = await receiver(t);
+    const app = await openTestApp(t, { env: ENV });
+    const [engineer, marketer] = [await token(app, 'engineer'), await token(app, 'marketer')];
+    await app.send('/v1/identify', { userId: 'ada', messageId: mid(), traits: { plan: 'pro', email: 'ada@example.com' } });
+    await audience(app, 'pros', 'traits.plan = "pro"');
+
+    const proposed = await api(app, 'POST', '/api/v1/change-requests', marketer, { kind: 'destination', definition: { name: 'Ads', url: hook.url, purposes: ['Advertising'], consentMode: 'opt_out' }, comment: 'for retargeting' });
+    assert.equal(proposed.statusCode, 201, proposed.body);
+    const request = proposed.json();
+    assert.equal(request.status, 'open');
+    assert.deepEqual(request.diff.destinations.added, [{ name: 'Ads', url: hook.url, purposes: ['Advertising'], consentMode: 'opt_out' }]);
+    assert.deepEqual(request.impact.destinations, ['Ads']);
+    assert.equal((await api(app, 'GET', '/api/v1/destinations', marketer)).json().data.length, 0, 'nothing before the review');
+    const badUrl = await api(app, 'POST', '/api/v1/change-requests', marketer, { kind: 'destination', definition: { name: 'Meta', url: 'https://10.0.0.1/x' } });
+    assert.equal(badUrl.json().error.code, 'invalid_destination', 'the guard applies to proposals too');
+    const approved = (await api(app, 'POST', `/api/v1/change-requests/${request.id}/approve`, engineer, { comment: 'ok' })).json();
+    assert.equal(approved.status, 'approved');
+    const destination = (await api(app, 'GET', `/api/v1/destinations/${approved.applied_id}`, marketer)).json();
+    assert.deepEqual({ name: destination.name, consent_mode: destination.consent_mode }, { name: 'Ads', consent_mode: 'opt_out' });
+
+    // Personal data to a destination: refused directly, proposed, approved.
+    const direct = await api(app, 'POST', '/api/v1/activations', marketer, { destination: 'Ads', audience: 'pros', traits: ['plan', 'email'] });
+    assert.equal(direct.statusCode, 403);
+    assert.equal(direct.json().error.code, 'approval_required');
+    const withoutPii = await api(app, 'POST', '/api/v1/activations', marketer, { destination: 'Ads', audience: 'pros', traits: ['plan'] });
+    assert.equal(withoutPii.statusCode, 201, 'no personal data, no review');
+    assert.equal((await api(app, 'DELETE', `/api/v1/activations/${withoutPii.json().id}`, marketer)).statusCode, 204);
+    const pii = (await api(app, 'POST', '/api/v1/change-requests', marketer, { kind: 'activation', definition: { destination: 'Ads', audience: 'pros', traits: ['plan', 'email'], identifiers: ['user_id', 'phone'] } })).json();
+    assert.equal(pii.status, 'open');
+    assert.equal(pii.target, 'Ads/pros');
+    assert.deepEqual(pii.impact.pii.added, ['traits.email (email)', 'identifiers.phone (phone)']);
+    assert.deepEqual(pii.impact.audiences, ['pros']);
+    assert.deepEqual(pii.impact.destinations, ['Ads']);
+    assert.equal(pii.impact.volume_7d.pros, 1, "the audience's entries and exits over the week");
+    assert.equal((await api(app, 'POST', `/api/v1/change-requests/${pii.id}/approve`, marketer, {})).statusCode, 403);
+    const done = (await api(app, 'POST', `/api/v1/change-requests/${pii.id}/approve`, engineer, {})).json();
+    assert.match(done.applied_id, /^act_/);
+    await until('the approved activation delivers', () => hook.got.length, (n) => n === 1);
+    assert.deepEqual(hook.got[0]!.json.profile.traits, { plan: 'pro', email: 'ada@example.com' });
+
+    // A tracking plan change that touches the audience's traits names the destination in its impact.
+    const plan = (await api(app, 'POST', '/api/v1/change-requests', marketer, { kind: 'tracking_plan', target: 'web', definition: { identify: { type: 'object', properties: { plan: { type: 'string' } } } } })).json();
+    assert.deepEqual(plan.impact.destinations, ['Ads']);
+
+    // Review switched off for personal data: the marketer's activation applies at once.
+    await api(app, 'PUT', '/api/v1/governance/settings', undefined, { approvalRequired: { pii_to_destination: false } });
+    assert.deepEqual((await api(app, 'GET', '/api/v1/governance/settings', marketer)).json().approvalRequired, { tracking_plan: true, destination: true, pii_to_destination: false });
+    await audience(app, 'everyone', 'traits.plan exists');
+    assert.equal((await api(app, 'POST', '/api/v1/activations', marketer, { destination: 'Ads', audience: 'everyone', traits: ['email'] })).statusCode, 201);
+  });
+});
