@@ -23,6 +23,8 @@ export type DelivererOptions = {
 const HOUR = 3_600_000;
 /** Audience changes read per activation and turn. */
 const CHANGES_PER_TURN = 1000;
+/** Due deliveries read at once per destination. */
+const READ_AHEAD = 256;
 
 /** Whether a profile's consents let a destination receive it. */
 export function consented(destination: Pick<Destination, 'purposes' | 'consentMode'>, consents: Record<string, boolean>): boolean {
@@ -48,6 +50,8 @@ export class Deliverer {
   /** Deliveries being attempted, by destination: kept from being started twice. */
   readonly #inFlight = new Map<string, Set<number>>();
   readonly #running = new Set<Promise<void>>();
+  /** Due deliveries read ahead, by destination (each the oldest pending one of its profile there). */
+  readonly #queued = new Map<string, Delivery[]>();
   #writes: Array<{ id: number; fields: DeliveryUpdate }> = [];
   #destinations = new Map<string, Destination>();
   #activations = new Map<string, Activation>();
@@ -124,12 +128,12 @@ export class Deliverer {
       if (!destination.enabled) continue;
       let busy = this.#inFlight.get(destination.id);
       if (!busy) this.#inFlight.set(destination.id, (busy = new Set()));
-      const free = perDestination - busy.size;
-      if (free <= 0) continue;
-      // Those in flight are still pending: read past them.
-      for (const d of store.due(destination.id, now, free + busy.size)) {
-        if (busy.has(d.id)) continue;
-        if (busy.size >= perDestination) break;
+      // Due deliveries are read ahead, a few hundred at a time, and started as slots free.
+      let queue = this.#queued.get(destination.id) ?? [];
+      while (busy.size < perDestination) {
+        if (queue.length === 0) queue = store.due(destination.id, now, READ_AHEAD).filter((d) => !busy.has(d.id));
+        const d = queue.shift();
+        if (!d) break;
         busy.add(d.id);
         const attempt = this.#attempt(d, destination)
           .catch((err) => this.#o.onError?.(err))
@@ -140,7 +144,9 @@ export class Deliverer {
           });
         this.#running.add(attempt);
       }
+      this.#queued.set(destination.id, queue);
     }
+    for (const id of this.#queued.keys()) if (!this.#destinations.has(id)) this.#queued.delete(id);
   }
 
   /** Records outcomes and starts what is due as soon as slots free, once per turn of the event loop for all the attempts that ended in it. */

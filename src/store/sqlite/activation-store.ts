@@ -42,9 +42,18 @@ export class SqliteActivationStore implements ActivationStore {
   readonly #insert;
   readonly #due;
   readonly #updates = new Map<string, StatementSync>();
+  readonly #sync: 'full' | 'normal';
 
-  constructor(db: DatabaseSync) {
+  /**
+   * `sync: 'full'`: changes made through the admin API (destinations, activations, retries of dead
+   * letters) are fsynced before they are answered. The queue's own writes never wait for an fsync:
+   * after a power loss the newest of them may be missing, which only means some deliveries are
+   * sent again (an activation's position and the deliveries it queued roll back together).
+   */
+  constructor(db: DatabaseSync, options: { sync: 'full' | 'normal' }) {
     this.#db = db;
+    this.#sync = options.sync;
+    db.exec('PRAGMA synchronous = NORMAL');
     this.#insert = db.prepare(`INSERT INTO deliveries (workspace_id, destination_id, activation_id, profile_id, kind, audience_key, at, cause, status, next_at, created_at)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)`);
     // The oldest due deliveries of a destination, each the oldest pending one of its profile there.
@@ -53,7 +62,9 @@ export class SqliteActivationStore implements ActivationStore {
       ORDER BY d.next_at, d.id LIMIT ?`);
   }
 
-  #transaction(fn: () => void): void {
+  #transaction(fn: () => void, durable = false): void {
+    const fsync = durable && this.#sync === 'full';
+    if (fsync) this.#db.exec('PRAGMA synchronous = FULL');
     this.#db.exec('BEGIN IMMEDIATE');
     try {
       fn();
@@ -61,14 +72,16 @@ export class SqliteActivationStore implements ActivationStore {
     } catch (err) {
       if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
       throw err;
+    } finally {
+      if (fsync) this.#db.exec('PRAGMA synchronous = NORMAL');
     }
   }
 
   saveDestination(d: Destination): void {
-    this.#db
+    this.#transaction(() => this.#db
       .prepare(`INSERT INTO destinations (id, workspace_id, name, url, secret, purposes, consent_mode, enabled, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (id) DO UPDATE SET name = excluded.name, url = excluded.url, secret = excluded.secret, purposes = excluded.purposes, consent_mode = excluded.consent_mode, enabled = excluded.enabled`)
-      .run(d.id, d.workspaceId, d.name, d.url, d.secret, JSON.stringify(d.purposes), d.consentMode, d.enabled ? 1 : 0, d.createdAt, d.createdBy);
+      .run(d.id, d.workspaceId, d.name, d.url, d.secret, JSON.stringify(d.purposes), d.consentMode, d.enabled ? 1 : 0, d.createdAt, d.createdBy), true);
   }
 
   destination(workspaceId: string, id: string): Destination | undefined {
@@ -89,7 +102,7 @@ export class SqliteActivationStore implements ActivationStore {
         this.#db.prepare('DELETE FROM activations WHERE destination_id = ?').run(id);
         this.#db.prepare('DELETE FROM deliveries WHERE destination_id = ?').run(id);
       }
-    });
+    }, true);
     return deleted;
   }
 
@@ -103,7 +116,7 @@ export class SqliteActivationStore implements ActivationStore {
         .prepare('INSERT INTO activations (id, workspace_id, destination_id, audience_key, traits, identifiers, after_change, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
         .run(a.id, a.workspaceId, a.destinationId, a.audienceKey, JSON.stringify(a.traits), JSON.stringify(a.identifiers), a.after, a.createdAt, a.createdBy);
       this.#queue(a, initial, now);
-    });
+    }, true);
   }
 
   activation(workspaceId: string, id: string): Activation | undefined {
@@ -121,7 +134,7 @@ export class SqliteActivationStore implements ActivationStore {
     this.#transaction(() => {
       deleted = this.#db.prepare('DELETE FROM activations WHERE workspace_id = ? AND id = ?').run(workspaceId, id).changes > 0;
       if (deleted) this.#db.prepare("UPDATE deliveries SET status = 'cancelled', finished_at = ? WHERE activation_id = ? AND status = 'pending'").run(Date.now(), id);
-    });
+    }, true);
     return deleted;
   }
 
@@ -169,12 +182,14 @@ export class SqliteActivationStore implements ActivationStore {
 
   retryDead(workspaceId: string, destinationId: string, ids: number[] | undefined, now: number): number {
     const set = "UPDATE deliveries SET status = 'pending', attempts = 0, next_at = ?, finished_at = NULL WHERE workspace_id = ? AND destination_id = ? AND status = 'dead'";
-    if (ids === undefined) return Number(this.#db.prepare(set).run(now, workspaceId, destinationId).changes);
     let n = 0;
     this.#transaction(() => {
-      const one = this.#db.prepare(`${set} AND id = ?`);
-      for (const id of ids) n += Number(one.run(now, workspaceId, destinationId, id).changes);
-    });
+      if (ids === undefined) n = Number(this.#db.prepare(set).run(now, workspaceId, destinationId).changes);
+      else {
+        const one = this.#db.prepare(`${set} AND id = ?`);
+        for (const id of ids) n += Number(one.run(now, workspaceId, destinationId, id).changes);
+      }
+    }, true);
     return n;
   }
 
