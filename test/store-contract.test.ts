@@ -114,5 +114,41 @@ for (const adapter of ADAPTERS) {
       assert.notEqual(stores.access.version(), before);
       assert.equal(stores.ready(), true);
     });
+
+    test('activation: deliveries queued with the position in one step, due in order per profile, outcomes and dead letters kept across a reopen', async (t) => {
+      const { stores, location } = open(t);
+      const store = stores.activation;
+      const destination = { id: 'dst_1', workspaceId: 'default', name: 'hook', url: 'https://hooks.example.com/x', secret: 's', purposes: ['ads'], consentMode: 'opt_in' as const, enabled: true, createdAt: NOW, createdBy: 'tok' };
+      store.saveDestination(destination);
+      const activation = { id: 'act_1', workspaceId: 'default', destinationId: 'dst_1', audienceKey: 'pros', traits: ['plan'], identifiers: ['user_id'], after: 5, createdAt: NOW, createdBy: 'tok' };
+      store.createActivation(activation, [{ profileId: 'p1', change: 'enter', at: NOW, eventId: 'first' }], NOW);
+      store.enqueue(activation, [{ profileId: 'p1', change: 'exit', at: NOW + 1, eventId: 'e1' }, { profileId: 'p2', change: 'enter', at: NOW + 1, eventId: 'e2' }], 9, NOW);
+      store.enqueue(activation, [{ profileId: 'p3', change: 'enter', at: NOW, eventId: 'stale' }], 10, NOW);
+      assert.equal(store.activation('default', 'act_1')?.after, 9, 'an enqueue from a stale position does nothing');
+      // p1's exit waits for its entry; p2 is due beside it.
+      let due = store.due('dst_1', NOW, 10);
+      assert.deepEqual(due.map((d) => [d.profileId, d.kind]), [['p1', 'audience_entered'], ['p2', 'audience_entered']]);
+      assert.deepEqual(store.due('dst_1', NOW - 1, 10), [], 'not before they are due');
+      store.updateDeliveries([{ id: due[0]!.id, fields: { status: 'delivered', attempts: 1, body: '{}', lastStatus: 200, finishedAt: NOW } }, { id: due[1]!.id, fields: { status: 'dead', attempts: 3, lastError: 'HTTP 500', finishedAt: NOW } }]);
+      assert.equal(store.deliveredEntry('act_1', 'p1'), true);
+      assert.equal(store.deliveredEntry('act_1', 'p2'), false);
+      due = store.due('dst_1', NOW + 10, 10);
+      assert.deepEqual(due.map((d) => [d.profileId, d.kind]), [['p1', 'audience_exited']]);
+      assert.equal(store.pending(), 1);
+      const other = adapter.open(location);
+      try {
+        assert.deepEqual(other.activation.deliveryCounts('dst_1'), { delivered: 1, dead: 1, pending: 1 });
+        assert.equal(other.activation.retryDead('acme', 'dst_1', undefined, NOW), 0, "another workspace's destination");
+        assert.equal(other.activation.retryDead('default', 'dst_1', undefined, NOW), 1);
+        assert.deepEqual(other.activation.deliveries('default', 'dst_1', { status: 'pending', before: Number.MAX_SAFE_INTEGER, limit: 10 }).map((d) => d.attempts), [0, 0]);
+      } finally {
+        await other.close();
+      }
+      assert.equal(store.deleteActivation('default', 'act_1'), true);
+      assert.deepEqual(store.deliveryCounts('dst_1'), { delivered: 1, cancelled: 2 });
+      assert.equal(store.destination('acme', 'dst_1'), undefined);
+      assert.equal(store.deleteDestination('default', 'dst_1'), true);
+      assert.deepEqual(store.destinations('default'), []);
+    });
   });
 }
