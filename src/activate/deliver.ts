@@ -55,6 +55,8 @@ export class Deliverer {
   #writes: Array<{ id: number; fields: DeliveryUpdate }> = [];
   #destinations = new Map<string, Destination>();
   #activations = new Map<string, Activation>();
+  /** The store's version of the destinations and activations cached here. */
+  #version = -1;
   /** The newest audience change already queued everywhere (-1: look at every activation). */
   #queuedUpTo = -1;
   #timer: NodeJS.Timeout | undefined;
@@ -75,8 +77,13 @@ export class Deliverer {
   turn(): void {
     if (this.#closed) return;
     try {
-      this.#activations = new Map(this.#o.store.activations().map((a) => [a.id, a]));
-      this.#destinations = new Map(this.#o.store.destinations().map((d) => [d.id, d]));
+      const version = this.#o.store.version();
+      if (version !== this.#version) {
+        this.#version = version;
+        this.#activations = new Map(this.#o.store.activations().map((a) => [a.id, a]));
+        this.#destinations = new Map(this.#o.store.destinations().map((d) => [d.id, d]));
+        this.#queuedUpTo = -1;
+      }
       this.#enqueue();
       this.#send();
     } catch (err) {
@@ -107,7 +114,11 @@ export class Deliverer {
       if (a.after >= last) continue;
       const changes = profiles.audienceChanges(a.workspaceId, a.after, CHANGES_PER_TURN, a.audienceKey);
       if (changes.length === CHANGES_PER_TURN) all = false;
-      if (changes.length > 0) store.enqueue(a, changes, changes.at(-1)!.id, this.#now());
+      if (changes.length === 0) continue;
+      const upTo = changes.at(-1)!.id;
+      // The cached activation moves with the store; if the store had moved or lost it, read them all again.
+      if (store.enqueue(a, changes, upTo, this.#now())) this.#activations.set(a.id, { ...a, after: upTo });
+      else this.#version = -1;
     }
     if (all) this.#queuedUpTo = last;
   }

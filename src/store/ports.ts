@@ -154,8 +154,11 @@ export interface ActivationStore {
   activations(workspaceId?: string): Activation[];
   /** Deletes an activation; its pending deliveries are cancelled. */
   deleteActivation(workspaceId: string, id: string): boolean;
-  /** Queues deliveries for audience changes and moves the activation past `upTo`, in one transaction. */
-  enqueue(activation: Activation, changes: DeliveryChange[], upTo: number, now: number): void;
+  /**
+   * Queues deliveries for audience changes and moves the activation past `upTo`, in one
+   * transaction; false (nothing queued) when the activation is gone or no longer at `activation.after`.
+   */
+  enqueue(activation: Activation, changes: DeliveryChange[], upTo: number, now: number): boolean;
   /**
    * A destination's pending deliveries due by `now`, oldest first, each the oldest pending one of
    * its profile there (so a profile's entry and exit arrive in order).
@@ -171,6 +174,8 @@ export interface ActivationStore {
   deliveryCounts(destinationId: string): Partial<Record<DeliveryStatus, number>>;
   /** Puts dead deliveries (all of the destination's, or those named) back in the queue; how many. */
   retryDead(workspaceId: string, destinationId: string, ids: number[] | undefined, now: number): number;
+  /** Changes whenever a destination or activation is saved or deleted through this store, so a reader can keep them cached. */
+  version(): number;
   /** Deliveries waiting, across the store (metrics). */
   pending(): number;
   close(): void;

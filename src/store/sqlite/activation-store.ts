@@ -43,6 +43,7 @@ export class SqliteActivationStore implements ActivationStore {
   readonly #due;
   readonly #updates = new Map<string, StatementSync>();
   readonly #sync: 'full' | 'normal';
+  #version = 0;
 
   /**
    * `sync: 'full'`: changes made through the admin API (destinations, activations, retries of dead
@@ -62,7 +63,9 @@ export class SqliteActivationStore implements ActivationStore {
       ORDER BY d.next_at, d.id LIMIT ?`);
   }
 
+  /** Durable transactions are the admin API's changes to destinations and activations: they move the version. */
   #transaction(fn: () => void, durable = false): void {
+    if (durable) this.#version++;
     const fsync = durable && this.#sync === 'full';
     if (fsync) this.#db.exec('PRAGMA synchronous = FULL');
     this.#db.exec('BEGIN IMMEDIATE');
@@ -138,12 +141,14 @@ export class SqliteActivationStore implements ActivationStore {
     return deleted;
   }
 
-  enqueue(a: Activation, changes: DeliveryChange[], upTo: number, now: number): void {
+  enqueue(a: Activation, changes: DeliveryChange[], upTo: number, now: number): boolean {
+    let moved = false;
     this.#transaction(() => {
       // Only if the activation still exists and has not moved on (a deletion or a second caller meanwhile).
-      if (this.#db.prepare('UPDATE activations SET after_change = ? WHERE id = ? AND after_change = ?').run(upTo, a.id, a.after).changes === 0) return;
-      this.#queue(a, changes, now);
+      moved = this.#db.prepare('UPDATE activations SET after_change = ? WHERE id = ? AND after_change = ?').run(upTo, a.id, a.after).changes > 0;
+      if (moved) this.#queue(a, changes, now);
     });
+    return moved;
   }
 
   due(destinationId: string, now: number, limit: number): Delivery[] {
@@ -191,6 +196,10 @@ export class SqliteActivationStore implements ActivationStore {
       }
     }, true);
     return n;
+  }
+
+  version(): number {
+    return this.#version;
   }
 
   pending(): number {
