@@ -25,10 +25,12 @@ const fmt = formatLoad;
 /** How many log records the profile stage has yet to apply, from Tandem's own metric. */
 const stageLag = async (url: string) => Number(/^tandem_profile_stage_lag_records (\d+)/m.exec(await (await fetch(`${url}/metrics`)).text())?.[1] ?? NaN);
 
+/** BENCH_SHAPES: `batch`, `single` or both (default), comma-separated. */
+const SHAPES = (process.env.BENCH_SHAPES ?? 'batch,single').split(',');
 const shapes = [
-  { name: 'batch of 100 events (~35 KB) on /v1/batch', path: '/v1/batch', events: 100 },
-  { name: 'single event on /v1/track', path: '/v1/track', events: 1 },
-];
+  { key: 'batch', name: 'batch of 100 events (~35 KB) on /v1/batch', path: '/v1/batch', events: 100 },
+  { key: 'single', name: 'single event on /v1/track', path: '/v1/track', events: 1 },
+].filter((s) => SHAPES.includes(s.key));
 
 console.log(`bench:ingest  ${SECONDS}s x ${ROUNDS} rounds, ${CONNECTIONS.join(' and ')} connections, Node ${process.version}, batch body ${bodyTemplate(100)('x').length} bytes`);
 for (const shape of shapes) {

@@ -216,6 +216,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       workspaceAfter: p('SELECT 1 FROM profiles WHERE merged_into IS NULL AND workspace_id > ? LIMIT 1'),
       chunkIds: p('SELECT id FROM profiles WHERE workspace_id = ? AND merged_into IS NULL AND id > ? ORDER BY id LIMIT ?'),
       changes: p('SELECT id, audience_key, profile_id, change, at, event_id FROM audience_history WHERE workspace_id = ? AND id > ? ORDER BY id LIMIT ?'),
+      lastChange: p('SELECT coalesce(max(id), 0) AS id FROM audience_history'),
       changesOf: p('SELECT id, audience_key, profile_id, change, at, event_id FROM audience_history WHERE workspace_id = ? AND audience_key = ? AND id > ? ORDER BY id LIMIT ?'),
       mergedInto: p('SELECT merged_into FROM profiles WHERE id = ?'),
       members: p('SELECT profile_id FROM audience_members WHERE workspace_id = ? AND audience_key = ? ORDER BY profile_id'),
@@ -616,7 +617,7 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
   }
 
   lastAudienceChange(): number {
-    return (this.#db.prepare('SELECT coalesce(max(id), 0) AS id FROM audience_history').get() as { id: number }).id;
+    return (this.#s.lastChange!.get() as { id: number }).id;
   }
 
   audienceSnapshot(workspaceId: string, key: string): { members: string[]; lastChange: number } {
