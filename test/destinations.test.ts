@@ -18,8 +18,8 @@ async function receiver(t: TestContext) {
       const body = Buffer.concat(chunks).toString('utf8');
       const json = JSON.parse(body);
       const status = answer(got.length + 1, json);
-      got.push({ headers: req.headers, body, json, status });
-      res.writeHead(status).end();
+      got.push({ headers: { ...req.headers, 'x-received-at': String(Date.now()) }, body, json, status });
+      res.writeHead(status, status === 429 ? { 'retry-after': '1' } : status === 302 ? { location: `http://127.0.0.1:${(server.address() as AddressInfo).port}/elsewhere` } : {}).end();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -288,5 +288,76 @@ describe('change requests for destinations', () => {
     assert.deepEqual((await api(app, 'GET', '/api/v1/governance/settings', marketer)).json().approvalRequired, { tracking_plan: true, destination: true, pii_to_destination: false });
     await audience(app, 'everyone', 'traits.plan exists');
     assert.equal((await api(app, 'POST', '/api/v1/activations', marketer, { destination: 'Ads', audience: 'everyone', traits: ['email'] })).statusCode, 201);
+  });
+});
+
+describe('hostile and failing destinations', () => {
+  test('webhook URLs that reach this machine or private networks are refused in every spelling; the canary hears nothing', async (t) => {
+    const canary = await receiver(t);
+    const port = new URL(canary.url).port;
+    const app = await openTestApp(t);
+    for (const url of [
+      `https://127.0.0.1:${port}/`, `http://127.0.0.1:${port}/`, `https://localhost:${port}/`, `https://[::1]:${port}/`, `https://[::ffff:127.0.0.1]:${port}/`,
+      `https://2130706433:${port}/`, `https://0177.0.0.1:${port}/`, `https://0x7f.1:${port}/`, `https://0.0.0.0:${port}/`, 'https://169.254.169.254/latest/meta-data/', 'https://10.0.0.1/',
+      'https://192.168.1.1/', 'https://[fd00::1]/', 'file:///etc/passwd', `gopher://127.0.0.1:${port}/`,
+    ]) {
+      const res = await api(app, 'POST', '/api/v1/destinations', undefined, { name: `canary ${url}`, url });
+      assert.equal(res.statusCode, 400, url);
+      assert.equal(res.json().error.code, 'invalid_destination', url);
+    }
+    const ok = (await api(app, 'POST', '/api/v1/destinations', undefined, { name: 'public', url: 'https://hooks.example.com/x' })).json();
+    assert.equal((await api(app, 'PATCH', `/api/v1/destinations/${ok.id}`, undefined, { url: `https://127.0.0.1:${port}/` })).json().error.code, 'invalid_destination');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(canary.got.length, 0);
+  });
+
+  test('a redirect is not followed; 429 waits for Retry-After; a destination that never answers or answers 50 MB does not hold up another', async (t) => {
+    const canary = await receiver(t);
+    const good = await receiver(t);
+    const limited = await receiver(t);
+    const redirecting = await receiver(t);
+    // Answers nothing, ever; and one that answers 200 with a 50 MB body.
+    const hanging = createServer(() => undefined);
+    let streamed = 0;
+    const flooding = createServer((_req, res) => {
+      res.writeHead(200);
+      const chunk = Buffer.alloc(1024 * 1024);
+      const more = () => {
+        while (streamed < 50 * 1024 * 1024 && res.write(chunk)) streamed += chunk.length;
+        if (streamed < 50 * 1024 * 1024) res.once('drain', more);
+        else res.end();
+      };
+      res.on('error', () => undefined);
+      more();
+    });
+    for (const s of [hanging, flooding]) {
+      await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+      t.after(() => new Promise<void>((resolve) => { s.closeAllConnections(); s.close(() => resolve()); }));
+    }
+    const urlOf = (s: Server) => `http://127.0.0.1:${(s.address() as AddressInfo).port}/hook`;
+    const app = await openTestApp(t, { env: { ...ENV, TANDEM_DELIVERY_TIMEOUT_MS: '300', TANDEM_DELIVERY_MAX_ATTEMPTS: '50', TANDEM_DELIVERY_CONCURRENCY: '2' } });
+    redirecting.answer(() => 302);
+    limited.answer((n) => (n === 1 ? 429 : 200));
+    await app.send('/v1/batch', { batch: ['a', 'b', 'c'].map((userId) => ({ type: 'identify', userId, messageId: mid(), traits: { plan: 'pro' } })) });
+    await audience(app, 'pros', 'traits.plan = "pro"');
+    const made: Record<string, string> = {};
+    for (const [name, url] of [['hanging', urlOf(hanging)], ['flooding', urlOf(flooding)], ['redirecting', redirecting.url], ['limited', limited.url], ['good', good.url]] as const) {
+      made[name] = (await api(app, 'POST', '/api/v1/destinations', undefined, { name, url })).json().id;
+      await api(app, 'POST', '/api/v1/activations', undefined, { destination: made[name], audience: 'pros' });
+    }
+    await until('the good destination has all three', () => good.got.length, (n) => n === 3, 5_000);
+    await until('the flood is cut short and counted delivered', () => deliveries(app, made.flooding!, '&status=delivered'), (d) => d.length === 3);
+    assert.ok(streamed < 50 * 1024 * 1024, `read ${streamed} bytes of the 50 MB answer`);
+    const redirected = await until('redirects are dead letters', () => deliveries(app, made.redirecting!, '&status=dead'), (d) => d.length === 3);
+    assert.match(redirected[0]!.last_error, /HTTP 302: not retried/);
+    const hung = await until('the silent one is retried', () => deliveries(app, made.hanging!, '&status=pending'), (d) => d.length === 3 && d.some((x) => x.attempts >= 2));
+    assert.match(hung.find((x) => x.attempts >= 1)!.last_error, /no answer within 300 ms/);
+    await until('429 then delivered', () => deliveries(app, made.limited!, '&status=delivered'), (d) => d.length === 3);
+    const firstTry = limited.got[0]!;
+    const again = limited.got.find((r, i) => i > 0 && r.json.id === firstTry.json.id)!;
+    const gap = Number(again.headers['x-received-at']) - Number(firstTry.headers['x-received-at']);
+    assert.ok(gap >= 900, `Retry-After: 1 was honoured (${gap} ms; the backoff alone is ~20 ms)`);
+    assert.equal(canary.got.length, 0);
+    await app.close();
   });
 });

@@ -77,13 +77,7 @@ export class Deliverer {
   turn(): void {
     if (this.#closed) return;
     try {
-      const version = this.#o.store.version();
-      if (version !== this.#version) {
-        this.#version = version;
-        this.#activations = new Map(this.#o.store.activations().map((a) => [a.id, a]));
-        this.#destinations = new Map(this.#o.store.destinations().map((d) => [d.id, d]));
-        this.#queuedUpTo = -1;
-      }
+      this.#refresh();
       this.#enqueue();
       this.#send();
     } catch (err) {
@@ -102,6 +96,16 @@ export class Deliverer {
     clearInterval(this.#timer);
     await this.idle();
     this.#o.poster.close();
+  }
+
+  /** Reads destinations and activations again when the store says they changed. */
+  #refresh(): void {
+    const version = this.#o.store.version();
+    if (version === this.#version) return;
+    this.#version = version;
+    this.#activations = new Map(this.#o.store.activations().map((a) => [a.id, a]));
+    this.#destinations = new Map(this.#o.store.destinations().map((d) => [d.id, d]));
+    this.#queuedUpTo = -1;
   }
 
   #enqueue(): void {
@@ -134,6 +138,8 @@ export class Deliverer {
     const { store, perDestination } = this.#o;
     // Outcomes first: a profile's next delivery waits until the one before it is recorded.
     this.#flush();
+    // A delivery's activation is known here whenever the delivery is (they are made together).
+    this.#refresh();
     const now = this.#now();
     for (const destination of this.#destinations.values()) {
       if (!destination.enabled) continue;

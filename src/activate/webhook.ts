@@ -101,6 +101,9 @@ export function guardedLookup(allow: AllowList): LookupFunction {
   };
 }
 
+/** Bytes of a receiver's answer read before the connection is cut (the answer's body is never used). */
+const MAX_RESPONSE_BYTES = 64 * 1024;
+
 export const newSecret = (): string => `whsec_${randomBytes(24).toString('base64url')}`;
 
 /** `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" with the destination's secret>`. */
@@ -133,9 +136,14 @@ export function createPoster(options: { allow: AllowList; timeoutMs: number; use
       });
       const timer = setTimeout(() => req.destroy(new Error(`no answer within ${options.timeoutMs} ms`)), options.timeoutMs);
       req.on('response', (res: IncomingMessage) => {
-        res.resume();
+        // Only the status matters: the body is read and dropped, and a long one cuts the connection.
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > MAX_RESPONSE_BYTES) res.destroy();
+        });
         res.on('end', () => clearTimeout(timer));
-        res.on('error', () => clearTimeout(timer));
+        res.on('close', () => clearTimeout(timer));
         const retryAfter = Number(res.headers['retry-after']);
         resolve({ status: res.statusCode ?? 0, ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfterMs: retryAfter * 1000 } : {}) });
       });
