@@ -61,7 +61,7 @@ function verify(secret: string, r: { headers: IncomingHttpHeaders; body: string 
 
 describe('the SSRF guard', () => {
   test('refuses addresses that are not public, IPv4 inside IPv6 included', () => {
-    for (const a of ['127.0.0.1', '10.1.2.3', '172.16.0.1', '172.31.255.255', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '224.0.0.1', '255.255.255.255', '::1', '::', 'fe80::1', 'fc00::1', 'fd12:3456::1', 'ff02::1', '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:a9fe:a9fe', '64:ff9b::10.0.0.1', '::ffff:0:7f00:1', '0:0:0:0:0:ffff:7f00:1', '64:ff9b:1::1', '2001:db8::1', 'not an ip']) {
+    for (const a of ['127.0.0.1', '10.1.2.3', '172.16.0.1', '172.31.255.255', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '224.0.0.1', '255.255.255.255', '::1', '::', 'fe80::1', 'fc00::1', 'fd12:3456::1', 'ff02::1', '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:a9fe:a9fe', '64:ff9b::10.0.0.1', '::ffff:0:7f00:1', '0:0:0:0:0:ffff:7f00:1', '::127.0.0.1', '64:ff9b:1::1', '2001:db8::1', 'not an ip']) {
       assert.equal(isPrivateAddress(a), true, a);
     }
     for (const a of ['8.8.8.8', '1.1.1.1', '172.32.0.1', '100.128.0.1', '2606:4700:4700::1111', '::ffff:8.8.8.8', '2a00:1450:4001::200e']) assert.equal(isPrivateAddress(a), false, a);

@@ -20,16 +20,15 @@ for (const [net, prefix] of [
   ['192.88.99.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['198.51.100.0', 24], ['203.0.113.0', 24], ['224.0.0.0', 4], ['240.0.0.0', 4],
 ] as const) BLOCKED.addSubnet(net, prefix, 'ipv4');
 for (const [net, prefix] of [
-  // IPv4-mapped addresses are judged by their IPv4 part (embeddedIpv4); written in a form it does not read, they are refused.
-  ['::', 128], ['::1', 128], ['::ffff:0:0', 96], ['::ffff:0:0:0', 96], ['64:ff9b:1::', 48], ['100::', 64], ['2001::', 23], ['2001:db8::', 32], ['fc00::', 7], ['fe80::', 10], ['fec0::', 10], ['ff00::', 8],
+  // (IPv4-mapped, -compatible and NAT64 addresses are judged by their IPv4 part: embeddedIpv4.)
+  ['::', 128], ['::1', 128], ['::ffff:0:0:0', 96], ['64:ff9b:1::', 48], ['100::', 64], ['2001::', 23], ['2001:db8::', 32], ['fc00::', 7], ['fe80::', 10], ['fec0::', 10], ['ff00::', 8],
 ] as const) BLOCKED.addSubnet(net, prefix, 'ipv6');
 
-/** The IPv4 address inside an IPv4-mapped, -compatible or NAT64 IPv6 address, if it is one. */
+/** The IPv4 address inside an IPv4-mapped, -compatible or NAT64 IPv6 address, if it is one (any spelling). */
 function embeddedIpv4(address: string): string | undefined {
-  const lower = address.toLowerCase();
-  const dotted = /^(?:::ffff:|::|64:ff9b::)(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
-  if (dotted) return dotted[1];
-  const hex = /^(?:::ffff:|64:ff9b::)([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(lower);
+  // The URL parser writes IPv6 one way: lower case, zeros compressed, dotted tails in hex.
+  const canonical = new URL(`http://[${address}]`).hostname.slice(1, -1);
+  const hex = /^(?:::ffff:|::|64:ff9b::)([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical);
   if (!hex) return undefined;
   const [hi, lo] = [parseInt(hex[1]!, 16), parseInt(hex[2]!, 16)];
   return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
