@@ -162,6 +162,32 @@ describe('destinations and activations', () => {
     assert.match(metrics, /tandem_deliveries_pending 0/);
   });
 
+  test('a first sync bigger than a page, with members leaving, joining and coming back meanwhile, ends with the destination holding exactly the audience', async (t) => {
+    const hook = await receiver(t);
+    const app = await openTestApp(t, { env: ENV });
+    const identify = (from: number, to: number, plan: string) => app.send('/v1/batch', { batch: Array.from({ length: to - from }, (_, i) => ({ type: 'identify', userId: `u${from + i}`, messageId: mid(), traits: { plan } })) });
+    for (let i = 1000; i < 5000; i += 500) await identify(i, i + 500, 'pro');
+    await identify(0, 1000, 'pro');
+    await audience(app, 'pros', 'traits.plan = "pro"');
+    const destination = (await api(app, 'POST', '/api/v1/destinations', undefined, { name: 'sync', url: hook.url })).json();
+    assert.equal((await api(app, 'POST', '/api/v1/activations', undefined, { destination: destination.id, audience: 'pros' })).statusCode, 201);
+    // While the first sync pages through the members (500 a turn):
+    await identify(0, 100, 'free');
+    await identify(5000, 5100, 'pro');
+    await identify(100, 150, 'free');
+    await identify(100, 150, 'pro');
+    await until('the members and the changes delivered', () => hook.got.length, (n) => n >= 5000, 20_000);
+    await until('nothing pending', async () => (await api(app, 'GET', `/api/v1/destinations/${destination.id}`)).json().deliveries.pending, (n) => n === 0, 20_000);
+    await app.deliverer.idle();
+    const seen = new Map<string, string[]>();
+    for (const r of hook.got) seen.set(r.json.profile.identifiers.user_id[0], [...(seen.get(r.json.profile.identifiers.user_id[0]) ?? []), r.json.type]);
+    for (let i = 0; i < 5100; i++) {
+      const history = seen.get(`u${i}`) ?? [];
+      history.forEach((type, k) => assert.equal(type, k % 2 === 0 ? 'audience_entered' : 'audience_exited', `u${i}: ${history.join(', ')}`));
+      assert.equal(history.at(-1) === 'audience_entered', i >= 100, `u${i} ends ${i >= 100 ? 'in' : 'out'}: ${history.join(', ')}`);
+    }
+  });
+
   test('failures are retried with backoff, refusals and exhausted retries become dead letters that can be sent again; the queue outlives a restart', async (t) => {
     const hook = await receiver(t);
     const dataDir = tempDir(t);

@@ -120,8 +120,11 @@ for (const adapter of ADAPTERS) {
       const store = stores.activation;
       const destination = { id: 'dst_1', workspaceId: 'default', name: 'hook', url: 'https://hooks.example.com/x', secret: 's', purposes: ['ads'], consentMode: 'opt_in' as const, enabled: true, createdAt: NOW, createdBy: 'tok' };
       store.saveDestination(destination);
-      const activation = { id: 'act_1', workspaceId: 'default', destinationId: 'dst_1', audienceKey: 'pros', traits: ['plan'], identifiers: ['user_id'], after: 5, createdAt: NOW, createdBy: 'tok' };
-      store.createActivation(activation, [{ profileId: 'p1', change: 'enter', at: NOW, eventId: 'first' }], NOW);
+      const activation = { id: 'act_1', workspaceId: 'default', destinationId: 'dst_1', audienceKey: 'pros', traits: ['plan'], identifiers: ['user_id'], after: 5, syncAfter: '', syncChange: 5, createdAt: NOW, createdBy: 'tok' };
+      store.createActivation(activation);
+      assert.equal(store.syncMembers(activation, [{ profileId: 'p1', change: 'enter', at: NOW, eventId: 'first' }], null, NOW), true);
+      assert.equal(store.syncMembers(activation, [{ profileId: 'p9', change: 'enter', at: NOW, eventId: 'again' }], null, NOW), false, 'a sync page from a stale cursor does nothing');
+      assert.equal(store.activation('default', 'act_1')?.syncAfter, null);
       store.enqueue(activation, [{ profileId: 'p1', change: 'exit', at: NOW + 1, eventId: 'e1' }, { profileId: 'p2', change: 'enter', at: NOW + 1, eventId: 'e2' }], 9, NOW);
       store.enqueue(activation, [{ profileId: 'p3', change: 'enter', at: NOW, eventId: 'stale' }], 10, NOW);
       assert.equal(store.activation('default', 'act_1')?.after, 9, 'an enqueue from a stale position does nothing');

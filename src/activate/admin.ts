@@ -95,15 +95,15 @@ export function createActivationAdmin(deps: { store: ActivationStore; profiles: 
       if (store.activations(workspaceId).some((a) => a.destinationId === destination.id && a.audienceKey === input.audience)) {
         throw new TandemError('already_exists', `${input.audience} is sent to ${destination.name} already.`);
       }
-      // `members`: everyone in the audience now enters first; `changes`: only what happens from now on.
-      const snapshot = profiles.audienceSnapshot(workspaceId, input.audience);
+      // `members`: everyone in the audience now enters first (queued in the background, a page at a
+      // time); `changes`: only what happens from now on.
       const now = deps.now();
+      const last = profiles.audienceLastChange(workspaceId, input.audience);
       const a: Activation = {
         id: `act_${crypto.randomUUID()}`, workspaceId, destinationId: destination.id, audienceKey: input.audience, traits: input.traits ?? [], identifiers: input.identifiers ?? DEFAULT_IDENTIFIERS,
-        after: snapshot.lastChange, createdAt: now, createdBy: by,
+        after: last, syncAfter: (input.sync ?? 'members') === 'members' ? '' : null, syncChange: last, createdAt: now, createdBy: by,
       };
-      const initial = (input.sync ?? 'members') === 'members' ? snapshot.members.map((profileId) => ({ profileId, change: 'enter' as const, at: now, eventId: `activation:${a.id}` })) : [];
-      store.createActivation(a, initial, now);
+      store.createActivation(a);
       return a;
     },
   };

@@ -6,7 +6,7 @@ export type DeliveryOutcome = 'delivered' | 'retried' | 'dead' | 'suppressed' | 
 
 export type DelivererOptions = {
   store: ActivationStore;
-  profiles: Pick<ProfileReader, 'audienceChanges' | 'lastAudienceChange' | 'liveProfileOf' | 'consents' | 'traitValues' | 'identifiers' | 'audiences'>;
+  profiles: Pick<ProfileReader, 'audienceChanges' | 'lastAudienceChange' | 'membersUnchangedSince' | 'liveProfileOf' | 'consents' | 'traitValues' | 'identifiers' | 'audiences'>;
   poster: Poster;
   /** Attempts before a delivery is dead (a permanent refusal is dead at once). */
   maxAttempts: number;
@@ -25,6 +25,8 @@ const HOUR = 3_600_000;
 const CHANGES_PER_TURN = 1000;
 /** Due deliveries read at once per destination. */
 const READ_AHEAD = 256;
+/** Members an activation's first sync queues per turn (~6 ms of inserts; 25,000 a second). */
+const SYNC_PAGE = 500;
 
 /** Whether a profile's consents let a destination receive it. */
 export function consented(destination: Pick<Destination, 'purposes' | 'consentMode'>, consents: Record<string, boolean>): boolean {
@@ -110,12 +112,13 @@ export class Deliverer {
 
   #enqueue(): void {
     const { store, profiles } = this.#o;
-    // One cheap read when no audience changed since the last turn.
+    // One cheap read when no audience changed since the last turn (and no first sync runs).
     const last = profiles.lastAudienceChange();
-    if (last === this.#queuedUpTo) return;
+    const changed = last !== this.#queuedUpTo;
     let all = true;
-    for (const a of this.#activations.values()) {
-      if (a.after >= last) continue;
+    for (const cached of this.#activations.values()) {
+      const a = cached.syncAfter === null ? cached : this.#syncPage(cached);
+      if (!changed || a.after >= last) continue;
       const changes = profiles.audienceChanges(a.workspaceId, a.after, CHANGES_PER_TURN, a.audienceKey);
       if (changes.length === CHANGES_PER_TURN) all = false;
       if (changes.length === 0) continue;
@@ -124,7 +127,26 @@ export class Deliverer {
       if (store.enqueue(a, changes, upTo, this.#now())) this.#activations.set(a.id, { ...a, after: upTo });
       else this.#version = -1;
     }
-    if (all) this.#queuedUpTo = last;
+    if (changed && all) this.#queuedUpTo = last;
+  }
+
+  /**
+   * One page of an activation's first sync: members unchanged since it was made, as entries (the
+   * others' changes come through the audience history). A page per turn keeps this thread free.
+   */
+  #syncPage(a: Activation): Activation {
+    const { store, profiles } = this.#o;
+    const ids = profiles.membersUnchangedSince(a.workspaceId, a.audienceKey, a.syncChange, a.syncAfter ?? '', SYNC_PAGE);
+    const next = ids.length === SYNC_PAGE ? ids.at(-1)! : null;
+    const now = this.#now();
+    const entries = ids.map((profileId) => ({ profileId, change: 'enter' as const, at: now, eventId: `activation:${a.id}` }));
+    if (!store.syncMembers(a, entries, next, now)) {
+      this.#version = -1;
+      return a;
+    }
+    const moved = { ...a, syncAfter: next };
+    this.#activations.set(a.id, moved);
+    return moved;
   }
 
   #flush(): void {

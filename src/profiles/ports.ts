@@ -167,8 +167,10 @@ export interface ProfileReader {
   audienceMembers(workspaceId: string, key: string): string[];
   /** The id of the newest entry or exit of any audience (0 before the first). */
   lastAudienceChange(): number;
-  /** The members and the id of the newest entry or exit, read at one moment (an activation's first sync). */
-  audienceSnapshot(workspaceId: string, key: string): { members: string[]; lastChange: number };
+  /** The id of the newest entry or exit of one audience (0 before the first). */
+  audienceLastChange(workspaceId: string, key: string): number;
+  /** Members after `afterProfile` (id order) with no entry or exit after `change`: those an activation made then sends first. */
+  membersUnchangedSince(workspaceId: string, key: string, change: number, afterProfile: string, limit: number): string[];
   consents(profileId: string): Record<string, boolean>;
   /** One trait's values over the accounts the profile is linked to (those that have it). */
   accountValues(profileId: string, key: string): unknown[];

@@ -121,6 +121,13 @@ export type Activation = {
   id: string; workspaceId: string; destinationId: string; audienceKey: string; traits: string[]; identifiers: string[];
   /** The newest audience change (audience_history id) already turned into deliveries. */
   after: number;
+  /**
+   * The first sync: the audience's members (unchanged since the activation was made) are queued
+   * as entries in profile id order after this one; '' before the first, null when done or not wanted.
+   */
+  syncAfter: string | null;
+  /** The audience history's newest change when the activation was made: members changed since come through `after`. */
+  syncChange: number;
   createdAt: number; createdBy: string;
 };
 
@@ -147,8 +154,12 @@ export interface ActivationStore {
   destinations(workspaceId?: string): Destination[];
   /** Deletes a destination, its activations and their deliveries. */
   deleteDestination(workspaceId: string, id: string): boolean;
-  /** Saves a new activation and queues `initial` (its audience's members as entries) in one transaction. */
-  createActivation(activation: Activation, initial: DeliveryChange[], now: number): void;
+  createActivation(activation: Activation): void;
+  /**
+   * Queues a page of the first sync's entries and moves its cursor to `next` (null: done), in one
+   * transaction; false (nothing queued) when the activation is gone or its cursor moved.
+   */
+  syncMembers(activation: Activation, entries: DeliveryChange[], next: string | null, now: number): boolean;
   activation(workspaceId: string, id: string): Activation | undefined;
   /** Every activation (all workspaces) or one workspace's. */
   activations(workspaceId?: string): Activation[];

@@ -6,7 +6,7 @@ export const ACTIVATE_MIGRATIONS = [
   `CREATE TABLE destinations (id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, name TEXT NOT NULL, url TEXT NOT NULL, secret TEXT NOT NULL, purposes TEXT NOT NULL,
      consent_mode TEXT NOT NULL, enabled INTEGER NOT NULL, created_at INTEGER NOT NULL, created_by TEXT NOT NULL, UNIQUE (workspace_id, name));
    CREATE TABLE activations (id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, destination_id TEXT NOT NULL REFERENCES destinations(id) ON DELETE CASCADE, audience_key TEXT NOT NULL,
-     traits TEXT NOT NULL, identifiers TEXT NOT NULL, after_change INTEGER NOT NULL, created_at INTEGER NOT NULL, created_by TEXT NOT NULL, UNIQUE (destination_id, audience_key));
+     traits TEXT NOT NULL, identifiers TEXT NOT NULL, after_change INTEGER NOT NULL, sync_after TEXT, sync_change INTEGER NOT NULL, created_at INTEGER NOT NULL, created_by TEXT NOT NULL, UNIQUE (destination_id, audience_key));
    CREATE TABLE deliveries (id INTEGER PRIMARY KEY, workspace_id TEXT NOT NULL, destination_id TEXT NOT NULL, activation_id TEXT NOT NULL, profile_id TEXT NOT NULL, kind TEXT NOT NULL,
      audience_key TEXT NOT NULL, at INTEGER NOT NULL, cause TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL, body TEXT,
      last_status INTEGER, last_error TEXT, created_at INTEGER NOT NULL, finished_at INTEGER);
@@ -21,10 +21,10 @@ const toDestination = (r: DestinationRow): Destination => ({
   id: r.id, workspaceId: r.workspace_id, name: r.name, url: r.url, secret: r.secret, purposes: JSON.parse(r.purposes) as string[], consentMode: r.consent_mode, enabled: r.enabled === 1,
   createdAt: r.created_at, createdBy: r.created_by,
 });
-type ActivationRow = { id: string; workspace_id: string; destination_id: string; audience_key: string; traits: string; identifiers: string; after_change: number; created_at: number; created_by: string };
+type ActivationRow = { id: string; workspace_id: string; destination_id: string; audience_key: string; traits: string; identifiers: string; after_change: number; sync_after: string | null; sync_change: number; created_at: number; created_by: string };
 const toActivation = (r: ActivationRow): Activation => ({
   id: r.id, workspaceId: r.workspace_id, destinationId: r.destination_id, audienceKey: r.audience_key, traits: JSON.parse(r.traits) as string[], identifiers: JSON.parse(r.identifiers) as string[],
-  after: r.after_change, createdAt: r.created_at, createdBy: r.created_by,
+  after: r.after_change, syncAfter: r.sync_after, syncChange: r.sync_change, createdAt: r.created_at, createdBy: r.created_by,
 });
 type DeliveryRow = {
   id: number; workspace_id: string; destination_id: string; activation_id: string; profile_id: string; kind: Delivery['kind']; audience_key: string; at: number; cause: string; status: DeliveryStatus;
@@ -113,13 +113,21 @@ export class SqliteActivationStore implements ActivationStore {
     for (const c of changes) this.#insert.run(a.workspaceId, a.destinationId, a.id, c.profileId, c.change === 'enter' ? 'audience_entered' : 'audience_exited', a.audienceKey, c.at, c.eventId, now, now);
   }
 
-  createActivation(a: Activation, initial: DeliveryChange[], now: number): void {
+  createActivation(a: Activation): void {
     this.#transaction(() => {
       this.#db
-        .prepare('INSERT INTO activations (id, workspace_id, destination_id, audience_key, traits, identifiers, after_change, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
-        .run(a.id, a.workspaceId, a.destinationId, a.audienceKey, JSON.stringify(a.traits), JSON.stringify(a.identifiers), a.after, a.createdAt, a.createdBy);
-      this.#queue(a, initial, now);
+        .prepare('INSERT INTO activations (id, workspace_id, destination_id, audience_key, traits, identifiers, after_change, sync_after, sync_change, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(a.id, a.workspaceId, a.destinationId, a.audienceKey, JSON.stringify(a.traits), JSON.stringify(a.identifiers), a.after, a.syncAfter, a.syncChange, a.createdAt, a.createdBy);
     }, true);
+  }
+
+  syncMembers(a: Activation, entries: DeliveryChange[], next: string | null, now: number): boolean {
+    let moved = false;
+    this.#transaction(() => {
+      moved = this.#db.prepare('UPDATE activations SET sync_after = ? WHERE id = ? AND sync_after = ?').run(next, a.id, a.syncAfter).changes > 0;
+      if (moved) this.#queue(a, entries, now);
+    });
+    return moved;
   }
 
   activation(workspaceId: string, id: string): Activation | undefined {

@@ -217,6 +217,10 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       chunkIds: p('SELECT id FROM profiles WHERE workspace_id = ? AND merged_into IS NULL AND id > ? ORDER BY id LIMIT ?'),
       changes: p('SELECT id, audience_key, profile_id, change, at, event_id FROM audience_history WHERE workspace_id = ? AND id > ? ORDER BY id LIMIT ?'),
       lastChange: p('SELECT coalesce(max(id), 0) AS id FROM audience_history'),
+      audienceLastChange: p('SELECT coalesce(max(id), 0) AS id FROM audience_history WHERE workspace_id = ? AND audience_key = ?'),
+      membersUnchanged: p(`SELECT m.profile_id FROM audience_members m WHERE m.workspace_id = ? AND m.audience_key = ? AND m.profile_id > ?
+        AND NOT EXISTS (SELECT 1 FROM audience_history h WHERE h.profile_id = m.profile_id AND h.id > ? AND h.workspace_id = m.workspace_id AND h.audience_key = m.audience_key)
+        ORDER BY m.profile_id LIMIT ?`),
       changesOf: p('SELECT id, audience_key, profile_id, change, at, event_id FROM audience_history WHERE workspace_id = ? AND audience_key = ? AND id > ? ORDER BY id LIMIT ?'),
       mergedInto: p('SELECT merged_into FROM profiles WHERE id = ?'),
       members: p('SELECT profile_id FROM audience_members WHERE workspace_id = ? AND audience_key = ? ORDER BY profile_id'),
@@ -620,15 +624,12 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
     return (this.#s.lastChange!.get() as { id: number }).id;
   }
 
-  audienceSnapshot(workspaceId: string, key: string): { members: string[]; lastChange: number } {
-    // One read transaction: the members and the newest change are of the same moment.
-    this.#db.exec('BEGIN');
-    try {
-      const last = this.#db.prepare('SELECT coalesce(max(id), 0) AS id FROM audience_history WHERE workspace_id = ? AND audience_key = ?').get(workspaceId, key) as { id: number };
-      return { members: this.audienceMembers(workspaceId, key), lastChange: last.id };
-    } finally {
-      this.#db.exec('COMMIT');
-    }
+  audienceLastChange(workspaceId: string, key: string): number {
+    return (this.#s.audienceLastChange!.get(workspaceId, key) as { id: number }).id;
+  }
+
+  membersUnchangedSince(workspaceId: string, key: string, change: number, afterProfile: string, limit: number): string[] {
+    return (this.#s.membersUnchanged!.all(workspaceId, key, afterProfile, change, limit) as Array<{ profile_id: string }>).map((r) => r.profile_id);
   }
 
   audienceMembers(workspaceId: string, key: string): string[] {
