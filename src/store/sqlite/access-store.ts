@@ -1,6 +1,6 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { AccessStore, AuditEntry, ChangeRequest, Role, Source, StoreLocation, StoredPlan, Token, User, WriteKey } from '../ports.ts';
-import { openDatabase } from './database.ts';
+import { immediate, openDatabase } from './database.ts';
 
 type KeyRow = { key: string; workspace_id: string; source_id: string; name: string; created_at: number; revoked_at: number | null };
 type TokenRow = { id: string; workspace_id: string; name: string; role: Role; pii: number; created_at: number; revoked_at: number | null; user_id: string | null; expires_at: number | null };
@@ -113,15 +113,10 @@ export class SqliteAccessStore implements AccessStore {
 
   savePlan(workspaceId: string, key: string, name: string, definition: string): StoredPlan {
     const db = this.#db;
-    db.exec('BEGIN IMMEDIATE');
-    try {
+    immediate(db, () => {
       const { v } = db.prepare('SELECT coalesce(max(version), 0) + 1 AS v FROM tracking_plans WHERE workspace_id = ? AND key = ?').get(workspaceId, key) as { v: number };
       db.prepare('INSERT INTO tracking_plans (workspace_id, key, version, name, definition, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(workspaceId, key, v, name, definition, Date.now());
-      db.exec('COMMIT');
-    } catch (err) {
-      db.exec('ROLLBACK');
-      throw err;
-    }
+    });
     return this.plan(workspaceId, key)!;
   }
 

@@ -1,4 +1,5 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import { immediate } from './database.ts';
 import type { Activation, ActivationStore, Delivery, DeliveryChange, DeliveryStatus, DeliveryUpdate, Destination } from '../ports.ts';
 
 /** activate.db: destinations, activations and the delivery queue, written by the server's main thread only. */
@@ -64,17 +65,12 @@ export class SqliteActivationStore implements ActivationStore {
   }
 
   /** Durable transactions are the admin API's changes to destinations and activations: they move the version. */
-  #transaction(fn: () => void, durable = false): void {
+  #transaction<T>(fn: () => T, durable = false): T {
     if (durable) this.#version++;
     const fsync = durable && this.#sync === 'full';
     if (fsync) this.#db.exec('PRAGMA synchronous = FULL');
-    this.#db.exec('BEGIN IMMEDIATE');
     try {
-      fn();
-      this.#db.exec('COMMIT');
-    } catch (err) {
-      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
-      throw err;
+      return immediate(this.#db, fn);
     } finally {
       if (fsync) this.#db.exec('PRAGMA synchronous = NORMAL');
     }
@@ -98,15 +94,14 @@ export class SqliteActivationStore implements ActivationStore {
   }
 
   deleteDestination(workspaceId: string, id: string): boolean {
-    let deleted = false;
-    this.#transaction(() => {
-      deleted = this.#db.prepare('DELETE FROM destinations WHERE workspace_id = ? AND id = ?').run(workspaceId, id).changes > 0;
+    return this.#transaction(() => {
+      const deleted = this.#db.prepare('DELETE FROM destinations WHERE workspace_id = ? AND id = ?').run(workspaceId, id).changes > 0;
       if (deleted) {
         this.#db.prepare('DELETE FROM activations WHERE destination_id = ?').run(id);
         this.#db.prepare('DELETE FROM deliveries WHERE destination_id = ?').run(id);
       }
+      return deleted;
     }, true);
-    return deleted;
   }
 
   #queue(a: Activation, changes: DeliveryChange[], now: number): void {
@@ -121,13 +116,17 @@ export class SqliteActivationStore implements ActivationStore {
     }, true);
   }
 
-  syncMembers(a: Activation, entries: DeliveryChange[], next: string | null, now: number): boolean {
-    let moved = false;
-    this.#transaction(() => {
-      moved = this.#db.prepare('UPDATE activations SET sync_after = ? WHERE id = ? AND sync_after = ?').run(next, a.id, a.syncAfter).changes > 0;
-      if (moved) this.#queue(a, entries, now);
+  /** Moves one of an activation's positions from what `a` says to `to` and queues `changes`, or does nothing if it was not there. */
+  #advance(position: 'after_change' | 'sync_after', from: number | string | null, to: number | string | null, a: Activation, changes: DeliveryChange[], now: number): boolean {
+    return this.#transaction(() => {
+      const moved = this.#db.prepare(`UPDATE activations SET ${position} = ? WHERE id = ? AND ${position} = ?`).run(to, a.id, from).changes > 0;
+      if (moved) this.#queue(a, changes, now);
+      return moved;
     });
-    return moved;
+  }
+
+  syncMembers(a: Activation, entries: DeliveryChange[], next: string | null, now: number): boolean {
+    return this.#advance('sync_after', a.syncAfter, next, a, entries, now);
   }
 
   activation(workspaceId: string, id: string): Activation | undefined {
@@ -141,22 +140,15 @@ export class SqliteActivationStore implements ActivationStore {
   }
 
   deleteActivation(workspaceId: string, id: string): boolean {
-    let deleted = false;
-    this.#transaction(() => {
-      deleted = this.#db.prepare('DELETE FROM activations WHERE workspace_id = ? AND id = ?').run(workspaceId, id).changes > 0;
+    return this.#transaction(() => {
+      const deleted = this.#db.prepare('DELETE FROM activations WHERE workspace_id = ? AND id = ?').run(workspaceId, id).changes > 0;
       if (deleted) this.#db.prepare("UPDATE deliveries SET status = 'cancelled', finished_at = ? WHERE activation_id = ? AND status = 'pending'").run(Date.now(), id);
+      return deleted;
     }, true);
-    return deleted;
   }
 
   enqueue(a: Activation, changes: DeliveryChange[], upTo: number, now: number): boolean {
-    let moved = false;
-    this.#transaction(() => {
-      // Only if the activation still exists and has not moved on (a deletion or a second caller meanwhile).
-      moved = this.#db.prepare('UPDATE activations SET after_change = ? WHERE id = ? AND after_change = ?').run(upTo, a.id, a.after).changes > 0;
-      if (moved) this.#queue(a, changes, now);
-    });
-    return moved;
+    return this.#advance('after_change', a.after, upTo, a, changes, now);
   }
 
   due(destinationId: string, now: number, limit: number): Delivery[] {
@@ -195,15 +187,11 @@ export class SqliteActivationStore implements ActivationStore {
 
   retryDead(workspaceId: string, destinationId: string, ids: number[] | undefined, now: number): number {
     const set = "UPDATE deliveries SET status = 'pending', attempts = 0, next_at = ?, finished_at = NULL WHERE workspace_id = ? AND destination_id = ? AND status = 'dead'";
-    let n = 0;
-    this.#transaction(() => {
-      if (ids === undefined) n = Number(this.#db.prepare(set).run(now, workspaceId, destinationId).changes);
-      else {
-        const one = this.#db.prepare(`${set} AND id = ?`);
-        for (const id of ids) n += Number(one.run(now, workspaceId, destinationId, id).changes);
-      }
+    return this.#transaction(() => {
+      if (ids === undefined) return Number(this.#db.prepare(set).run(now, workspaceId, destinationId).changes);
+      const one = this.#db.prepare(`${set} AND id = ?`);
+      return ids.reduce((n, id) => n + Number(one.run(now, workspaceId, destinationId, id).changes), 0);
     }, true);
-    return n;
   }
 
   version(): number {

@@ -127,6 +127,19 @@ export const STATE_DB = { file: 'state.db', pageSize: 4096 } as const;
 
 export type SqliteOptions = { dataDir: string; sync: 'full' | 'normal'; file?: string; pageSize?: number };
 
+/** Runs `fn` in a write transaction (BEGIN IMMEDIATE): committed if it returns, rolled back if it throws. */
+export function immediate<T>(db: DatabaseSync, fn: () => T): T {
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    const out = fn();
+    db.exec('COMMIT');
+    return out;
+  } catch (err) {
+    if (db.isTransaction) db.exec('ROLLBACK');
+    throw err;
+  }
+}
+
 /** Opens (creating if needed) the embedded database in WAL mode and brings its schema up to date. */
 export function openDatabase(options: SqliteOptions, migrations: readonly string[] = LOG_MIGRATIONS): DatabaseSync {
   mkdirSync(options.dataDir, { recursive: true });
@@ -136,17 +149,12 @@ export function openDatabase(options: SqliteOptions, migrations: readonly string
   db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.sync === 'full' ? 'FULL' : 'NORMAL'}; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824;`);
   const version = () => (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
   if (version() < migrations.length) {
-    db.exec('BEGIN IMMEDIATE');
-    try {
+    immediate(db, () => {
       for (let v = version(); v < migrations.length; v++) {
         db.exec(migrations[v]!);
         db.exec(`PRAGMA user_version = ${v + 1}`);
       }
-      db.exec('COMMIT');
-    } catch (err) {
-      db.exec('ROLLBACK');
-      throw err;
-    }
+    });
   }
   return db;
 }

@@ -1,4 +1,5 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import { immediate } from './database.ts';
 import type { Identifier } from '../../identity/identifiers.ts';
 import { DEFAULT_RULES, type GraphView, type IdentityRules, type Warning } from '../../identity/merge-policy.ts';
 import { oncePerTurn } from '../../ops/once-per-turn.ts';
@@ -290,12 +291,9 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
 
   transaction(fn: () => void): void {
     this.#fresh();
-    this.#db.exec('BEGIN IMMEDIATE');
     try {
-      fn();
-      this.#db.exec('COMMIT');
+      immediate(this.#db, fn);
     } catch (err) {
-      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
       this.#columns?.clear();
       throw err;
     }
