@@ -179,7 +179,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     });
     const activations = createActivationAdmin({ store: stores.activation, profiles: stores.profiles, access: stores.access, allow: parseAllowList(config.destinationAllowHosts), now });
     const can = (token: Token, permission: Permission) => (PERMISSIONS[permission] as readonly string[]).includes(token.role);
-    await activationRoutes(admin, { store: stores.activation, access: stores.access, admin: activations, authorize: check, can, maskerFor, now });
+    await activationRoutes(admin, { store: stores.activation, access: stores.access, admin: activations, authorize: check, can, maskerFor, log: stores.log, now });
     await changeRoutes(admin, { access: stores.access, log: stores.log, profiles: stores.profiles, activations, activationStore: stores.activation, invalidate: credentials.invalidate, authorize: check, now });
     await valueRoutes(admin, { profiles: stores.profiles, dataDir: config.dataDir, authorize: check, adminEvent, refreshMs: config.clvRefreshMs, now });
     let document: ReturnType<typeof openApiDocument> | undefined;

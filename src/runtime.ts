@@ -46,10 +46,11 @@ export async function openTandem(config: Config, options: { logger?: Logger; now
   // Requests are judged on ingest threads when the stores can be reopened there.
   const judges = stores.location && config.ingestThreads > 0 ? new JudgePool({ store: stores.location, policy: timePolicy(config), maxBodyBytes: config.maxBodyBytes }, config.ingestThreads) : undefined;
   const app = await buildApp(config, { stores, metrics, logger: log, pressure, ...(judges ? { judges } : {}), ...(options.now ? { now: options.now } : {}) });
-  // Audience entries and exits out to webhooks, from the queue in the stores.
+  // Audience entries and exits, and event streams, out to webhooks, from the queue in the stores.
   const deliverer = new Deliverer({
     store: stores.activation,
     profiles: stores.profiles,
+    log: stores.log,
     poster: createPoster({ allow: parseAllowList(config.destinationAllowHosts), timeoutMs: config.deliveryTimeoutMs, userAgent: 'Tandem-Webhooks/0.1' }),
     maxAttempts: config.deliveryMaxAttempts,
     retryBaseMs: config.deliveryRetryMs,

@@ -20,11 +20,12 @@ test('property: arbitrary paths, queries and bodies on the Profile API and admin
     fc.tuple(fc.constantFrom('/api/v1/profiles/merge', '/api/v1/computed-traits', '/api/v1/tokens', '/api/v1/write-keys', '/api/v1/profiles/user_id:fuzz/split'), fc.oneof(fc.jsonValue(), fc.record({ from: segment, into: segment }), fc.record({ key: fc.string(), kind: fc.string(), event: fc.string(), property: fc.string() }))).map(([url, body]) => ({ method: 'POST' as const, url, payload: JSON.stringify(body) ?? 'null', headers: { authorization: bearer(), 'content-type': 'application/json' } })),
     fc
       .tuple(
-        fc.constantFrom('/api/v1/destinations', '/api/v1/activations', '/api/v1/change-requests', '/api/v1/destinations/dst_x/deliveries/retry'),
+        fc.constantFrom('/api/v1/destinations', '/api/v1/activations', '/api/v1/event-streams', '/api/v1/change-requests', '/api/v1/destinations/dst_x/deliveries/retry'),
         fc.oneof(
           fc.jsonValue(),
           fc.record({ name: fc.string(), url: fc.oneof(fc.webUrl(), fc.string(), fc.constantFrom('http://127.0.0.1/x', 'https://[::ffff:10.0.0.1]/', 'https://user:pw@a.example/')), purposes: fc.array(fc.string(), { maxLength: 3 }) }, { requiredKeys: [] }),
           fc.record({ destination: fc.string(), audience: fc.string(), traits: fc.array(fc.string(), { maxLength: 3 }), identifiers: fc.array(fc.string(), { maxLength: 3 }), sync: fc.string() }, { requiredKeys: [] }),
+          fc.record({ destination: fc.oneof(fc.string(), fc.constant('fuzz')), source: fc.oneof(fc.string(), fc.constant('default')), types: fc.array(fc.string(), { maxLength: 3 }), events: fc.array(fc.string(), { maxLength: 3 }) }, { requiredKeys: [] }),
           fc.record({ kind: fc.constantFrom('destination', 'activation', 'tracking_plan', 'other'), target: fc.string(), definition: fc.jsonValue() }, { requiredKeys: [] }),
           fc.record({ ids: fc.array(fc.integer(), { maxLength: 3 }) }, { requiredKeys: [] }),
         ),

@@ -263,6 +263,59 @@ describe('destinations and activations', () => {
   });
 });
 
+describe('event streams', () => {
+  test('events go to a destination as they are applied: chosen types and names, accepted or flagged only, in order per identity, with consent; engineers set them up', async (t) => {
+    const [warehouse, ads] = [await receiver(t), await receiver(t)];
+    const app = await openTestApp(t, { env: ENV });
+    const marketer = await token(app, 'marketer');
+    await app.send('/v1/track', { userId: 'ada', event: 'Order Completed', messageId: 'before-the-stream', properties: { total: 1 } });
+    const w = (await api(app, 'POST', '/api/v1/destinations', undefined, { name: 'Warehouse', url: warehouse.url })).json();
+    const a = (await api(app, 'POST', '/api/v1/destinations', undefined, { name: 'Ads', url: ads.url, purposes: ['Advertising'] })).json();
+    assert.equal((await api(app, 'POST', '/api/v1/event-streams', marketer, { destination: 'Warehouse' })).statusCode, 403, 'marketers do not forward whole events');
+    assert.equal((await api(app, 'POST', '/api/v1/event-streams', undefined, { destination: 'Warehouse', source: 'nope' })).statusCode, 404);
+    const stream = await api(app, 'POST', '/api/v1/event-streams', undefined, { destination: 'Warehouse', types: ['identify', 'track'], events: ['Order Completed'] });
+    assert.equal(stream.statusCode, 201, stream.body);
+    const all = (await api(app, 'POST', '/api/v1/event-streams', undefined, { destination: 'Ads', source: 'default' })).json();
+    await app.send('/v1/batch', {
+      context: { app: { name: 'shop' } },
+      batch: [
+        { type: 'identify', userId: 'ada', messageId: 'e1', traits: { email: 'ada@example.com' }, context: { consent: { categoryPreferences: { Advertising: true } } } },
+        { type: 'track', userId: 'ada', messageId: 'e2', event: 'Order Completed', properties: { total: 42 } },
+        { type: 'track', userId: 'ada', messageId: 'e3', event: 'Product Viewed' },
+        { type: 'page', userId: 'ada', messageId: 'e4', name: 'Home' },
+        { type: 'track', userId: 'bob', messageId: 'e5', event: 'Order Completed', context: { consent: { categoryPreferences: { Advertising: false } } } },
+        { type: 'track', userId: 'cy', messageId: 'e6' },
+      ],
+    });
+    await until('the warehouse has its three', () => warehouse.got.length, (n) => n === 3);
+    await until('ads has ada’s four', () => ads.got.length, (n) => n === 4);
+    await app.deliverer.idle();
+    const ids = warehouse.got.map((r) => r.json.event.messageId as string);
+    assert.deepEqual([...ids].sort(), ['e1', 'e2', 'e5'], 'no Product Viewed, no page, nothing quarantined, nothing from before');
+    assert.ok(ids.indexOf('e1') < ids.indexOf('e2'), "ada's in order");
+    for (const r of warehouse.got) verify(w.secret, r);
+    const order = warehouse.got.find((r) => r.json.event.messageId === 'e2')!.json;
+    assert.equal(order.type, 'event');
+    assert.deepEqual({ total: order.event.properties.total, app: order.event.context.app.name, type: order.event.type }, { total: 42, app: 'shop', type: 'track' });
+    assert.ok(order.event.receivedAt && order.eventId && order.sourceId, 'the event as the event log shows it');
+    assert.deepEqual(ads.got.map((r) => r.json.event.messageId), ['e1', 'e2', 'e3', 'e4'], 'one identity: in log order');
+    assert.equal((await deliveries(app, a.id, '&status=suppressed')).length, 1, "bob's event: no consent");
+    const masked = await deliveries(app, w.id, '&status=delivered', marketer);
+    assert.equal(masked.find((d) => d.body.event.messageId === 'e1')!.body.event.traits.email, 'a***@example.com');
+
+    assert.equal((await api(app, 'DELETE', `/api/v1/event-streams/${all.id}`)).statusCode, 204);
+    await app.send('/v1/track', { userId: 'ada', event: 'Order Completed', messageId: 'e7' });
+    await until('the warehouse has the next one', () => warehouse.got.length, (n) => n === 4);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(ads.got.length, 4, 'a deleted stream sends nothing more');
+    // A plan change to a forwarded event names the destination that receives it.
+    const plan = (await api(app, 'POST', '/api/v1/change-requests', marketer, { kind: 'tracking_plan', target: 'web', definition: { events: { 'Order Completed': { type: 'object' } } } })).json();
+    assert.deepEqual(plan.impact.destinations, ['Warehouse']);
+    const other = (await api(app, 'POST', '/api/v1/change-requests', marketer, { kind: 'tracking_plan', target: 'web', definition: { events: { 'Cart Viewed': { type: 'object' } } } })).json();
+    assert.deepEqual(other.impact.destinations, []);
+  });
+});
+
 describe('change requests for destinations', () => {
   test('a marketer proposes a destination and an activation that sends personal data; an engineer approves; each shows its diff and impact', async (t) => {
     const hook = await receiver(t);

@@ -20,6 +20,7 @@ async function appWithLog(t: TestContext, override: Partial<EventLog>) {
     pendingBytes: () => (override.pendingBytes ?? (() => base.pendingBytes()))(),
     readBackward: (w, b, l) => base.readBackward(w, b, l),
     readForward: (a, l) => base.readForward(a, l),
+    readVerdictsForward: (a, l) => base.readVerdictsForward(a, l),
     get: (w, id) => base.get(w, id),
     lastId: () => base.lastId(),
     close: () => base.close(),

@@ -1,12 +1,17 @@
+import { findEvent } from '../ingest/event-view.ts';
+import { isObject } from '../json.ts';
 import type { ProfileReader } from '../profiles/ports.ts';
-import type { Activation, ActivationStore, Delivery, DeliveryStatus, DeliveryUpdate, Destination } from '../store/ports.ts';
+import { decodeMeta, type EventMeta } from '../store/event-meta.ts';
+import type { Activation, ActivationStore, Delivery, DeliveryStatus, DeliveryUpdate, Destination, EventLog, EventStream, QueuedDelivery } from '../store/ports.ts';
 import { signature, type Poster } from './webhook.ts';
 
 export type DeliveryOutcome = 'delivered' | 'retried' | 'dead' | 'suppressed' | 'skipped' | 'cancelled';
 
 export type DelivererOptions = {
   store: ActivationStore;
-  profiles: Pick<ProfileReader, 'audienceChanges' | 'lastAudienceChange' | 'membersUnchangedSince' | 'liveProfileOf' | 'consents' | 'traitValues' | 'identifiers' | 'audiences'>;
+  profiles: Pick<ProfileReader, 'audienceChanges' | 'lastAudienceChange' | 'membersUnchangedSince' | 'liveProfileOf' | 'consents' | 'traitValues' | 'identifiers' | 'audiences' | 'checkpoint' | 'profileOf'>;
+  /** The event log, for event streams. */
+  log: Pick<EventLog, 'readVerdictsForward' | 'get'>;
   poster: Poster;
   /** Attempts before a delivery is dead (a permanent refusal is dead at once). */
   maxAttempts: number;
@@ -25,6 +30,8 @@ const HOUR = 3_600_000;
 const CHANGES_PER_TURN = 1000;
 /** Due deliveries read at once per destination. */
 const READ_AHEAD = 256;
+/** Log records an event stream reads per turn. */
+const RECORDS_PER_TURN = 200;
 /** Members an activation's first sync queues per turn (~6 ms of inserts; 25,000 a second). */
 const SYNC_PAGE = 500;
 
@@ -33,14 +40,28 @@ export function consented(destination: Pick<Destination, 'purposes' | 'consentMo
   return destination.purposes.every((p) => (destination.consentMode === 'opt_in' ? consents[p] === true : consents[p] !== false));
 }
 
+/** Whether an event stream forwards an event: accepted or flagged, of a type it wants, and for track calls a name it wants. */
+export function streamWants(stream: Pick<EventStream, 'types' | 'events'>, v: EventMeta): boolean {
+  if (v.status !== 'accepted' && v.status !== 'flagged') return false;
+  if (stream.types.length > 0 && !stream.types.includes(v.type)) return false;
+  return v.type !== 'track' || stream.events.length === 0 || (v.event !== undefined && stream.events.includes(v.event));
+}
+
+/** Segment's consent preferences on an event (`context.consent.categoryPreferences`). */
+function eventConsents(payload: Record<string, unknown>): Record<string, boolean> {
+  const prefs = isObject(payload.context) && isObject(payload.context.consent) ? payload.context.consent.categoryPreferences : undefined;
+  return isObject(prefs) ? Object.fromEntries(Object.entries(prefs).filter(([, v]) => typeof v === 'boolean')) as Record<string, boolean> : {};
+}
+
 /** An HTTP status the receiver may answer differently later (else the delivery is dead at once). */
 const retryable = (status: number) => status === 408 || status === 425 || status === 429 || status >= 500;
 
 /**
- * Turns audience entries and exits into webhook deliveries and sends them: at least once, in order
- * per profile and destination, signed, through the SSRF guard, with retries that back off and dead
- * letters that can be sent again. Entries wait for consent (`suppressed` without it); exits go to
- * destinations that received the entry. Runs on the server's main thread; its queue is durable, so a
+ * Turns audience entries and exits, and the events of event streams, into webhook deliveries and
+ * sends them: at least once, in order per profile (per identity, for events) and destination,
+ * signed, through the SSRF guard, with retries that back off and dead letters that can be sent
+ * again. Entries and events wait for consent (`suppressed` without it); exits go to destinations
+ * that received the entry. Runs on the server's main thread; its queue is durable, so a
  * restart resends what was in flight or not yet recorded (receivers deduplicate on `Tandem-Delivery`).
  *
  * Outcomes are written in batches, one transaction for all the attempts that ended since the last
@@ -57,6 +78,7 @@ export class Deliverer {
   #writes: Array<{ id: number; fields: DeliveryUpdate }> = [];
   #destinations = new Map<string, Destination>();
   #activations = new Map<string, Activation>();
+  #streams = new Map<string, EventStream>();
   /** The store's version of the destinations and activations cached here. */
   #version = -1;
   /** The newest audience change already queued everywhere (-1: look at every activation). */
@@ -107,6 +129,7 @@ export class Deliverer {
     this.#version = version;
     this.#activations = new Map(this.#o.store.activations().map((a) => [a.id, a]));
     this.#destinations = new Map(this.#o.store.destinations().map((d) => [d.id, d]));
+    this.#streams = new Map(this.#o.store.streams().map((e) => [e.id, e]));
     this.#queuedUpTo = -1;
   }
 
@@ -128,6 +151,32 @@ export class Deliverer {
       else this.#version = -1;
     }
     if (changed && all) this.#queuedUpTo = last;
+    this.#enqueueEvents();
+  }
+
+  /**
+   * Events for the event streams, from the log records the profile stage has applied (so the
+   * consent and identity they carry are in the profiles by the time they are sent).
+   */
+  #enqueueEvents(): void {
+    if (this.#streams.size === 0) return;
+    const { store, profiles, log } = this.#o;
+    const applied = profiles.checkpoint();
+    for (const stream of this.#streams.values()) {
+      if (stream.after >= applied) continue;
+      const records = log.readVerdictsForward(stream.after, RECORDS_PER_TURN).filter((r) => r.id <= applied);
+      if (records.length === 0) continue;
+      const events: QueuedDelivery[] = [];
+      for (const r of records) {
+        if (r.workspaceId !== stream.workspaceId || r.kind === 'admin' || (stream.sourceId !== null && r.sourceId !== stream.sourceId)) continue;
+        decodeMeta(r.meta).forEach((v, i) => {
+          if (streamWants(stream, v)) events.push({ profileId: v.userId !== undefined ? `user_id:${v.userId}` : `anonymous_id:${v.anonymousId ?? ''}`, at: v.timestamp, eventId: `${r.id}.${i}` });
+        });
+      }
+      const upTo = records.at(-1)!.id;
+      if (store.enqueueEvents(stream, events, upTo, this.#now())) this.#streams.set(stream.id, { ...stream, after: upTo });
+      else this.#version = -1;
+    }
   }
 
   /**
@@ -209,15 +258,8 @@ export class Deliverer {
   }
 
   async #attempt(d: Delivery, destination: Destination): Promise<void> {
-    const { store, profiles } = this.#o;
-    const activation = this.#activations.get(d.activationId);
-    if (!activation) return this.#finish(d, 'cancelled', 'cancelled', { lastError: 'the activation was deleted' });
-    const profileId = profiles.liveProfileOf(d.profileId) ?? d.profileId;
-    if (d.kind === 'audience_entered' && !consented(destination, profiles.consents(profileId))) {
-      return this.#finish(d, 'suppressed', 'suppressed', { lastError: `no consent for ${destination.purposes.join(', ')} (${destination.consentMode})` });
-    }
-    if (d.kind === 'audience_exited' && !store.deliveredEntry(activation.id, d.profileId)) return this.#finish(d, 'skipped', 'skipped', { lastError: 'the destination never received the entry' });
-    const body = d.body ?? this.#body(d, activation, profileId);
+    const body = d.kind === 'event' ? this.#eventBody(d, destination) : this.#audienceBody(d, destination);
+    if (body === undefined) return;
     const attempts = d.attempts + 1;
     const result = await this.#o.poster.post(destination.url, body, { 'tandem-signature': signature(destination.secret, body, this.#now()), 'tandem-delivery': `dlv_${d.id}`, 'tandem-event': d.kind });
     const sent = { attempts, body };
@@ -231,6 +273,33 @@ export class Deliverer {
     const wait = Math.min(HOUR, Math.max(backoff, ('retryAfterMs' in result ? result.retryAfterMs : undefined) ?? 0));
     this.#writes.push({ id: d.id, fields: { ...sent, nextAt: this.#now() + wait, lastStatus, lastError } });
     this.#o.onOutcome?.('retried');
+  }
+
+  /** An audience delivery's body, or undefined when it is settled without sending (cancelled, no consent, nothing to remove). */
+  #audienceBody(d: Delivery, destination: Destination): string | undefined {
+    const { store, profiles } = this.#o;
+    const activation = this.#activations.get(d.activationId);
+    if (!activation) return void this.#finish(d, 'cancelled', 'cancelled', { lastError: 'the activation was deleted' });
+    const profileId = profiles.liveProfileOf(d.profileId) ?? d.profileId;
+    if (d.kind === 'audience_entered' && !consented(destination, profiles.consents(profileId))) {
+      return void this.#finish(d, 'suppressed', 'suppressed', { lastError: `no consent for ${destination.purposes.join(', ')} (${destination.consentMode})` });
+    }
+    if (d.kind === 'audience_exited' && !store.deliveredEntry(activation.id, d.profileId)) return void this.#finish(d, 'skipped', 'skipped', { lastError: 'the destination never received the entry' });
+    return d.body ?? this.#body(d, activation, profileId);
+  }
+
+  /** An event delivery's body (the event as the event log shows it), or undefined when settled without sending. */
+  #eventBody(d: Delivery, destination: Destination): string | undefined {
+    const { profiles } = this.#o;
+    if (!this.#streams.has(d.activationId)) return void this.#finish(d, 'cancelled', 'cancelled', { lastError: 'the event stream was deleted' });
+    const event = findEvent(this.#o.log, d.workspaceId, d.cause);
+    if (!event) return void this.#finish(d, 'skipped', 'skipped', { lastError: 'the event is no longer in the log' });
+    // The profile's consent as the stage left it after this event; the event's own without a profile.
+    const colon = d.profileId.indexOf(':');
+    const profileId = profiles.profileOf(d.workspaceId, { type: d.profileId.slice(0, colon), value: d.profileId.slice(colon + 1) });
+    const consents = profileId ? profiles.consents(profileId) : eventConsents(event.payload);
+    if (!consented(destination, consents)) return void this.#finish(d, 'suppressed', 'suppressed', { lastError: `no consent for ${destination.purposes.join(', ')} (${destination.consentMode})` });
+    return d.body ?? JSON.stringify({ id: `dlv_${d.id}`, type: 'event', workspaceId: d.workspaceId, eventId: event.id, sourceId: event.sourceId, event: event.payload });
   }
 
   /** What a delivery carries: the audience, the profile's chosen identifiers and traits as they are now. */

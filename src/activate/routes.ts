@@ -4,7 +4,7 @@ import { before } from '../governance/audit.ts';
 import { settingsOf } from '../governance/change-routes.ts';
 import type { Masker } from '../governance/pii.ts';
 import { isObject, type Json } from '../json.ts';
-import type { AccessStore, Activation, ActivationStore, Delivery, DeliveryStatus, Destination, Token } from '../store/ports.ts';
+import type { AccessStore, Activation, ActivationStore, Delivery, DeliveryStatus, Destination, EventLog, EventStream, Token } from '../store/ports.ts';
 import { ACTIVATION_SCHEMA, DESTINATION_SCHEMA, type ActivationAdmin, type ActivationInput, type DestinationInput } from './admin.ts';
 import { newSecret } from './webhook.ts';
 
@@ -16,6 +16,8 @@ export type ActivationRouteDeps = {
   /** Whether a token holds a permission, without refusing (and auditing) when it does not. */
   can: (token: Token, permission: 'changes:approve') => boolean;
   maskerFor: (token: Token) => Masker;
+  /** Where a new event stream starts: the newest record of the log. */
+  log: Pick<EventLog, 'lastId'>;
   now: () => number;
 };
 
@@ -29,6 +31,22 @@ export function describeDestination(d: Destination, counts: Partial<Record<Deliv
   };
 }
 
+export const describeStream = (e: EventStream) => ({
+  id: e.id, destination: e.destinationId, source: e.sourceId, types: e.types, events: e.events, created_at: iso(e.createdAt), created_by: e.createdBy,
+});
+
+const STREAM_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['destination'],
+  properties: {
+    destination: { type: 'string', minLength: 1, maxLength: 200 },
+    source: { type: 'string', minLength: 1, maxLength: 200 },
+    types: { type: 'array', uniqueItems: true, items: { enum: ['identify', 'track', 'page', 'screen', 'group', 'alias'] } },
+    events: { type: 'array', maxItems: 500, uniqueItems: true, items: { type: 'string', minLength: 1, maxLength: 200 } },
+  },
+} as const;
+
 export const describeActivation = (a: Activation) => ({
   id: a.id, destination: a.destinationId, audience: a.audienceKey, traits: a.traits, identifiers: a.identifiers, created_at: iso(a.createdAt), created_by: a.createdBy,
 });
@@ -36,6 +54,7 @@ export const describeActivation = (a: Activation) => ({
 /** A delivery as the API shows it: its body with personal data masked for callers without `pii`. */
 function describeDelivery(d: Delivery, masker: Masker) {
   let body: Json | null = d.body === null ? null : (JSON.parse(d.body) as Json);
+  if (body && masker.masks && isObject(body.event)) body = { ...body, event: masker.event(body.event) };
   if (body && masker.masks && isObject(body.profile)) {
     const profile = body.profile;
     const identifiers = isObject(profile.identifiers) ? Object.fromEntries(Object.entries(profile.identifiers).map(([type, values]) => [type, (values as string[]).map((v) => masker.identifier(type, v))])) : {};
@@ -76,7 +95,11 @@ export async function activationRoutes(app: FastifyInstance, deps: ActivationRou
   app.get<{ Params: { id: string } }>('/api/v1/destinations/:id', async (req) => {
     const { workspaceId } = deps.authorize(req.headers.authorization, 'destinations:read');
     const d = find(workspaceId, req.params.id);
-    return { ...describeDestination(d, store.deliveryCounts(d.id)), activations: store.activations(workspaceId).filter((a) => a.destinationId === d.id).map(describeActivation) };
+    return {
+      ...describeDestination(d, store.deliveryCounts(d.id)),
+      activations: store.activations(workspaceId).filter((a) => a.destinationId === d.id).map(describeActivation),
+      event_streams: store.streams(workspaceId).filter((e) => e.destinationId === d.id).map(describeStream),
+    };
   });
 
   const PATCH = { ...DESTINATION_SCHEMA, required: [] };
@@ -132,6 +155,41 @@ export async function activationRoutes(app: FastifyInstance, deps: ActivationRou
       return { retried: store.retryDead(token.workspaceId, d.id, req.body?.ids, deps.now()) };
     },
   );
+
+  app.get('/api/v1/event-streams', async (req) => {
+    const { workspaceId } = deps.authorize(req.headers.authorization, 'destinations:read');
+    return { data: store.streams(workspaceId).map(describeStream) };
+  });
+
+  // Whole events, personal data included, go out: engineers and owners set these up.
+  app.post<{ Body: { destination: string; source?: string; types?: string[]; events?: string[] } }>('/api/v1/event-streams', { schema: { body: STREAM_SCHEMA } }, async (req, reply) => {
+    const token = deps.authorize(req.headers.authorization, 'destinations:manage');
+    const destination = admin.destinationOf(token.workspaceId, req.body.destination);
+    const source = req.body.source === undefined ? null : deps.access.sources(token.workspaceId).find((s) => s.id === req.body.source || s.name === req.body.source);
+    if (source === undefined) throw new TandemError('not_found', `No source ${JSON.stringify(req.body.source)}.`);
+    const stream: EventStream = {
+      id: `evs_${crypto.randomUUID()}`, workspaceId: token.workspaceId, destinationId: destination.id, sourceId: source?.id ?? null, types: req.body.types ?? [], events: req.body.events ?? [],
+      after: deps.log.lastId(), createdAt: deps.now(), createdBy: token.id,
+    };
+    store.createStream(stream);
+    return reply.code(201).send(describeStream(stream));
+  });
+
+  app.get<{ Params: { id: string } }>('/api/v1/event-streams/:id', async (req) => {
+    const { workspaceId } = deps.authorize(req.headers.authorization, 'destinations:read');
+    const e = store.stream(workspaceId, req.params.id);
+    if (!e) throw new TandemError('not_found');
+    return describeStream(e);
+  });
+
+  app.delete<{ Params: { id: string } }>('/api/v1/event-streams/:id', async (req, reply) => {
+    const token = deps.authorize(req.headers.authorization, 'destinations:manage');
+    const e = store.stream(token.workspaceId, req.params.id);
+    if (!e) throw new TandemError('not_found');
+    before(req, describeStream(e));
+    store.deleteStream(token.workspaceId, e.id);
+    return reply.code(204).send();
+  });
 
   app.get('/api/v1/activations', async (req) => {
     const { workspaceId } = deps.authorize(req.headers.authorization, 'destinations:read');

@@ -87,8 +87,14 @@ export async function changeRoutes(app: FastifyInstance, deps: ChangeDeps): Prom
         const read = referencing(diff, deps.profiles.audiences(c.workspaceId), deps.profiles.computedTraits(c.workspaceId));
         // Destinations receive the audiences it touches, or traits when the trait schemas change.
         const traitsChange = diff.traits.identify || diff.traits.group;
-        const destinations = deps.activationStore.activations(c.workspaceId).filter((a) => read.audiences.includes(a.audienceKey) || (traitsChange && a.traits.length > 0));
-        return { diff, impact: { ...read, destinations: [...new Set(destinations.map((a) => destinationName(c.workspaceId, a.destinationId)))].sort(), volume_7d: volume(c.workspaceId, touchedEvents(diff)), pii: diff.pii } };
+        const activations = deps.activationStore.activations(c.workspaceId).filter((a) => read.audiences.includes(a.audienceKey) || (traitsChange && a.traits.length > 0));
+        // Event streams that forward the events it touches, or identify/group calls when their schemas change.
+        const touched = touchedEvents(diff).map((name) => (name.startsWith('page:') || name.startsWith('screen:') ? { type: name.slice(0, name.indexOf(':')), event: undefined } : { type: 'track', event: name }));
+        if (diff.traits.identify) touched.push({ type: 'identify', event: undefined });
+        if (diff.traits.group) touched.push({ type: 'group', event: undefined });
+        const streams = deps.activationStore.streams(c.workspaceId).filter((e) => touched.some((t) => (e.types.length === 0 || e.types.includes(t.type)) && (t.event === undefined || e.events.length === 0 || e.events.includes(t.event))));
+        const destinations = [...new Set([...activations, ...streams].map((x) => destinationName(c.workspaceId, x.destinationId)))].sort();
+        return { diff, impact: { ...read, destinations, volume_7d: volume(c.workspaceId, touchedEvents(diff)), pii: diff.pii } };
       },
       apply(c) {
         const proposal = JSON.parse(c.proposal) as { name: string; definition: PlanDefinition };

@@ -38,6 +38,8 @@ export interface EventLog {
   readBackward(workspaceId: string, beforeId: number, limit: number): LogRecord[];
   /** Oldest first, ids strictly above `afterId`. */
   readForward(afterId: number, limit: number): LogRecord[];
+  /** The same without the bodies: what ingest decided, for readers that pick events by their verdicts. */
+  readVerdictsForward(afterId: number, limit: number): Array<Omit<LogRecord, 'body'>>;
   get(workspaceId: string, id: number): LogRecord | undefined;
   /** The id of the newest committed record (0 when the log is empty). */
   lastId(): number;
@@ -131,11 +133,22 @@ export type Activation = {
   createdAt: number; createdBy: string;
 };
 
+/** Events of a workspace (or one source) forwarded to a destination as they are applied, filtered by type and name. */
+export type EventStream = {
+  id: string; workspaceId: string; destinationId: string; sourceId: string | null;
+  /** Call types forwarded (empty: all); track event names forwarded (empty: all). */
+  types: string[]; events: string[];
+  /** The newest log record already turned into deliveries. */
+  after: number;
+  createdAt: number; createdBy: string;
+};
+
 export type DeliveryStatus = 'pending' | 'delivered' | 'dead' | 'suppressed' | 'skipped' | 'cancelled';
 
 /** One entry or exit on its way to a destination; `body` is fixed at the first attempt, so retries send the same bytes. */
 export type Delivery = {
-  id: number; workspaceId: string; destinationId: string; activationId: string; profileId: string; kind: 'audience_entered' | 'audience_exited'; audienceKey: string;
+  /** `activationId`: the activation or event stream it comes from; `profileId`: what orders it (a profile id, or `type:value` of an event's identity). */
+  id: number; workspaceId: string; destinationId: string; activationId: string; profileId: string; kind: 'audience_entered' | 'audience_exited' | 'event'; audienceKey: string;
   at: number; cause: string; status: DeliveryStatus; attempts: number; nextAt: number; body: string | null; lastStatus: number | null; lastError: string | null;
   createdAt: number; finishedAt: number | null;
 };
@@ -143,8 +156,10 @@ export type Delivery = {
 /** What an attempt changes about a delivery. */
 export type DeliveryUpdate = Partial<Pick<Delivery, 'status' | 'attempts' | 'nextAt' | 'body' | 'lastStatus' | 'lastError' | 'finishedAt'>>;
 
+/** Something to deliver: what orders it (`profileId`), when it happened and the event that caused it. */
+export type QueuedDelivery = { profileId: string; at: number; eventId: string };
 /** An entry or exit to deliver: the audience change it comes from. */
-export type DeliveryChange = { profileId: string; change: 'enter' | 'exit'; at: number; eventId: string };
+export type DeliveryChange = QueuedDelivery & { change: 'enter' | 'exit' };
 
 /** Destinations, activations and the delivery queue (activate.db in the embedded store). */
 export interface ActivationStore {
@@ -152,7 +167,15 @@ export interface ActivationStore {
   destination(workspaceId: string, id: string): Destination | undefined;
   /** One workspace's destinations, or every workspace's. */
   destinations(workspaceId?: string): Destination[];
-  /** Deletes a destination, its activations and their deliveries. */
+  createStream(stream: EventStream): void;
+  stream(workspaceId: string, id: string): EventStream | undefined;
+  /** Every event stream (all workspaces) or one workspace's. */
+  streams(workspaceId?: string): EventStream[];
+  /** Deletes an event stream; its pending deliveries are cancelled. */
+  deleteStream(workspaceId: string, id: string): boolean;
+  /** Queues event deliveries (`eventId` in `eventId`, ordered by `profileId`) and moves the stream past log record `upTo`; false when it had moved or is gone. */
+  enqueueEvents(stream: EventStream, events: QueuedDelivery[], upTo: number, now: number): boolean;
+  /** Deletes a destination, its activations and event streams, and their deliveries. */
   deleteDestination(workspaceId: string, id: string): boolean;
   createActivation(activation: Activation): void;
   /**

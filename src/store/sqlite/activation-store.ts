@@ -1,6 +1,6 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { immediate } from './database.ts';
-import type { Activation, ActivationStore, Delivery, DeliveryChange, DeliveryStatus, DeliveryUpdate, Destination } from '../ports.ts';
+import type { Activation, ActivationStore, Delivery, DeliveryChange, DeliveryStatus, DeliveryUpdate, Destination, EventStream, QueuedDelivery } from '../ports.ts';
 
 /** activate.db: destinations, activations and the delivery queue, written by the server's main thread only. */
 export const ACTIVATE_MIGRATIONS = [
@@ -15,6 +15,9 @@ export const ACTIVATE_MIGRATIONS = [
    CREATE INDEX deliveries_profile ON deliveries (destination_id, profile_id, id) WHERE status = 'pending';
    CREATE INDEX deliveries_destination ON deliveries (destination_id, id);
    CREATE INDEX deliveries_entries ON deliveries (activation_id, profile_id) WHERE status = 'delivered' AND kind = 'audience_entered';`,
+  // Event streams: a workspace's (or a source's) events forwarded to a destination, from a log position.
+  `CREATE TABLE event_streams (id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, destination_id TEXT NOT NULL REFERENCES destinations(id) ON DELETE CASCADE, source_id TEXT,
+     types TEXT NOT NULL, events TEXT NOT NULL, after_log INTEGER NOT NULL, created_at INTEGER NOT NULL, created_by TEXT NOT NULL);`,
 ];
 
 type DestinationRow = { id: string; workspace_id: string; name: string; url: string; secret: string; purposes: string; consent_mode: Destination['consentMode']; enabled: number; created_at: number; created_by: string };
@@ -26,6 +29,11 @@ type ActivationRow = { id: string; workspace_id: string; destination_id: string;
 const toActivation = (r: ActivationRow): Activation => ({
   id: r.id, workspaceId: r.workspace_id, destinationId: r.destination_id, audienceKey: r.audience_key, traits: JSON.parse(r.traits) as string[], identifiers: JSON.parse(r.identifiers) as string[],
   after: r.after_change, syncAfter: r.sync_after, syncChange: r.sync_change, createdAt: r.created_at, createdBy: r.created_by,
+});
+type StreamRow = { id: string; workspace_id: string; destination_id: string; source_id: string | null; types: string; events: string; after_log: number; created_at: number; created_by: string };
+const toStream = (r: StreamRow): EventStream => ({
+  id: r.id, workspaceId: r.workspace_id, destinationId: r.destination_id, sourceId: r.source_id, types: JSON.parse(r.types) as string[], events: JSON.parse(r.events) as string[],
+  after: r.after_log, createdAt: r.created_at, createdBy: r.created_by,
 });
 type DeliveryRow = {
   id: number; workspace_id: string; destination_id: string; activation_id: string; profile_id: string; kind: Delivery['kind']; audience_key: string; at: number; cause: string; status: DeliveryStatus;
@@ -98,6 +106,7 @@ export class SqliteActivationStore implements ActivationStore {
       const deleted = this.#db.prepare('DELETE FROM destinations WHERE workspace_id = ? AND id = ?').run(workspaceId, id).changes > 0;
       if (deleted) {
         this.#db.prepare('DELETE FROM activations WHERE destination_id = ?').run(id);
+        this.#db.prepare('DELETE FROM event_streams WHERE destination_id = ?').run(id);
         this.#db.prepare('DELETE FROM deliveries WHERE destination_id = ?').run(id);
       }
       return deleted;
@@ -129,6 +138,45 @@ export class SqliteActivationStore implements ActivationStore {
     return this.#advance('sync_after', a.syncAfter, next, a, entries, now);
   }
 
+  /** Cancels the pending deliveries of a deleted activation or event stream. */
+  #cancel(from: string): void {
+    this.#db.prepare("UPDATE deliveries SET status = 'cancelled', finished_at = ? WHERE activation_id = ? AND status = 'pending'").run(Date.now(), from);
+  }
+
+  createStream(e: EventStream): void {
+    this.#transaction(() => {
+      this.#db
+        .prepare('INSERT INTO event_streams (id, workspace_id, destination_id, source_id, types, events, after_log, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(e.id, e.workspaceId, e.destinationId, e.sourceId, JSON.stringify(e.types), JSON.stringify(e.events), e.after, e.createdAt, e.createdBy);
+    }, true);
+  }
+
+  stream(workspaceId: string, id: string): EventStream | undefined {
+    const row = this.#db.prepare('SELECT * FROM event_streams WHERE workspace_id = ? AND id = ?').get(workspaceId, id) as StreamRow | undefined;
+    return row && toStream(row);
+  }
+
+  streams(workspaceId?: string): EventStream[] {
+    const rows = workspaceId === undefined ? this.#db.prepare('SELECT * FROM event_streams ORDER BY created_at, id').all() : this.#db.prepare('SELECT * FROM event_streams WHERE workspace_id = ? ORDER BY created_at, id').all(workspaceId);
+    return (rows as StreamRow[]).map(toStream);
+  }
+
+  deleteStream(workspaceId: string, id: string): boolean {
+    return this.#transaction(() => {
+      const deleted = this.#db.prepare('DELETE FROM event_streams WHERE workspace_id = ? AND id = ?').run(workspaceId, id).changes > 0;
+      if (deleted) this.#cancel(id);
+      return deleted;
+    }, true);
+  }
+
+  enqueueEvents(e: EventStream, events: QueuedDelivery[], upTo: number, now: number): boolean {
+    return this.#transaction(() => {
+      const moved = this.#db.prepare('UPDATE event_streams SET after_log = ? WHERE id = ? AND after_log = ?').run(upTo, e.id, e.after).changes > 0;
+      if (moved) for (const c of events) this.#insert.run(e.workspaceId, e.destinationId, e.id, c.profileId, 'event', '', c.at, c.eventId, now, now);
+      return moved;
+    });
+  }
+
   activation(workspaceId: string, id: string): Activation | undefined {
     const row = this.#db.prepare('SELECT * FROM activations WHERE workspace_id = ? AND id = ?').get(workspaceId, id) as ActivationRow | undefined;
     return row && toActivation(row);
@@ -142,7 +190,7 @@ export class SqliteActivationStore implements ActivationStore {
   deleteActivation(workspaceId: string, id: string): boolean {
     return this.#transaction(() => {
       const deleted = this.#db.prepare('DELETE FROM activations WHERE workspace_id = ? AND id = ?').run(workspaceId, id).changes > 0;
-      if (deleted) this.#db.prepare("UPDATE deliveries SET status = 'cancelled', finished_at = ? WHERE activation_id = ? AND status = 'pending'").run(Date.now(), id);
+      if (deleted) this.#cancel(id);
       return deleted;
     }, true);
   }

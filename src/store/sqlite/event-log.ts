@@ -22,6 +22,7 @@ const toRecord = (r: Row): LogRecord => ({
 export class SqliteLogReader {
   readonly #backward: StatementSync;
   readonly #forward: StatementSync;
+  readonly #verdicts: StatementSync;
   readonly #get: StatementSync;
   readonly #last: StatementSync;
 
@@ -29,6 +30,7 @@ export class SqliteLogReader {
     this.#last = db.prepare('SELECT coalesce(max(id), 0) AS id FROM log');
     this.#backward = db.prepare('SELECT * FROM log WHERE workspace_id = ? AND id < ? ORDER BY id DESC LIMIT ?');
     this.#forward = db.prepare('SELECT * FROM log WHERE id > ? ORDER BY id LIMIT ?');
+    this.#verdicts = db.prepare('SELECT id, workspace_id, source_id, received_at, kind, meta FROM log WHERE id > ? ORDER BY id LIMIT ?');
     this.#get = db.prepare('SELECT * FROM log WHERE workspace_id = ? AND id = ?');
   }
 
@@ -38,6 +40,10 @@ export class SqliteLogReader {
 
   readForward(afterId: number, limit: number): LogRecord[] {
     return (this.#forward.all(afterId, limit) as Row[]).map(toRecord);
+  }
+
+  readVerdictsForward(afterId: number, limit: number): Array<Omit<LogRecord, 'body'>> {
+    return (this.#verdicts.all(afterId, limit) as Array<Omit<Row, 'body' | 'encoding'>>).map((r) => ({ id: r.id, workspaceId: r.workspace_id, sourceId: r.source_id, receivedAt: r.received_at, kind: r.kind, meta: r.meta }));
   }
 
   lastId(): number {
