@@ -7,7 +7,8 @@
  * the same run: this process posting as many bodies of the same size to the same receiver with
  * the same concurrency and keep-alive, nothing else (no queue, no signing, no consent, no
  * reads). (2) Latency: BENCH_PROBES identify calls (default 200) that move a profile into the
- * audience, timed from the 200 to the webhook's arrival.
+ * audience, timed from the 200 to the webhook's arrival. (3) The same for track calls forwarded
+ * by an event stream.
  */
 import { createServer } from 'node:http';
 import { Agent, request } from 'node:http';
@@ -28,7 +29,7 @@ const receiver = createServer((req, res) => {
   req.on('end', () => {
     received++;
     lastBody = Buffer.concat(chunks).toString();
-    const user = /"user_id":\["(probe-[^"]+)"\]/.exec(lastBody)?.[1];
+    const user = /"user_id":\["(probe-[^"]+)"\]/.exec(lastBody)?.[1] ?? /"messageId":"(event-probe-[^"]+)"/.exec(lastBody)?.[1];
     if (user) arrived.set(user, performance.now());
     res.writeHead(200).end();
   });
@@ -108,11 +109,24 @@ for (let i = 0; i < PROBES; i++) {
 }
 latencies.sort((a, b) => a - b);
 
+// (3) Events: a stream of one track event name; from the 200 to the webhook.
+await admin('POST', '/api/v1/event-streams', { destination: destination.id, types: ['track'], events: ['Probe'] });
+const eventLatencies: number[] = [];
+for (let i = 0; i < PROBES; i++) {
+  const id = `event-probe-${i}`;
+  await ingest({ batch: [{ type: 'track', userId: `user-${i}`, event: 'Probe', messageId: id, properties: { i } }] });
+  const acked = performance.now();
+  while (!arrived.has(id)) await new Promise((r) => setImmediate(r));
+  eventLatencies.push(arrived.get(id)! - acked);
+}
+eventLatencies.sort((a, b) => a - b);
+
 const rate = (n: number, s: number) => Math.round(n / s).toLocaleString('en-US');
 console.log(`bench:activation  ${PROFILES.toLocaleString('en-US')} profiles, ${CONCURRENCY} in flight, body ${Buffer.byteLength(body)} bytes, Node ${process.version}`);
 console.log(`  bare POST loop      ${rate(PROFILES, bareSeconds).padStart(8)} deliveries/s  (${bareSeconds.toFixed(2)} s)`);
 console.log(`  tandem first sync   ${rate(PROFILES, tandemSeconds).padStart(8)} deliveries/s  (${tandemSeconds.toFixed(2)} s; ${JSON.stringify(counts)})`);
 console.log(`  ratio               ${(bareSeconds / tandemSeconds).toFixed(2)} of the bare loop`);
 console.log(`  200 → webhook       p50 ${percentile(latencies, 50).toFixed(1)} ms  p99 ${percentile(latencies, 99).toFixed(1)} ms  max ${latencies.at(-1)!.toFixed(1)} ms  (${PROBES} entries)`);
+console.log(`  200 → webhook       p50 ${percentile(eventLatencies, 50).toFixed(1)} ms  p99 ${percentile(eventLatencies, 99).toFixed(1)} ms  max ${eventLatencies.at(-1)!.toFixed(1)} ms  (${PROBES} events of a stream)`);
 await server.stop();
 receiver.close();
