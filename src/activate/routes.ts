@@ -74,11 +74,12 @@ function describeDelivery(d: Delivery, masker: Masker) {
  */
 export async function activationRoutes(app: FastifyInstance, deps: ActivationRouteDeps): Promise<void> {
   const { store, admin } = deps;
-  const find = (workspaceId: string, id: string) => {
-    const d = store.destination(workspaceId, id);
-    if (!d) throw new TandemError('not_found');
-    return d;
+  /** The workspace's object, or a 404 (another workspace's is not found either). */
+  const found = <T>(x: T | undefined): T => {
+    if (x === undefined) throw new TandemError('not_found');
+    return x;
   };
+  const find = (workspaceId: string, id: string) => found(store.destination(workspaceId, id));
 
   app.get('/api/v1/destinations', async (req) => {
     const { workspaceId } = deps.authorize(req.headers.authorization, 'destinations:read');
@@ -177,15 +178,12 @@ export async function activationRoutes(app: FastifyInstance, deps: ActivationRou
 
   app.get<{ Params: { id: string } }>('/api/v1/event-streams/:id', async (req) => {
     const { workspaceId } = deps.authorize(req.headers.authorization, 'destinations:read');
-    const e = store.stream(workspaceId, req.params.id);
-    if (!e) throw new TandemError('not_found');
-    return describeStream(e);
+    return describeStream(found(store.stream(workspaceId, req.params.id)));
   });
 
   app.delete<{ Params: { id: string } }>('/api/v1/event-streams/:id', async (req, reply) => {
     const token = deps.authorize(req.headers.authorization, 'destinations:manage');
-    const e = store.stream(token.workspaceId, req.params.id);
-    if (!e) throw new TandemError('not_found');
+    const e = found(store.stream(token.workspaceId, req.params.id));
     before(req, describeStream(e));
     store.deleteStream(token.workspaceId, e.id);
     return reply.code(204).send();
@@ -207,15 +205,12 @@ export async function activationRoutes(app: FastifyInstance, deps: ActivationRou
 
   app.get<{ Params: { id: string } }>('/api/v1/activations/:id', async (req) => {
     const { workspaceId } = deps.authorize(req.headers.authorization, 'destinations:read');
-    const a = store.activation(workspaceId, req.params.id);
-    if (!a) throw new TandemError('not_found');
-    return describeActivation(a);
+    return describeActivation(found(store.activation(workspaceId, req.params.id)));
   });
 
   app.delete<{ Params: { id: string } }>('/api/v1/activations/:id', async (req, reply) => {
     const token = deps.authorize(req.headers.authorization, 'activations:manage');
-    const a = store.activation(token.workspaceId, req.params.id);
-    if (!a) throw new TandemError('not_found');
+    const a = found(store.activation(token.workspaceId, req.params.id));
     before(req, describeActivation(a));
     store.deleteActivation(token.workspaceId, a.id);
     return reply.code(204).send();
