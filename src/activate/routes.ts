@@ -61,7 +61,7 @@ function describeDelivery(d: Delivery, masker: Masker) {
     body = { ...body, profile: { ...profile, identifiers, traits: isObject(profile.traits) ? masker.traits(profile.traits) : {} } };
   }
   return {
-    id: d.id, type: d.kind, audience: d.audienceKey, profile_id: d.profileId, activation: d.activationId, status: d.status, attempts: d.attempts, next_attempt_at: d.status === 'pending' ? iso(d.nextAt) : null,
+    id: d.id, type: d.kind, audience: d.audienceKey || null, profile_id: d.profileId, activation: d.activationId, status: d.status, attempts: d.attempts, next_attempt_at: d.status === 'pending' ? iso(d.nextAt) : null,
     last_status: d.lastStatus, last_error: d.lastError, at: iso(d.at), cause: d.cause, created_at: iso(d.createdAt), finished_at: iso(d.finishedAt), body,
   };
 }
