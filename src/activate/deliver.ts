@@ -1,4 +1,4 @@
-import { findEvent } from '../ingest/event-view.ts';
+import { expandRecord, type StoredEvent } from '../ingest/event-view.ts';
 import { isObject } from '../json.ts';
 import type { ProfileReader } from '../profiles/ports.ts';
 import { decodeMeta, type EventMeta } from '../store/event-meta.ts';
@@ -32,6 +32,8 @@ const CHANGES_PER_TURN = 1000;
 const READ_AHEAD = 256;
 /** Log records an event stream reads per turn. */
 const RECORDS_PER_TURN = 200;
+/** Log records whose parsed events are kept for event deliveries. */
+const PARSED_RECORDS = 32;
 /** Members an activation's first sync queues per turn (~6 ms of inserts; 25,000 a second). */
 const SYNC_PAGE = 500;
 
@@ -79,6 +81,8 @@ export class Deliverer {
   #destinations = new Map<string, Destination>();
   #activations = new Map<string, Activation>();
   #streams = new Map<string, EventStream>();
+  /** The events of the last log records read for event streams (a batch's events go out one by one; its body is parsed once). */
+  readonly #records = new Map<string, StoredEvent[]>();
   /** The store's version of the destinations and activations cached here. */
   #version = -1;
   /** The newest audience change already queued everywhere (-1: look at every activation). */
@@ -292,7 +296,7 @@ export class Deliverer {
   #eventBody(d: Delivery, destination: Destination): string | undefined {
     const { profiles } = this.#o;
     if (!this.#streams.has(d.activationId)) return void this.#finish(d, 'cancelled', 'cancelled', { lastError: 'the event stream was deleted' });
-    const event = findEvent(this.#o.log, d.workspaceId, d.cause);
+    const event = this.#event(d.workspaceId, d.cause);
     if (!event) return void this.#finish(d, 'skipped', 'skipped', { lastError: 'the event is no longer in the log' });
     // The profile's consent as the stage left it after this event; the event's own without a profile.
     const colon = d.profileId.indexOf(':');
@@ -300,6 +304,21 @@ export class Deliverer {
     const consents = profileId ? profiles.consents(profileId) : eventConsents(event.payload);
     if (!consented(destination, consents)) return void this.#finish(d, 'suppressed', 'suppressed', { lastError: `no consent for ${destination.purposes.join(', ')} (${destination.consentMode})` });
     return d.body ?? JSON.stringify({ id: `dlv_${d.id}`, type: 'event', workspaceId: d.workspaceId, eventId: event.id, sourceId: event.sourceId, event: event.payload });
+  }
+
+  /** One event by id (`record.index`), its record parsed once for all its events while it is among the last few read. */
+  #event(workspaceId: string, eventId: string): StoredEvent | undefined {
+    const [recordId, index] = eventId.split('.').map(Number) as [number, number];
+    const key = `${workspaceId}|${recordId}`;
+    let events = this.#records.get(key);
+    if (!events) {
+      const record = this.#o.log.get(workspaceId, recordId);
+      if (!record) return undefined;
+      events = expandRecord(record);
+      if (this.#records.size >= PARSED_RECORDS) this.#records.delete(this.#records.keys().next().value!);
+      this.#records.set(key, events);
+    }
+    return events[index];
   }
 
   /** What a delivery carries: the audience, the profile's chosen identifiers and traits as they are now. */
