@@ -358,6 +358,21 @@ describe('change requests for destinations', () => {
     await until('the approved activation delivers', () => hook.got.length, (n) => n === 1);
     assert.deepEqual(hook.got[0]!.json.profile.traits, { plan: 'pro', email: 'ada@example.com' });
 
+    // Adding personal data to an activation that exists: refused directly, reviewed as a change of its fields.
+    const act = done.applied_id as string;
+    const patched = await api(app, 'PATCH', `/api/v1/activations/${act}`, marketer, { traits: ['plan', 'email', 'first_name'] });
+    assert.equal(patched.json().error?.code, 'approval_required', patched.body);
+    assert.deepEqual((await api(app, 'PATCH', `/api/v1/activations/${act}`, marketer, { traits: ['email'] })).json().traits, ['email'], 'taking a trait away needs no review');
+    const fields = (await api(app, 'POST', '/api/v1/change-requests', marketer, { kind: 'activation_fields', target: act, definition: { traits: ['email', 'first_name', 'plan'] } })).json();
+    assert.equal(fields.status, 'open');
+    assert.deepEqual(fields.diff.traits, { added: ['first_name', 'plan'], removed: [] });
+    assert.deepEqual(fields.impact.pii, { added: ['traits.first_name (name)'], removed: [] });
+    assert.deepEqual(fields.impact.destinations, ['Ads']);
+    const stale = (await api(app, 'POST', '/api/v1/change-requests', marketer, { kind: 'activation_fields', target: act, definition: { traits: ['email', 'phone'] } })).json();
+    assert.equal((await api(app, 'POST', `/api/v1/change-requests/${fields.id}/approve`, engineer, {})).json().status, 'approved');
+    assert.deepEqual((await api(app, 'GET', `/api/v1/activations/${act}`, marketer)).json().traits, ['email', 'first_name', 'plan']);
+    assert.equal((await api(app, 'POST', `/api/v1/change-requests/${stale.id}/approve`, engineer, {})).json().error.code, 'stale_change', 'made on fields that changed since');
+
     // A tracking plan change that touches the audience's traits names the destination in its impact.
     const plan = (await api(app, 'POST', '/api/v1/change-requests', marketer, { kind: 'tracking_plan', target: 'web', definition: { identify: { type: 'object', properties: { plan: { type: 'string' } } } } })).json();
     assert.deepEqual(plan.impact.destinations, ['Ads']);

@@ -70,6 +70,7 @@ const ROUTES: Route[] = [
   { method: 'GET', url: '/api/v1/activations', permission: 'destinations:read' },
   { method: 'POST', url: '/api/v1/activations', permission: 'activations:manage', body: { destination: 'dst_nope', audience: 'nope' } },
   { method: 'GET', url: '/api/v1/activations/act_nope', permission: 'destinations:read' },
+  { method: 'PATCH', url: '/api/v1/activations/act_nope', permission: 'activations:manage', body: { traits: ['plan'] } },
   { method: 'DELETE', url: '/api/v1/activations/act_nope', permission: 'activations:manage' },
   { method: 'GET', url: '/api/v1/audit', permission: 'audit:read' },
   { method: 'GET', url: '/api/v1/audit/export', permission: 'audit:read' },

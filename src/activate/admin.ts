@@ -34,6 +34,14 @@ export const ACTIVATION_SCHEMA = {
   },
 } as const;
 
+/** What `PATCH /api/v1/activations/:id` and `activation_fields` change requests may change. */
+export const ACTIVATION_FIELDS_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { traits: ACTIVATION_SCHEMA.properties.traits, identifiers: ACTIVATION_SCHEMA.properties.identifiers },
+} as const;
+export type ActivationFields = { traits?: string[]; identifiers?: string[] };
+
 /** Identifier types a delivery carries when the activation names none. */
 const DEFAULT_IDENTIFIERS = ['user_id', 'anonymous_id'];
 
@@ -88,6 +96,16 @@ export function createActivationAdmin(deps: { store: ActivationStore; profiles: 
         if (kind) out.push(`identifiers.${i} (${kind})`);
       }
       return out;
+    },
+    /** The personal data a change of an activation's fields would start sending (not sent before). */
+    piiAdded(workspaceId: string, from: ActivationFields, to: ActivationFields): string[] {
+      const before = new Set(this.piiOf(workspaceId, from));
+      return this.piiOf(workspaceId, to).filter((p) => !before.has(p));
+    },
+    setFields(workspaceId: string, a: Activation, fields: ActivationFields): Activation {
+      const next = { ...a, traits: fields.traits ?? a.traits, identifiers: fields.identifiers ?? a.identifiers };
+      if (!store.setActivationFields(workspaceId, a.id, next)) throw new TandemError('not_found');
+      return next;
     },
     createActivation(workspaceId: string, input: ActivationInput, by: string): Activation {
       const destination = destinationOf(workspaceId, input.destination);

@@ -5,7 +5,7 @@ import { settingsOf } from '../governance/change-routes.ts';
 import type { Masker } from '../governance/pii.ts';
 import { isObject, type Json } from '../json.ts';
 import type { AccessStore, Activation, ActivationStore, Delivery, DeliveryStatus, Destination, EventLog, EventStream, Token } from '../store/ports.ts';
-import { ACTIVATION_SCHEMA, DESTINATION_SCHEMA, type ActivationAdmin, type ActivationInput, type DestinationInput } from './admin.ts';
+import { ACTIVATION_FIELDS_SCHEMA, ACTIVATION_SCHEMA, DESTINATION_SCHEMA, type ActivationAdmin, type ActivationFields, type ActivationInput, type DestinationInput } from './admin.ts';
 import { newSecret } from './webhook.ts';
 
 export type ActivationRouteDeps = {
@@ -206,6 +206,17 @@ export async function activationRoutes(app: FastifyInstance, deps: ActivationRou
   app.get<{ Params: { id: string } }>('/api/v1/activations/:id', async (req) => {
     const { workspaceId } = deps.authorize(req.headers.authorization, 'destinations:read');
     return describeActivation(found(store.activation(workspaceId, req.params.id)));
+  });
+
+  app.patch<{ Params: { id: string }; Body: ActivationFields }>('/api/v1/activations/:id', { schema: { body: ACTIVATION_FIELDS_SCHEMA } }, async (req) => {
+    const token = deps.authorize(req.headers.authorization, 'activations:manage');
+    const a = found(store.activation(token.workspaceId, req.params.id));
+    const added = admin.piiAdded(token.workspaceId, a, { traits: req.body.traits ?? a.traits, identifiers: req.body.identifiers ?? a.identifiers });
+    if (added.length > 0 && settingsOf(deps.access, token.workspaceId).approvalRequired.pii_to_destination && !deps.can(token, 'changes:approve')) {
+      throw new TandemError('approval_required', `Sending ${added.join(', ')} to a destination needs an engineer's approval: propose it with POST /api/v1/change-requests (kind "activation_fields").`);
+    }
+    before(req, describeActivation(a));
+    return describeActivation(admin.setFields(token.workspaceId, a, req.body));
   });
 
   app.delete<{ Params: { id: string } }>('/api/v1/activations/:id', async (req, reply) => {

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { ACTIVATION_SCHEMA, DESTINATION_SCHEMA, type ActivationAdmin, type ActivationInput, type DestinationInput } from '../activate/admin.ts';
+import { ACTIVATION_FIELDS_SCHEMA, ACTIVATION_SCHEMA, DESTINATION_SCHEMA, type ActivationAdmin, type ActivationFields, type ActivationInput, type DestinationInput } from '../activate/admin.ts';
 import { TandemError } from '../errors.ts';
 import { forRecentVerdicts } from '../ingest/event-view.ts';
 import type { AccessStore, ActivationStore, ChangeRequest, EventLog, Token } from '../store/ports.ts';
@@ -18,7 +18,7 @@ export type ChangeDeps = {
   now: () => number;
 };
 
-const KINDS = ['tracking_plan', 'destination', 'activation'] as const;
+const KINDS = ['tracking_plan', 'destination', 'activation', 'activation_fields'] as const;
 type Kind = (typeof KINDS)[number];
 
 /**
@@ -151,6 +151,46 @@ export async function changeRoutes(app: FastifyInstance, deps: ChangeDeps): Prom
       },
       apply: (c) => ({ ref: deps.activations.createActivation(c.workspaceId, (JSON.parse(c.proposal) as { definition: ActivationInput }).definition, c.proposedBy).id }),
     },
+    // Traits or identifier types added to (or taken from) an activation that exists.
+    activation_fields: {
+      propose(token, body) {
+        if (body.target === undefined) throw new TandemError('invalid_request', 'A change of an activation names it in `target`.');
+        const a = deps.activationStore.activation(token.workspaceId, body.target);
+        if (!a) throw new TandemError('not_found', `No activation ${JSON.stringify(body.target)}.`);
+        const fields = body.definition as ActivationFields;
+        return { target: a.id, proposal: { definition: { traits: fields.traits ?? a.traits, identifiers: fields.identifiers ?? a.identifiers }, base: { traits: a.traits, identifiers: a.identifiers } }, baseVersion: null };
+      },
+      needsReview(c) {
+        const p = JSON.parse(c.proposal) as { definition: Required<ActivationFields>; base: Required<ActivationFields> };
+        return settingsOf(access, c.workspaceId).approvalRequired.pii_to_destination && deps.activations.piiAdded(c.workspaceId, p.base, p.definition).length > 0;
+      },
+      describe(c) {
+        const p = JSON.parse(c.proposal) as { definition: Required<ActivationFields>; base: Required<ActivationFields> };
+        const a = deps.activationStore.activation(c.workspaceId, c.target);
+        const change = (from: string[], to: string[]) => ({ added: to.filter((x) => !from.includes(x)), removed: from.filter((x) => !to.includes(x)) });
+        const computed = new Set(deps.profiles.computedTraits(c.workspaceId).map((t) => t.key));
+        const since = deps.now() - 7 * DAY;
+        const audience = a?.audienceKey;
+        const diff = { activation: c.target, traits: change(p.base.traits, p.definition.traits), identifiers: change(p.base.identifiers, p.definition.identifiers) };
+        return {
+          diff,
+          impact: {
+            audiences: audience ? [audience] : [],
+            computedTraits: diff.traits.added.filter((t) => computed.has(t)),
+            destinations: a ? [destinationName(c.workspaceId, a.destinationId)] : [],
+            volume_7d: audience ? { [audience]: deps.profiles.audienceHistory(c.workspaceId, audience, VOLUME_CHANGES).filter((h) => h.at >= since).length } : {},
+            pii: { added: deps.activations.piiAdded(c.workspaceId, p.base, p.definition), removed: deps.activations.piiAdded(c.workspaceId, p.definition, p.base) },
+          },
+        };
+      },
+      apply(c) {
+        const p = JSON.parse(c.proposal) as { definition: Required<ActivationFields>; base: Required<ActivationFields> };
+        const a = deps.activationStore.activation(c.workspaceId, c.target);
+        if (!a) throw new TandemError('not_found', 'The activation was deleted.');
+        if (JSON.stringify([a.traits, a.identifiers]) !== JSON.stringify([p.base.traits, p.base.identifiers])) throw new TandemError('stale_change', 'The activation changed since the request was made; propose it again.');
+        return { ref: deps.activations.setFields(c.workspaceId, a, p.definition).id };
+      },
+    },
   };
 
   function describe(c: ChangeRequest) {
@@ -212,7 +252,7 @@ export async function changeRoutes(app: FastifyInstance, deps: ChangeDeps): Prom
           additionalProperties: false,
           required: ['kind', 'definition'],
           properties: { kind: { enum: KINDS }, target: { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9_-]{0,63}$' }, name: { type: 'string', maxLength: 200 }, definition: { type: 'object' }, comment: { type: 'string', maxLength: 2000 } },
-          allOf: [byKind('tracking_plan', PLAN_SCHEMA), byKind('destination', DESTINATION_SCHEMA), byKind('activation', ACTIVATION_SCHEMA)],
+          allOf: [byKind('tracking_plan', PLAN_SCHEMA), byKind('destination', DESTINATION_SCHEMA), byKind('activation', ACTIVATION_SCHEMA), byKind('activation_fields', ACTIVATION_FIELDS_SCHEMA)],
         },
       },
     },

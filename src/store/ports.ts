@@ -178,6 +178,8 @@ export interface ActivationStore {
   /** Deletes a destination, its activations and event streams, and their deliveries. */
   deleteDestination(workspaceId: string, id: string): boolean;
   createActivation(activation: Activation): void;
+  /** Changes the traits and identifier types an activation's deliveries carry (those not yet built, too); false when there is no such activation. */
+  setActivationFields(workspaceId: string, id: string, fields: Pick<Activation, 'traits' | 'identifiers'>): boolean;
   /**
    * Queues a page of the first sync's entries and moves its cursor to `next` (null: done), in one
    * transaction; false (nothing queued) when the activation is gone or its cursor moved.

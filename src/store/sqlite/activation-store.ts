@@ -134,6 +134,10 @@ export class SqliteActivationStore implements ActivationStore {
     });
   }
 
+  setActivationFields(workspaceId: string, id: string, fields: Pick<Activation, 'traits' | 'identifiers'>): boolean {
+    return this.#transaction(() => this.#db.prepare('UPDATE activations SET traits = ?, identifiers = ? WHERE workspace_id = ? AND id = ?').run(JSON.stringify(fields.traits), JSON.stringify(fields.identifiers), workspaceId, id).changes > 0, true);
+  }
+
   syncMembers(a: Activation, entries: DeliveryChange[], next: string | null, now: number): boolean {
     return this.#advance('sync_after', a.syncAfter, next, a, entries, now);
   }
