@@ -188,6 +188,33 @@ describe('destinations and activations', () => {
     }
   });
 
+  test('consent is followed: a withdrawal removes the profile from the destination, a grant adds a member that was held back', async (t) => {
+    const hook = await receiver(t);
+    const app = await openTestApp(t, { env: ENV });
+    const consent = (userId: string, granted: boolean | undefined, traits: Record<string, unknown> = {}) =>
+      app.send('/v1/identify', { userId, messageId: mid(), traits, ...(granted === undefined ? {} : { context: { consent: { categoryPreferences: { Advertising: granted } } } }) });
+    await consent('ada', true, { plan: 'pro' });
+    await consent('bob', undefined, { plan: 'pro' });
+    await consent('cy', undefined, { plan: 'free' });
+    await audience(app, 'pros', 'traits.plan = "pro"');
+    const destination = (await api(app, 'POST', '/api/v1/destinations', undefined, { name: 'Ads', url: hook.url, purposes: ['Advertising'] })).json();
+    await api(app, 'POST', '/api/v1/activations', undefined, { destination: destination.id, audience: 'pros' });
+    await until('ada in, bob held back', async () => [hook.got.length, (await deliveries(app, destination.id, '&status=suppressed')).length], ([n, s]) => n === 1 && s === 1);
+    await consent('ada', false);
+    await until('ada out', () => hook.got.length, (n) => n === 2);
+    await consent('bob', true);
+    await consent('cy', true);
+    await consent('ada', true);
+    await until('bob and ada in', () => hook.got.length, (n) => n === 4);
+    await new Promise((r) => setTimeout(r, 200));
+    await app.deliverer.idle();
+    const seen = (user: string) => hook.got.filter((r) => r.json.profile.identifiers.user_id[0] === user).map((r) => r.json.type);
+    assert.deepEqual(seen('ada'), ['audience_entered', 'audience_exited', 'audience_entered']);
+    assert.deepEqual(seen('bob'), ['audience_entered']);
+    assert.deepEqual(seen('cy'), [], 'not a member: consent alone sends nothing');
+    assert.match(hook.got[1]!.json.cause, /^consent:/);
+  });
+
   test('failures are retried with backoff, refusals and exhausted retries become dead letters that can be sent again; the queue outlives a restart', async (t) => {
     const hook = await receiver(t);
     const dataDir = tempDir(t);

@@ -133,8 +133,9 @@ for (const adapter of ADAPTERS) {
       assert.deepEqual(due.map((d) => [d.profileId, d.kind]), [['p1', 'audience_entered'], ['p2', 'audience_entered']]);
       assert.deepEqual(store.due('dst_1', NOW - 1, 10), [], 'not before they are due');
       store.updateDeliveries([{ id: due[0]!.id, fields: { status: 'delivered', attempts: 1, body: '{}', lastStatus: 200, finishedAt: NOW } }, { id: due[1]!.id, fields: { status: 'dead', attempts: 3, lastError: 'HTTP 500', finishedAt: NOW } }]);
-      assert.equal(store.deliveredEntry('act_1', 'p1'), true);
-      assert.equal(store.deliveredEntry('act_1', 'p2'), false);
+      assert.equal(store.lastKind('act_1', 'p1', false), 'audience_entered', 'the destination has p1');
+      assert.equal(store.lastKind('act_1', 'p1', true), 'audience_exited', 'and will lose it');
+      assert.equal(store.lastKind('act_1', 'p2', false), undefined);
       due = store.due('dst_1', NOW + 10, 10);
       assert.deepEqual(due.map((d) => [d.profileId, d.kind]), [['p1', 'audience_exited']]);
       assert.equal(store.pending(), 1);
@@ -147,8 +148,12 @@ for (const adapter of ADAPTERS) {
       } finally {
         await other.close();
       }
+      assert.equal(store.cursor('consent'), 0);
+      assert.equal(store.queueAtCursor('consent', 0, 7, [{ activation, change: { profileId: 'p2', change: 'exit', at: NOW, eventId: 'consent:7' } }], NOW), true);
+      assert.equal(store.queueAtCursor('consent', 0, 9, [{ activation, change: { profileId: 'p9', change: 'exit', at: NOW, eventId: 'again' } }], NOW), false, 'from a stale position, nothing');
+      assert.equal(store.cursor('consent'), 7);
       assert.equal(store.deleteActivation('default', 'act_1'), true);
-      assert.deepEqual(store.deliveryCounts('dst_1'), { delivered: 1, cancelled: 2 });
+      assert.deepEqual(store.deliveryCounts('dst_1'), { delivered: 1, cancelled: 3 });
       assert.equal(store.destination('acme', 'dst_1'), undefined);
       assert.equal(store.deleteDestination('default', 'dst_1'), true);
       assert.deepEqual(store.destinations('default'), []);

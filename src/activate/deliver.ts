@@ -2,14 +2,17 @@ import { expandRecord, type StoredEvent } from '../ingest/event-view.ts';
 import { isObject } from '../json.ts';
 import type { ProfileReader } from '../profiles/ports.ts';
 import { decodeMeta, type EventMeta } from '../store/event-meta.ts';
-import type { Activation, ActivationStore, Delivery, DeliveryStatus, DeliveryUpdate, Destination, EventLog, EventStream, QueuedDelivery } from '../store/ports.ts';
+import type { Activation, ActivationStore, Delivery, DeliveryChange, DeliveryStatus, DeliveryUpdate, Destination, EventLog, EventStream, QueuedDelivery } from '../store/ports.ts';
 import { signature, type Poster } from './webhook.ts';
 
 export type DeliveryOutcome = 'delivered' | 'retried' | 'dead' | 'suppressed' | 'skipped' | 'cancelled';
 
 export type DelivererOptions = {
   store: ActivationStore;
-  profiles: Pick<ProfileReader, 'audienceChanges' | 'lastAudienceChange' | 'membersUnchangedSince' | 'liveProfileOf' | 'consents' | 'traitValues' | 'identifiers' | 'audiences' | 'checkpoint' | 'profileOf'>;
+  profiles: Pick<
+    ProfileReader,
+    'audienceChanges' | 'lastAudienceChange' | 'membersUnchangedSince' | 'liveProfileOf' | 'consents' | 'consentChanges' | 'lastConsentChange' | 'metadata' | 'memberships' | 'traitValues' | 'identifiers' | 'audiences' | 'checkpoint' | 'profileOf'
+  >;
   /** The event log, for event streams. */
   log: Pick<EventLog, 'readVerdictsForward' | 'get'>;
   poster: Poster;
@@ -28,6 +31,8 @@ export type DelivererOptions = {
 const HOUR = 3_600_000;
 /** Audience changes read per activation and turn. */
 const CHANGES_PER_TURN = 1000;
+/** The feed of consent changes, in the store's cursors. */
+const CONSENT = 'consent';
 /** Due deliveries read at once per destination. */
 const READ_AHEAD = 256;
 /** Log records an event stream reads per turn. */
@@ -85,6 +90,8 @@ export class Deliverer {
   readonly #records = new Map<string, StoredEvent[]>();
   /** The store's version of the destinations and activations cached here. */
   #version = -1;
+  /** The newest consent change already followed (-1: read the store's cursor). */
+  #consentSeen = -1;
   /** The newest audience change already queued everywhere (-1: look at every activation). */
   #queuedUpTo = -1;
   #timer: NodeJS.Timeout | undefined;
@@ -155,7 +162,40 @@ export class Deliverer {
       else this.#version = -1;
     }
     if (changed && all) this.#queuedUpTo = last;
+    this.#followConsent();
     this.#enqueueEvents();
+  }
+
+  /**
+   * Consent changes: a destination holds a profile while it is in the audience and has given the
+   * destination's purposes. A withdrawal sends an exit to destinations that have the profile; a
+   * grant sends an entry to those that lack a member (say, its entry was suppressed).
+   */
+  #followConsent(): void {
+    const { store, profiles } = this.#o;
+    const last = profiles.lastConsentChange();
+    if (last === this.#consentSeen) return;
+    const from = store.cursor(CONSENT);
+    const changes = last > from ? profiles.consentChanges(from, CHANGES_PER_TURN) : [];
+    const items: Array<{ activation: Activation; change: DeliveryChange }> = [];
+    const intends = new Map<string, boolean>();
+    for (const c of changes) {
+      const workspaceId = profiles.metadata(c.profileId)?.workspaceId;
+      const profileId = profiles.liveProfileOf(c.profileId) ?? c.profileId;
+      for (const a of this.#activations.values()) {
+        const destination = this.#destinations.get(a.destinationId);
+        if (a.workspaceId !== workspaceId || !destination?.purposes.includes(c.purpose)) continue;
+        const should = profiles.memberships(profileId).includes(a.audienceKey) && consented(destination, profiles.consents(profileId));
+        const key = `${a.id}|${profileId}`;
+        const has = intends.get(key) ?? store.lastKind(a.id, profileId, true) === 'audience_entered';
+        if (should === has) continue;
+        intends.set(key, should);
+        items.push({ activation: a, change: { profileId, change: should ? 'enter' : 'exit', at: c.at, eventId: `consent:${c.id}` } });
+      }
+    }
+    if (changes.length === 0 || store.queueAtCursor(CONSENT, from, changes.at(-1)!.id, items, this.#now())) {
+      if (changes.length < CHANGES_PER_TURN) this.#consentSeen = last;
+    }
   }
 
   /**
@@ -288,7 +328,10 @@ export class Deliverer {
     if (d.kind === 'audience_entered' && !consented(destination, profiles.consents(profileId))) {
       return void this.#finish(d, 'suppressed', 'suppressed', { lastError: `no consent for ${destination.purposes.join(', ')} (${destination.consentMode})` });
     }
-    if (d.kind === 'audience_exited' && !store.deliveredEntry(activation.id, d.profileId)) return void this.#finish(d, 'skipped', 'skipped', { lastError: 'the destination never received the entry' });
+    // The destination's view: an exit only of someone it has, an entry only of someone it has not.
+    const holds = store.lastKind(activation.id, d.profileId, false) === 'audience_entered';
+    if (d.kind === 'audience_exited' && !holds) return void this.#finish(d, 'skipped', 'skipped', { lastError: 'the destination does not have this profile' });
+    if (d.kind === 'audience_entered' && holds) return void this.#finish(d, 'skipped', 'skipped', { lastError: 'the destination has this profile already' });
     return d.body ?? this.#body(d, activation, profileId);
   }
 

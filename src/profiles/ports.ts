@@ -172,6 +172,10 @@ export interface ProfileReader {
   /** Members after `afterProfile` (id order) with no entry or exit after `change`: those an activation made then sends first. */
   membersUnchangedSince(workspaceId: string, key: string, change: number, afterProfile: string, limit: number): string[];
   consents(profileId: string): Record<string, boolean>;
+  /** Changes of consent (any profile, any purpose) after a cursor (their id), in order. */
+  consentChanges(after: number, limit: number): Array<{ id: number; profileId: string; purpose: string; granted: boolean; at: number }>;
+  /** The id of the newest consent change (0 before the first). */
+  lastConsentChange(): number;
   /** One trait's values over the accounts the profile is linked to (those that have it). */
   accountValues(profileId: string, key: string): unknown[];
   backfill(workspaceId: string, audienceKey: string): Backfill | undefined;

@@ -202,8 +202,12 @@ export interface ActivationStore {
   due(destinationId: string, now: number, limit: number): Delivery[];
   /** Sets deliveries' outcome fields, all in one transaction. */
   updateDeliveries(updates: Array<{ id: number; fields: DeliveryUpdate }>): void;
-  /** Whether this activation has delivered an entry for this profile. */
-  deliveredEntry(activationId: string, profileId: string): boolean;
+  /** The kind of the newest delivered (or, `withPending`, also queued) delivery of an activation for a profile: whether the destination has it, or will. */
+  lastKind(activationId: string, profileId: string, withPending: boolean): Delivery['kind'] | undefined;
+  /** A position in a feed every activation follows (0 before the first move). */
+  cursor(name: string): number;
+  /** Moves a feed position from `from` to `to` and queues deliveries for it, in one transaction; false (nothing queued) when it was not at `from`. */
+  queueAtCursor(name: string, from: number, to: number, items: Array<{ activation: Activation; change: DeliveryChange }>, now: number): boolean;
   /** A destination's deliveries, newest first, ids below `before`. */
   deliveries(workspaceId: string, destinationId: string, filter: { status?: DeliveryStatus; before: number; limit: number }): Delivery[];
   /** Counts by status for one destination. */

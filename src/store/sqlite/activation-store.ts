@@ -18,6 +18,10 @@ export const ACTIVATE_MIGRATIONS = [
   // Event streams: a workspace's (or a source's) events forwarded to a destination, from a log position.
   `CREATE TABLE event_streams (id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, destination_id TEXT NOT NULL REFERENCES destinations(id) ON DELETE CASCADE, source_id TEXT,
      types TEXT NOT NULL, events TEXT NOT NULL, after_log INTEGER NOT NULL, created_at INTEGER NOT NULL, created_by TEXT NOT NULL);`,
+  // Positions in feeds read for all activations (consent changes), and each profile's deliveries per activation in order.
+  `CREATE TABLE cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
+   CREATE INDEX deliveries_activation_profile ON deliveries (activation_id, profile_id, id);
+   DROP INDEX deliveries_entries;`,
 ];
 
 type DestinationRow = { id: string; workspace_id: string; name: string; url: string; secret: string; purposes: string; consent_mode: Destination['consentMode']; enabled: number; created_at: number; created_by: string };
@@ -220,8 +224,25 @@ export class SqliteActivationStore implements ActivationStore {
     });
   }
 
-  deliveredEntry(activationId: string, profileId: string): boolean {
-    return this.#db.prepare("SELECT 1 FROM deliveries WHERE activation_id = ? AND profile_id = ? AND status = 'delivered' AND kind = 'audience_entered' LIMIT 1").get(activationId, profileId) !== undefined;
+  lastKind(activationId: string, profileId: string, withPending: boolean): Delivery['kind'] | undefined {
+    const row = this.#db
+      .prepare(`SELECT kind FROM deliveries WHERE activation_id = ? AND profile_id = ? AND status IN ('delivered'${withPending ? ", 'pending'" : ''}) ORDER BY id DESC LIMIT 1`)
+      .get(activationId, profileId) as { kind: Delivery['kind'] } | undefined;
+    return row?.kind;
+  }
+
+  cursor(name: string): number {
+    return (this.#db.prepare('SELECT position FROM cursors WHERE name = ?').get(name) as { position: number } | undefined)?.position ?? 0;
+  }
+
+  queueAtCursor(name: string, from: number, to: number, items: Array<{ activation: Activation; change: DeliveryChange }>, now: number): boolean {
+    return this.#transaction(() => {
+      const at = this.cursor(name);
+      if (at !== from) return false;
+      this.#db.prepare('INSERT INTO cursors (name, position) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET position = excluded.position').run(name, to);
+      for (const { activation, change } of items) this.#queue(activation, [change], now);
+      return true;
+    });
   }
 
   deliveries(workspaceId: string, destinationId: string, filter: { status?: DeliveryStatus; before: number; limit: number }): Delivery[] {

@@ -117,6 +117,8 @@ export const STATE_MIGRATIONS = [
    ALTER TABLE profile_events ADD COLUMN properties TEXT;
    CREATE INDEX profile_events_untyped ON profile_events (event_id) WHERE type IS NULL;
    ALTER TABLE backfills ADD COLUMN event_cursor TEXT;`,
+  // Every change of a profile's consent to a purpose, in order: activations follow withdrawals and grants.
+  `CREATE TABLE consent_history (id INTEGER PRIMARY KEY, profile_id TEXT NOT NULL, purpose TEXT NOT NULL, granted INTEGER NOT NULL, at INTEGER NOT NULL);`,
 ];
 
 /**

@@ -208,6 +208,9 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       preview: p('SELECT result FROM audience_previews WHERE workspace_id = ? AND id = ?'),
       setConsent: p(`INSERT INTO consents (profile_id, purpose, granted, ts, message_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT (profile_id, purpose) DO UPDATE SET granted = excluded.granted, ts = excluded.ts, message_id = excluded.message_id ${lww('consents')} RETURNING granted`),
       consent: p('SELECT granted FROM consents WHERE profile_id = ? AND purpose = ?'),
+      consentChanged: p('INSERT INTO consent_history (profile_id, purpose, granted, at) VALUES (?, ?, ?, ?)'),
+      consentChanges: p('SELECT id, profile_id, purpose, granted, at FROM consent_history WHERE id > ? ORDER BY id LIMIT ?'),
+      lastConsentChange: p('SELECT coalesce(max(id), 0) AS id FROM consent_history'),
       consents: p('SELECT purpose, granted FROM consents WHERE profile_id = ? ORDER BY purpose'),
       moveConsents: p(`INSERT INTO consents (profile_id, purpose, granted, ts, message_id) SELECT ?, purpose, granted, ts, message_id FROM consents WHERE profile_id = ? ON CONFLICT (profile_id, purpose) DO UPDATE SET granted = excluded.granted, ts = excluded.ts, message_id = excluded.message_id ${lww('consents')}`),
       dropConsents: p('DELETE FROM consents WHERE profile_id = ?'),
@@ -375,9 +378,20 @@ export class SqliteProfileStore implements ProfileWriter, ProfileReader {
       const before = (this.#s.consent!.get(profileId, purpose) as { granted: number } | undefined)?.granted;
       const after = (this.#s.setConsent!.get(profileId, purpose, granted ? 1 : 0, timestamp, messageId) as { granted: number } | undefined)?.granted;
       this.#columns?.touchedConsent(profileId, purpose);
-      if (after !== undefined && after !== before) changed.push(purpose);
+      if (after !== undefined && after !== before) {
+        changed.push(purpose);
+        this.#s.consentChanged!.run(profileId, purpose, after, timestamp);
+      }
     }
     return changed;
+  }
+
+  consentChanges(after: number, limit: number) {
+    return (this.#s.consentChanges!.all(after, limit) as Array<{ id: number; profile_id: string; purpose: string; granted: number; at: number }>).map((r) => ({ id: r.id, profileId: r.profile_id, purpose: r.purpose, granted: r.granted === 1, at: r.at }));
+  }
+
+  lastConsentChange(): number {
+    return (this.#s.lastConsentChange!.get() as { id: number }).id;
   }
 
   consents(profileId: string): Record<string, boolean> {
