@@ -121,6 +121,8 @@ describe('destinations and activations', () => {
     assert.match(destination.secret, /^whsec_/);
     assert.equal((await api(app, 'POST', '/api/v1/destinations', engineer, { name: 'Ads', url: hook.url })).json().error.code, 'already_exists');
     assert.equal((await api(app, 'GET', '/api/v1/destinations', marketer)).json().data[0].secret, undefined, 'listings never show the secret');
+    assert.equal((await api(app, 'GET', `/api/v1/destinations/${destination.id}`, marketer)).json().url, `${new URL(hook.url).origin}/…`, "marketers see where, not the URL's path and query");
+    assert.equal((await api(app, 'GET', '/api/v1/destinations', engineer)).json().data[0].url, hook.url);
 
     const activation = await api(app, 'POST', '/api/v1/activations', marketer, { destination: 'Ads', audience: 'pros', traits: ['plan', 'seats'] });
     assert.equal(activation.statusCode, 201, activation.body);

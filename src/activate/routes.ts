@@ -14,7 +14,7 @@ export type ActivationRouteDeps = {
   admin: ActivationAdmin;
   authorize: (header: string | undefined, permission: 'destinations:read' | 'destinations:manage' | 'activations:manage' | 'changes:approve') => Token;
   /** Whether a token holds a permission, without refusing (and auditing) when it does not. */
-  can: (token: Token, permission: 'changes:approve') => boolean;
+  can: (token: Token, permission: 'changes:approve' | 'destinations:manage') => boolean;
   maskerFor: (token: Token) => Masker;
   /** Where a new event stream starts: the newest record of the log. */
   log: Pick<EventLog, 'lastId'>;
@@ -24,9 +24,12 @@ export type ActivationRouteDeps = {
 const STATUSES: DeliveryStatus[] = ['pending', 'delivered', 'dead', 'suppressed', 'skipped', 'cancelled'];
 const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
 
-export function describeDestination(d: Destination, counts: Partial<Record<DeliveryStatus, number>>) {
+/** A webhook URL's path and query often carry a token of the receiver's: only those who manage destinations see them. */
+const shownUrl = (url: string, full: boolean) => (full ? url : `${new URL(url).origin}/…`);
+
+export function describeDestination(d: Destination, counts: Partial<Record<DeliveryStatus, number>>, full = true) {
   return {
-    id: d.id, name: d.name, url: d.url, purposes: d.purposes, consent_mode: d.consentMode, enabled: d.enabled, created_at: iso(d.createdAt), created_by: d.createdBy,
+    id: d.id, name: d.name, url: shownUrl(d.url, full), purposes: d.purposes, consent_mode: d.consentMode, enabled: d.enabled, created_at: iso(d.createdAt), created_by: d.createdBy,
     deliveries: Object.fromEntries(STATUSES.map((s) => [s, counts[s] ?? 0])),
   };
 }
@@ -82,8 +85,9 @@ export async function activationRoutes(app: FastifyInstance, deps: ActivationRou
   const find = (workspaceId: string, id: string) => found(store.destination(workspaceId, id));
 
   app.get('/api/v1/destinations', async (req) => {
-    const { workspaceId } = deps.authorize(req.headers.authorization, 'destinations:read');
-    return { data: store.destinations(workspaceId).map((d) => describeDestination(d, store.deliveryCounts(d.id))) };
+    const token = deps.authorize(req.headers.authorization, 'destinations:read');
+    const full = deps.can(token, 'destinations:manage');
+    return { data: store.destinations(token.workspaceId).map((d) => describeDestination(d, store.deliveryCounts(d.id), full)) };
   });
 
   app.post<{ Body: DestinationInput }>('/api/v1/destinations', { schema: { body: DESTINATION_SCHEMA } }, async (req, reply) => {
@@ -94,10 +98,11 @@ export async function activationRoutes(app: FastifyInstance, deps: ActivationRou
   });
 
   app.get<{ Params: { id: string } }>('/api/v1/destinations/:id', async (req) => {
-    const { workspaceId } = deps.authorize(req.headers.authorization, 'destinations:read');
+    const token = deps.authorize(req.headers.authorization, 'destinations:read');
+    const { workspaceId } = token;
     const d = find(workspaceId, req.params.id);
     return {
-      ...describeDestination(d, store.deliveryCounts(d.id)),
+      ...describeDestination(d, store.deliveryCounts(d.id), deps.can(token, 'destinations:manage')),
       activations: store.activations(workspaceId).filter((a) => a.destinationId === d.id).map(describeActivation),
       event_streams: store.streams(workspaceId).filter((e) => e.destinationId === d.id).map(describeStream),
     };
