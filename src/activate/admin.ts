@@ -1,4 +1,5 @@
 import { TandemError } from '../errors.ts';
+import { settingsOf } from '../governance/changes.ts';
 import { namedPii } from '../governance/pii.ts';
 import type { ProfileReader } from '../profiles/ports.ts';
 import type { AccessStore, Activation, ActivationStore, Destination } from '../store/ports.ts';
@@ -43,7 +44,11 @@ export const ACTIVATION_FIELDS_SCHEMA = {
 export type ActivationFields = { traits?: string[]; identifiers?: string[] };
 
 /** Identifier types a delivery carries when the activation names none. */
-const DEFAULT_IDENTIFIERS = ['user_id', 'anonymous_id'];
+export const DEFAULT_IDENTIFIERS = ['user_id', 'anonymous_id'];
+/** What an activation that does not exist yet sends: nothing. */
+export const NO_FIELDS: Required<ActivationFields> = { traits: [], identifiers: [] };
+/** The fields an activation's input sends (identifier types by default). */
+export const fieldsOf = (input: ActivationFields): Required<ActivationFields> => ({ traits: input.traits ?? [], identifiers: input.identifiers ?? DEFAULT_IDENTIFIERS });
 
 /**
  * Destinations and activations as the admin API and approved change requests make them: URLs
@@ -102,6 +107,13 @@ export function createActivationAdmin(deps: { store: ActivationStore; profiles: 
       const before = new Set(this.piiOf(workspaceId, from));
       return this.piiOf(workspaceId, to).filter((p) => !before.has(p));
     },
+    /**
+     * The personal data a change of an activation's fields (from nothing, for a new one) starts
+     * sending, when the workspace wants that reviewed; [] when it adds none or no review is wanted.
+     */
+    reviewedPii(workspaceId: string, from: ActivationFields, to: ActivationFields): string[] {
+      return settingsOf(deps.access, workspaceId).approvalRequired.pii_to_destination ? this.piiAdded(workspaceId, from, to) : [];
+    },
     setFields(workspaceId: string, a: Activation, fields: ActivationFields): Activation {
       const next = { ...a, traits: fields.traits ?? a.traits, identifiers: fields.identifiers ?? a.identifiers };
       if (!store.setActivationFields(workspaceId, a.id, next)) throw new TandemError('not_found');
@@ -118,7 +130,7 @@ export function createActivationAdmin(deps: { store: ActivationStore; profiles: 
       const now = deps.now();
       const last = profiles.audienceLastChange(workspaceId, input.audience);
       const a: Activation = {
-        id: `act_${crypto.randomUUID()}`, workspaceId, destinationId: destination.id, audienceKey: input.audience, traits: input.traits ?? [], identifiers: input.identifiers ?? DEFAULT_IDENTIFIERS,
+        id: `act_${crypto.randomUUID()}`, workspaceId, destinationId: destination.id, audienceKey: input.audience, ...fieldsOf(input),
         after: last, syncAfter: (input.sync ?? 'members') === 'members' ? '' : null, syncChange: last, createdAt: now, createdBy: by,
       };
       store.createActivation(a);

@@ -1,6 +1,7 @@
-import { expandRecord, type StoredEvent } from '../ingest/event-view.ts';
+import { eventId, expandRecord, type StoredEvent } from '../ingest/event-view.ts';
 import { isObject } from '../json.ts';
 import type { ProfileReader } from '../profiles/ports.ts';
+import { consentOf } from '../profiles/stage.ts';
 import { decodeMeta, type EventMeta } from '../store/event-meta.ts';
 import type { Activation, ActivationStore, Delivery, DeliveryChange, DeliveryStatus, DeliveryUpdate, Destination, EventLog, EventStream, QueuedDelivery } from '../store/ports.ts';
 import { signature, type Poster } from './webhook.ts';
@@ -22,13 +23,14 @@ export type DelivererOptions = {
   retryBaseMs: number;
   /** Requests in flight per destination. */
   perDestination: number;
-  intervalMs?: number;
   now?: () => number;
   onOutcome?: (outcome: DeliveryOutcome) => void;
   onError?: (err: unknown) => void;
 };
 
 const HOUR = 3_600_000;
+/** How often the queue is filled from the feeds and due deliveries are started (also whenever an attempt ends). */
+const TURN_MS = 20;
 /** Audience changes read per activation and turn. */
 const CHANGES_PER_TURN = 1000;
 /** The feed of consent changes, in the store's cursors. */
@@ -52,12 +54,6 @@ export function streamWants(stream: Pick<EventStream, 'types' | 'events'>, v: Ev
   if (v.status !== 'accepted' && v.status !== 'flagged') return false;
   if (stream.types.length > 0 && !stream.types.includes(v.type)) return false;
   return v.type !== 'track' || stream.events.length === 0 || (v.event !== undefined && stream.events.includes(v.event));
-}
-
-/** Segment's consent preferences on an event (`context.consent.categoryPreferences`). */
-function eventConsents(payload: Record<string, unknown>): Record<string, boolean> {
-  const prefs = isObject(payload.context) && isObject(payload.context.consent) ? payload.context.consent.categoryPreferences : undefined;
-  return isObject(prefs) ? Object.fromEntries(Object.entries(prefs).filter(([, v]) => typeof v === 'boolean')) as Record<string, boolean> : {};
 }
 
 /** An HTTP status the receiver may answer differently later (else the delivery is dead at once). */
@@ -104,7 +100,7 @@ export class Deliverer {
   }
 
   start(): void {
-    this.#timer = setInterval(() => this.turn(), this.#o.intervalMs ?? 20);
+    this.#timer = setInterval(() => this.turn(), TURN_MS);
     this.#timer.unref();
   }
 
@@ -214,7 +210,7 @@ export class Deliverer {
       for (const r of records) {
         if (r.workspaceId !== stream.workspaceId || r.kind === 'admin' || (stream.sourceId !== null && r.sourceId !== stream.sourceId)) continue;
         decodeMeta(r.meta).forEach((v, i) => {
-          if (streamWants(stream, v)) events.push({ profileId: v.userId !== undefined ? `user_id:${v.userId}` : `anonymous_id:${v.anonymousId ?? ''}`, at: v.timestamp, eventId: `${r.id}.${i}` });
+          if (streamWants(stream, v)) events.push({ profileId: v.userId !== undefined ? `user_id:${v.userId}` : `anonymous_id:${v.anonymousId ?? ''}`, at: v.timestamp, eventId: eventId(r.id, i) });
         });
       }
       const upTo = records.at(-1)!.id;
@@ -301,6 +297,10 @@ export class Deliverer {
     this.#o.onOutcome?.(outcome);
   }
 
+  #suppress(d: Delivery, destination: Destination): void {
+    this.#finish(d, 'suppressed', 'suppressed', { lastError: `no consent for ${destination.purposes.join(', ')} (${destination.consentMode})` });
+  }
+
   async #attempt(d: Delivery, destination: Destination): Promise<void> {
     const body = d.kind === 'event' ? this.#eventBody(d, destination) : this.#audienceBody(d, destination);
     if (body === undefined) return;
@@ -325,9 +325,7 @@ export class Deliverer {
     const activation = this.#activations.get(d.activationId);
     if (!activation) return void this.#finish(d, 'cancelled', 'cancelled', { lastError: 'the activation was deleted' });
     const profileId = profiles.liveProfileOf(d.profileId) ?? d.profileId;
-    if (d.kind === 'audience_entered' && !consented(destination, profiles.consents(profileId))) {
-      return void this.#finish(d, 'suppressed', 'suppressed', { lastError: `no consent for ${destination.purposes.join(', ')} (${destination.consentMode})` });
-    }
+    if (d.kind === 'audience_entered' && !consented(destination, profiles.consents(profileId))) return void this.#suppress(d, destination);
     // The destination's view: an exit only of someone it has, an entry only of someone it has not.
     const holds = store.lastKind(activation.id, d.profileId, false) === 'audience_entered';
     if (d.kind === 'audience_exited' && !holds) return void this.#finish(d, 'skipped', 'skipped', { lastError: 'the destination does not have this profile' });
@@ -344,8 +342,8 @@ export class Deliverer {
     // The profile's consent as the stage left it after this event; the event's own without a profile.
     const colon = d.profileId.indexOf(':');
     const profileId = profiles.profileOf(d.workspaceId, { type: d.profileId.slice(0, colon), value: d.profileId.slice(colon + 1) });
-    const consents = profileId ? profiles.consents(profileId) : eventConsents(event.payload);
-    if (!consented(destination, consents)) return void this.#finish(d, 'suppressed', 'suppressed', { lastError: `no consent for ${destination.purposes.join(', ')} (${destination.consentMode})` });
+    const consents = profileId ? profiles.consents(profileId) : (isObject(event.payload.context) && consentOf(event.payload.context)) || {};
+    if (!consented(destination, consents)) return void this.#suppress(d, destination);
     return d.body ?? JSON.stringify({ id: `dlv_${d.id}`, type: 'event', workspaceId: d.workspaceId, eventId: event.id, sourceId: event.sourceId, event: event.payload });
   }
 

@@ -1,11 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import { TandemError } from '../errors.ts';
 import { before } from '../governance/audit.ts';
-import { settingsOf } from '../governance/change-routes.ts';
 import type { Masker } from '../governance/pii.ts';
 import { isObject, type Json } from '../json.ts';
 import type { AccessStore, Activation, ActivationStore, Delivery, DeliveryStatus, Destination, EventLog, EventStream, Token } from '../store/ports.ts';
-import { ACTIVATION_FIELDS_SCHEMA, ACTIVATION_SCHEMA, DESTINATION_SCHEMA, type ActivationAdmin, type ActivationFields, type ActivationInput, type DestinationInput } from './admin.ts';
+import { ACTIVATION_FIELDS_SCHEMA, ACTIVATION_SCHEMA, DESTINATION_SCHEMA, NO_FIELDS, type ActivationAdmin, type ActivationFields, type ActivationInput, type DestinationInput } from './admin.ts';
 import { newSecret } from './webhook.ts';
 
 export type ActivationRouteDeps = {
@@ -83,6 +82,12 @@ export async function activationRoutes(app: FastifyInstance, deps: ActivationRou
     return x;
   };
   const find = (workspaceId: string, id: string) => found(store.destination(workspaceId, id));
+  /** Personal data the workspace wants reviewed goes through a change request, unless an approver makes the change. */
+  const unlessReviewed = (token: Token, pii: string[], kind: 'activation' | 'activation_fields') => {
+    if (pii.length > 0 && !deps.can(token, 'changes:approve')) {
+      throw new TandemError('approval_required', `Sending ${pii.join(', ')} to a destination needs an engineer's approval: propose it with POST /api/v1/change-requests (kind "${kind}").`);
+    }
+  };
 
   app.get('/api/v1/destinations', async (req) => {
     const token = deps.authorize(req.headers.authorization, 'destinations:read');
@@ -201,10 +206,7 @@ export async function activationRoutes(app: FastifyInstance, deps: ActivationRou
 
   app.post<{ Body: ActivationInput }>('/api/v1/activations', { schema: { body: ACTIVATION_SCHEMA } }, async (req, reply) => {
     const token = deps.authorize(req.headers.authorization, 'activations:manage');
-    const pii = admin.piiOf(token.workspaceId, req.body);
-    if (pii.length > 0 && settingsOf(deps.access, token.workspaceId).approvalRequired.pii_to_destination && !deps.can(token, 'changes:approve')) {
-      throw new TandemError('approval_required', `Sending ${pii.join(', ')} to a destination needs an engineer's approval: propose it with POST /api/v1/change-requests (kind "activation").`);
-    }
+    unlessReviewed(token, admin.reviewedPii(token.workspaceId, NO_FIELDS, req.body), 'activation');
     return reply.code(201).send(describeActivation(admin.createActivation(token.workspaceId, req.body, token.id)));
   });
 
@@ -216,10 +218,7 @@ export async function activationRoutes(app: FastifyInstance, deps: ActivationRou
   app.patch<{ Params: { id: string }; Body: ActivationFields }>('/api/v1/activations/:id', { schema: { body: ACTIVATION_FIELDS_SCHEMA } }, async (req) => {
     const token = deps.authorize(req.headers.authorization, 'activations:manage');
     const a = found(store.activation(token.workspaceId, req.params.id));
-    const added = admin.piiAdded(token.workspaceId, a, { traits: req.body.traits ?? a.traits, identifiers: req.body.identifiers ?? a.identifiers });
-    if (added.length > 0 && settingsOf(deps.access, token.workspaceId).approvalRequired.pii_to_destination && !deps.can(token, 'changes:approve')) {
-      throw new TandemError('approval_required', `Sending ${added.join(', ')} to a destination needs an engineer's approval: propose it with POST /api/v1/change-requests (kind "activation_fields").`);
-    }
+    unlessReviewed(token, admin.reviewedPii(token.workspaceId, a, { traits: req.body.traits ?? a.traits, identifiers: req.body.identifiers ?? a.identifiers }), 'activation_fields');
     before(req, describeActivation(a));
     return describeActivation(admin.setFields(token.workspaceId, a, req.body));
   });

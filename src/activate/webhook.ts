@@ -131,9 +131,9 @@ export function createPoster(options: { allow: AllowList; timeoutMs: number; use
         method: 'POST',
         agent: agents[url.protocol as 'http:' | 'https:'],
         lookup,
-        timeout: options.timeoutMs,
         headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'user-agent': options.userAgent, ...headers },
       });
+      // The whole exchange, connecting included, within the timeout.
       const timer = setTimeout(() => req.destroy(new Error(`no answer within ${options.timeoutMs} ms`)), options.timeoutMs);
       req.on('response', (res: IncomingMessage) => {
         // Only the status matters: the body is read and dropped, and a long one cuts the connection.
@@ -147,7 +147,6 @@ export function createPoster(options: { allow: AllowList; timeoutMs: number; use
         const retryAfter = Number(res.headers['retry-after']);
         resolve({ status: res.statusCode ?? 0, ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfterMs: retryAfter * 1000 } : {}) });
       });
-      req.on('timeout', () => req.destroy(new Error(`no answer within ${options.timeoutMs} ms`)));
       req.on('error', (err: Error & { code?: string }) => {
         clearTimeout(timer);
         resolve({ error: err.message, blocked: err instanceof BlockedDestination || err.code === 'EBLOCKED' });

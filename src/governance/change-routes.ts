@@ -1,10 +1,10 @@
 import type { FastifyInstance } from 'fastify';
-import { ACTIVATION_FIELDS_SCHEMA, ACTIVATION_SCHEMA, DESTINATION_SCHEMA, type ActivationAdmin, type ActivationFields, type ActivationInput, type DestinationInput } from '../activate/admin.ts';
+import { ACTIVATION_FIELDS_SCHEMA, ACTIVATION_SCHEMA, DESTINATION_SCHEMA, fieldsOf, NO_FIELDS, type ActivationAdmin, type ActivationFields, type ActivationInput, type DestinationInput } from '../activate/admin.ts';
 import { TandemError } from '../errors.ts';
 import { forRecentVerdicts } from '../ingest/event-view.ts';
 import type { AccessStore, ActivationStore, ChangeRequest, EventLog, Token } from '../store/ports.ts';
 import type { ProfileReader } from '../profiles/ports.ts';
-import { diffPlans, referencing, touchedEvents } from './changes.ts';
+import { DEFAULT_APPROVAL, diffPlans, referencing, settingsOf, touchedEvents, type GovernanceSettings } from './changes.ts';
 import { compilePlan, PLAN_SCHEMA, PlanError, type PlanDefinition } from './tracking-plan.ts';
 
 export type ChangeDeps = {
@@ -20,18 +20,6 @@ export type ChangeDeps = {
 
 const KINDS = ['tracking_plan', 'destination', 'activation', 'activation_fields'] as const;
 type Kind = (typeof KINDS)[number];
-
-/**
- * Which changes a workspace wants reviewed before they apply: tracking plan changes, new
- * destinations, and activations that would send personal data to a destination.
- */
-export type GovernanceSettings = { approvalRequired: { tracking_plan: boolean; destination: boolean; pii_to_destination: boolean } };
-const DEFAULT_APPROVAL: GovernanceSettings['approvalRequired'] = { tracking_plan: true, destination: true, pii_to_destination: true };
-
-export function settingsOf(access: AccessStore, workspaceId: string): GovernanceSettings {
-  const stored = JSON.parse(access.governanceSettings(workspaceId) ?? '{}') as Partial<GovernanceSettings>;
-  return { approvalRequired: { ...DEFAULT_APPROVAL, ...stored.approvalRequired } };
-}
 
 const DAY = 86_400_000;
 /** Log records read at most to count an event's volume. */
@@ -64,6 +52,25 @@ export async function changeRoutes(app: FastifyInstance, deps: ChangeDeps): Prom
   }
 
   const destinationName = (workspaceId: string, id: string) => deps.activationStore.destination(workspaceId, id)?.name ?? id;
+  const proposedActivation = (c: ChangeRequest) => (JSON.parse(c.proposal) as { definition: ActivationInput }).definition;
+  const proposedFields = (c: ChangeRequest) => JSON.parse(c.proposal) as { definition: Required<ActivationFields>; base: Required<ActivationFields> };
+
+  /**
+   * What an activation's fields going from `from` to `to` touch: its audience, the computed traits
+   * it starts sending, its destination, what it would have sent over the last week (the audience's
+   * entries and exits), and personal data added and removed.
+   */
+  function activationImpact(workspaceId: string, audience: string | undefined, destinationId: string | undefined, from: Required<ActivationFields>, to: Required<ActivationFields>): Described['impact'] {
+    const computed = new Set(deps.profiles.computedTraits(workspaceId).map((t) => t.key));
+    const since = deps.now() - 7 * DAY;
+    return {
+      audiences: audience ? [audience] : [],
+      computedTraits: to.traits.filter((t) => !from.traits.includes(t) && computed.has(t)),
+      destinations: destinationId ? [destinationName(workspaceId, destinationId)] : [],
+      volume_7d: audience ? { [audience]: deps.profiles.audienceHistory(workspaceId, audience, VOLUME_CHANGES).filter((h) => h.at >= since).length } : {},
+      pii: { added: deps.activations.piiAdded(workspaceId, from, to), removed: deps.activations.piiAdded(workspaceId, to, from) },
+    };
+  }
 
   const KIND: Record<Kind, { propose(token: Token, body: ProposeBody): Proposal; needsReview(c: ChangeRequest): boolean; describe(c: ChangeRequest): Described; apply(c: ChangeRequest): { version?: number; ref?: string } }> = {
     tracking_plan: {
@@ -127,29 +134,13 @@ export async function changeRoutes(app: FastifyInstance, deps: ChangeDeps): Prom
         if (!deps.profiles.audiences(token.workspaceId).some((x) => x.key === a.audience)) throw new TandemError('not_found', `No audience ${JSON.stringify(a.audience)}.`);
         return { target: `${destination.name}/${a.audience}`, proposal: { definition: { ...a, destination: destination.id } }, baseVersion: null };
       },
-      needsReview(c) {
-        const a = (JSON.parse(c.proposal) as { definition: ActivationInput }).definition;
-        return settingsOf(access, c.workspaceId).approvalRequired.pii_to_destination && deps.activations.piiOf(c.workspaceId, a).length > 0;
-      },
+      needsReview: (c) => deps.activations.reviewedPii(c.workspaceId, NO_FIELDS, proposedActivation(c)).length > 0,
       describe(c) {
-        const a = (JSON.parse(c.proposal) as { definition: ActivationInput }).definition;
-        const name = destinationName(c.workspaceId, a.destination);
-        const computed = new Set(deps.profiles.computedTraits(c.workspaceId).map((t) => t.key));
-        const since = deps.now() - 7 * DAY;
-        // What it would have sent over the last week: the audience's entries and exits.
-        const changes = deps.profiles.audienceHistory(c.workspaceId, a.audience, VOLUME_CHANGES).filter((h) => h.at >= since).length;
-        return {
-          diff: { activations: { added: [{ destination: name, audience: a.audience, traits: a.traits ?? [], identifiers: a.identifiers ?? ['user_id', 'anonymous_id'] }], removed: [] } },
-          impact: {
-            audiences: [a.audience],
-            computedTraits: (a.traits ?? []).filter((t) => computed.has(t)),
-            destinations: [name],
-            volume_7d: { [a.audience]: changes },
-            pii: { added: deps.activations.piiOf(c.workspaceId, a), removed: [] },
-          },
-        };
+        const a = proposedActivation(c);
+        const diff = { activations: { added: [{ destination: destinationName(c.workspaceId, a.destination), audience: a.audience, ...fieldsOf(a) }], removed: [] } };
+        return { diff, impact: activationImpact(c.workspaceId, a.audience, a.destination, NO_FIELDS, fieldsOf(a)) };
       },
-      apply: (c) => ({ ref: deps.activations.createActivation(c.workspaceId, (JSON.parse(c.proposal) as { definition: ActivationInput }).definition, c.proposedBy).id }),
+      apply: (c) => ({ ref: deps.activations.createActivation(c.workspaceId, proposedActivation(c), c.proposedBy).id }),
     },
     // Traits or identifier types added to (or taken from) an activation that exists.
     activation_fields: {
@@ -161,30 +152,18 @@ export async function changeRoutes(app: FastifyInstance, deps: ChangeDeps): Prom
         return { target: a.id, proposal: { definition: { traits: fields.traits ?? a.traits, identifiers: fields.identifiers ?? a.identifiers }, base: { traits: a.traits, identifiers: a.identifiers } }, baseVersion: null };
       },
       needsReview(c) {
-        const p = JSON.parse(c.proposal) as { definition: Required<ActivationFields>; base: Required<ActivationFields> };
-        return settingsOf(access, c.workspaceId).approvalRequired.pii_to_destination && deps.activations.piiAdded(c.workspaceId, p.base, p.definition).length > 0;
+        const p = proposedFields(c);
+        return deps.activations.reviewedPii(c.workspaceId, p.base, p.definition).length > 0;
       },
       describe(c) {
-        const p = JSON.parse(c.proposal) as { definition: Required<ActivationFields>; base: Required<ActivationFields> };
+        const p = proposedFields(c);
         const a = deps.activationStore.activation(c.workspaceId, c.target);
         const change = (from: string[], to: string[]) => ({ added: to.filter((x) => !from.includes(x)), removed: from.filter((x) => !to.includes(x)) });
-        const computed = new Set(deps.profiles.computedTraits(c.workspaceId).map((t) => t.key));
-        const since = deps.now() - 7 * DAY;
-        const audience = a?.audienceKey;
         const diff = { activation: c.target, traits: change(p.base.traits, p.definition.traits), identifiers: change(p.base.identifiers, p.definition.identifiers) };
-        return {
-          diff,
-          impact: {
-            audiences: audience ? [audience] : [],
-            computedTraits: diff.traits.added.filter((t) => computed.has(t)),
-            destinations: a ? [destinationName(c.workspaceId, a.destinationId)] : [],
-            volume_7d: audience ? { [audience]: deps.profiles.audienceHistory(c.workspaceId, audience, VOLUME_CHANGES).filter((h) => h.at >= since).length } : {},
-            pii: { added: deps.activations.piiAdded(c.workspaceId, p.base, p.definition), removed: deps.activations.piiAdded(c.workspaceId, p.definition, p.base) },
-          },
-        };
+        return { diff, impact: activationImpact(c.workspaceId, a?.audienceKey, a?.destinationId, p.base, p.definition) };
       },
       apply(c) {
-        const p = JSON.parse(c.proposal) as { definition: Required<ActivationFields>; base: Required<ActivationFields> };
+        const p = proposedFields(c);
         const a = deps.activationStore.activation(c.workspaceId, c.target);
         if (!a) throw new TandemError('not_found', 'The activation was deleted.');
         if (JSON.stringify([a.traits, a.identifiers]) !== JSON.stringify([p.base.traits, p.base.identifiers])) throw new TandemError('stale_change', 'The activation changed since the request was made; propose it again.');

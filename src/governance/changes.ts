@@ -2,6 +2,7 @@ import { isObject, type Json } from '../json.ts';
 import type { Audience, AudienceNode } from '../audiences/definition.ts';
 import type { ComputedTrait } from '../profiles/computed-traits.ts';
 import type { PlanDefinition } from './tracking-plan.ts';
+import type { AccessStore } from '../store/ports.ts';
 
 /**
  * What a change to a tracking plan does: events (track, page, screen names) added, removed or
@@ -84,4 +85,16 @@ export function referencing(d: PlanDiff, audiences: Audience[], traits: Computed
     audiences: audiences.filter((a) => readsEvent(a.definition)).map((a) => a.key),
     computedTraits: traits.filter((t) => !t.key.startsWith('__') && events.has(t.event)).map((t) => t.key),
   };
+}
+
+/**
+ * Which changes a workspace wants reviewed before they apply: tracking plan changes, new
+ * destinations, and activations that would send personal data to a destination.
+ */
+export type GovernanceSettings = { approvalRequired: { tracking_plan: boolean; destination: boolean; pii_to_destination: boolean } };
+export const DEFAULT_APPROVAL: GovernanceSettings['approvalRequired'] = { tracking_plan: true, destination: true, pii_to_destination: true };
+
+export function settingsOf(access: AccessStore, workspaceId: string): GovernanceSettings {
+  const stored = JSON.parse(access.governanceSettings(workspaceId) ?? '{}') as Partial<GovernanceSettings>;
+  return { approvalRequired: { ...DEFAULT_APPROVAL, ...stored.approvalRequired } };
 }

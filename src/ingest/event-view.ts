@@ -22,7 +22,8 @@ export type StoredEvent = {
 /** Fields the server owns: whatever the client sent under these names is replaced or dropped. */
 const SERVER_OWNED = ['writeKey', 'receivedAt', 'workspaceId', 'sourceId', 'projectId'];
 
-const eventId = (recordId: number, index: number): string => `${recordId}.${index}`;
+/** An event's id: its log record and its place in the record's body. */
+export const eventId = (recordId: number, index: number): string => `${recordId}.${index}`;
 
 /** The events of one log record whose verdicts pass `keep` and whose index is below `below`, in body order. */
 export function selectEvents(record: LogRecord, keep: (v: EventMeta) => boolean, below = Infinity): { total: number; events: StoredEvent[] } {

@@ -24,7 +24,7 @@ const EVENT_CONDITION = '__ev_';
 const NOTHING_BUILDING = { audiences: new Set<string>(), traits: new Set<string>() };
 
 /** Segment's consent preferences, `context.consent.categoryPreferences`: purpose → granted. */
-function consentOf(context: Record<string, unknown>): Record<string, boolean> | undefined {
+export function consentOf(context: Record<string, unknown>): Record<string, boolean> | undefined {
   const consent = context.consent;
   if (!isObject(consent) || !isObject(consent.categoryPreferences)) return undefined;
   const out: Record<string, boolean> = {};

@@ -76,6 +76,19 @@ export class SqliteActivationStore implements ActivationStore {
       ORDER BY d.next_at, d.id LIMIT ?`);
   }
 
+  /** One row of a workspace's destinations, activations or event streams, by id. */
+  #one<R, T>(table: string, to: (row: R) => T, workspaceId: string, id: string): T | undefined {
+    const row = this.#db.prepare(`SELECT * FROM ${table} WHERE workspace_id = ? AND id = ?`).get(workspaceId, id) as R | undefined;
+    return row && to(row);
+  }
+
+  /** A workspace's rows of one of those tables (every workspace's without one), oldest first. */
+  #list<R, T>(table: string, to: (row: R) => T, workspaceId?: string): T[] {
+    const order = 'ORDER BY created_at, id';
+    const rows = workspaceId === undefined ? this.#db.prepare(`SELECT * FROM ${table} ${order}`).all() : this.#db.prepare(`SELECT * FROM ${table} WHERE workspace_id = ? ${order}`).all(workspaceId);
+    return (rows as R[]).map(to);
+  }
+
   /** Durable transactions are the admin API's changes to destinations and activations: they move the version. */
   #transaction<T>(fn: () => T, durable = false): T {
     if (durable) this.#version++;
@@ -96,13 +109,11 @@ export class SqliteActivationStore implements ActivationStore {
   }
 
   destination(workspaceId: string, id: string): Destination | undefined {
-    const row = this.#db.prepare('SELECT * FROM destinations WHERE workspace_id = ? AND id = ?').get(workspaceId, id) as DestinationRow | undefined;
-    return row && toDestination(row);
+    return this.#one('destinations', toDestination, workspaceId, id);
   }
 
   destinations(workspaceId?: string): Destination[] {
-    const rows = workspaceId === undefined ? this.#db.prepare('SELECT * FROM destinations ORDER BY created_at, id').all() : this.#db.prepare('SELECT * FROM destinations WHERE workspace_id = ? ORDER BY created_at, id').all(workspaceId);
-    return (rows as DestinationRow[]).map(toDestination);
+    return this.#list('destinations', toDestination, workspaceId);
   }
 
   deleteDestination(workspaceId: string, id: string): boolean {
@@ -160,13 +171,11 @@ export class SqliteActivationStore implements ActivationStore {
   }
 
   stream(workspaceId: string, id: string): EventStream | undefined {
-    const row = this.#db.prepare('SELECT * FROM event_streams WHERE workspace_id = ? AND id = ?').get(workspaceId, id) as StreamRow | undefined;
-    return row && toStream(row);
+    return this.#one('event_streams', toStream, workspaceId, id);
   }
 
   streams(workspaceId?: string): EventStream[] {
-    const rows = workspaceId === undefined ? this.#db.prepare('SELECT * FROM event_streams ORDER BY created_at, id').all() : this.#db.prepare('SELECT * FROM event_streams WHERE workspace_id = ? ORDER BY created_at, id').all(workspaceId);
-    return (rows as StreamRow[]).map(toStream);
+    return this.#list('event_streams', toStream, workspaceId);
   }
 
   deleteStream(workspaceId: string, id: string): boolean {
@@ -186,13 +195,11 @@ export class SqliteActivationStore implements ActivationStore {
   }
 
   activation(workspaceId: string, id: string): Activation | undefined {
-    const row = this.#db.prepare('SELECT * FROM activations WHERE workspace_id = ? AND id = ?').get(workspaceId, id) as ActivationRow | undefined;
-    return row && toActivation(row);
+    return this.#one('activations', toActivation, workspaceId, id);
   }
 
   activations(workspaceId?: string): Activation[] {
-    const rows = workspaceId === undefined ? this.#db.prepare('SELECT * FROM activations ORDER BY created_at, id').all() : this.#db.prepare('SELECT * FROM activations WHERE workspace_id = ? ORDER BY created_at, id').all(workspaceId);
-    return (rows as ActivationRow[]).map(toActivation);
+    return this.#list('activations', toActivation, workspaceId);
   }
 
   deleteActivation(workspaceId: string, id: string): boolean {
