@@ -1,7 +1,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { createAccessAdmin } from './access/admin.ts';
-import { authorize, authorizeBasic, createCredentials, PERMISSIONS, type Permission } from './access/credentials.ts';
+import { allows, authorize, authorizeBasic, createCredentials, type Permission } from './access/credentials.ts';
 import { createActivationAdmin } from './activate/admin.ts';
 import { activationRoutes } from './activate/routes.ts';
 import { parseAllowList } from './activate/webhook.ts';
@@ -26,7 +26,7 @@ import { openApiDocument } from './ops/openapi.ts';
 import { audienceRoutes } from './audiences/routes.ts';
 import { createAdminEvents, profileAdminRoutes } from './profiles/admin-routes.ts';
 import { profileApi } from './profiles/profile-api.ts';
-import type { Stores, Token } from './store/ports.ts';
+import type { Stores } from './store/ports.ts';
 
 export type AppDeps = {
   stores: Stores;
@@ -178,8 +178,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       maskerFor,
     });
     const activations = createActivationAdmin({ store: stores.activation, profiles: stores.profiles, access: stores.access, allow: parseAllowList(config.destinationAllowHosts), now });
-    const can = (token: Token, permission: Permission) => (PERMISSIONS[permission] as readonly string[]).includes(token.role);
-    await activationRoutes(admin, { store: stores.activation, access: stores.access, admin: activations, authorize: check, can, maskerFor, log: stores.log, now });
+    await activationRoutes(admin, { store: stores.activation, access: stores.access, admin: activations, authorize: check, can: allows, maskerFor, log: stores.log, now });
     await changeRoutes(admin, { access: stores.access, log: stores.log, profiles: stores.profiles, activations, activationStore: stores.activation, invalidate: credentials.invalidate, authorize: check, now });
     await valueRoutes(admin, { profiles: stores.profiles, dataDir: config.dataDir, authorize: check, adminEvent, refreshMs: config.clvRefreshMs, now });
     let document: ReturnType<typeof openApiDocument> | undefined;

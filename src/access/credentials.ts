@@ -99,13 +99,16 @@ export function createCredentials(store: AccessStore) {
 export type Credentials = ReturnType<typeof createCredentials>;
 export type SourcePlan = { key: string; version: number; enforcement: Enforcement; check: PlanCheck };
 
+/** Whether a token's role has a permission. */
+export const allows = (token: Pick<Token, 'role'>, permission: Permission): boolean => (PERMISSIONS[permission] as readonly Role[]).includes(token.role);
+
 /** Parses `Authorization: Bearer <token>` and checks the permission; throws 401/403 codes. */
 export function authorize(credentials: Credentials, header: string | undefined, permission: Permission): Token {
   const match = header ? /^Bearer ([\x21-\x7e]{1,512})$/.exec(header) : null;
   if (!match) throw new TandemError('unauthorized');
   const token = credentials.token(match[1]!);
   if (!token) throw new TandemError('unauthorized');
-  if (!(PERMISSIONS[permission] as readonly Role[]).includes(token.role)) throw new TandemError('forbidden');
+  if (!allows(token, permission)) throw new TandemError('forbidden');
   return token;
 }
 
@@ -114,7 +117,7 @@ export function authorizeBasic(credentials: Credentials, header: string | undefi
   const username = basicUsername(header);
   const token = username ? credentials.token(username) : undefined;
   if (!token) throw new TandemError('unauthorized');
-  if (!(PERMISSIONS[permission] as readonly Role[]).includes(token.role)) throw new TandemError('forbidden');
+  if (!allows(token, permission)) throw new TandemError('forbidden');
   return token;
 }
 

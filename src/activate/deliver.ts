@@ -41,7 +41,7 @@ const READ_AHEAD = 256;
 const RECORDS_PER_TURN = 200;
 /** Log records whose parsed events are kept for event deliveries. */
 const PARSED_RECORDS = 32;
-/** Members an activation's first sync queues per turn (~6 ms of inserts; 25,000 a second). */
+/** Members an activation's first sync queues per turn (~6 ms of inserts at the 12.7 µs a row measured on the store alone). */
 const SYNC_PAGE = 500;
 
 /** Whether a profile's consents let a destination receive it. */
