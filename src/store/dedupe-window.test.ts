@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DedupeWindow } from './dedupe-window.ts';
 
-test('a window larger than one map spreads over several, and answers as one map would', () => {
+test('a window answers as a map of ids would, through growth, releases, expiry and pruning', () => {
   const HOUR = 3_600_000;
-  const window = new DedupeWindow(HOUR, 3);
+  const window = new DedupeWindow(HOUR, 4);
   const ids = Array.from({ length: 10 }, (_, i) => `m${i}`);
   ids.forEach((id, i) => assert.equal(window.claim('w', id, i), true, id));
   assert.equal(window.size('w'), 10);
@@ -16,12 +16,25 @@ test('a window larger than one map spreads over several, and answers as one map 
   window.prune(HOUR + 5);
   assert.equal(window.size('w'), 6, 'pruning drops the expired: m1, m2, m3, m5');
   for (const id of ['m6', 'm7', 'm8', 'm9', 'm4', 'm0']) assert.equal(window.claim('w', id, HOUR + 5), false, id);
+  for (const id of ['m1', 'm2', 'm3', 'm5']) assert.equal(window.claim('w', id, HOUR + 5), true, `${id} was pruned`);
+  assert.throws(() => new DedupeWindow(HOUR, 3), RangeError);
 });
 
-test('a day at ~200 events/s: more ids than one V8 Map can hold (2^24), no RangeError (~20 s, ~2 GB)', () => {
+test('expired ids give their slots to new ones: a steady flow keeps the table from growing', () => {
+  const window = new DedupeWindow(1000, 1024);
+  // 100 ids a millisecond-step, 1,000 steps a window: ~100,000 held at any time, 2 million over 20 windows.
+  for (let i = 0; i < 2_000_000; i++) assert.ok(window.claim('w', `id-${i}`, Math.floor(i / 100)));
+  const held = window.size('w');
+  assert.ok(held >= 100_000 && held < 400_000, `held ${held}: expired ids are reused or dropped as they go`);
+  for (let i = 1_999_000; i < 2_000_000; i++) assert.equal(window.claim('w', `id-${i}`, 19_999), false, 'the recent ones are still held');
+  assert.equal(window.claim('w', 'id-0', 19_999), true, 'the old ones are not');
+});
+
+test('a day at ~200 events/s: more ids than one V8 Map could hold (2^24), each still found (~10 s, ~700 MB)', () => {
   const window = new DedupeWindow(86_400_000);
   for (let i = 0; i < 17_000_000; i++) window.claim('w', `id-${i}`, 0);
   assert.equal(window.size('w'), 17_000_000);
+  for (let i = 0; i < 17_000_000; i += 1000) assert.equal(window.claim('w', `id-${i}`, 1), false);
 });
 
 test('property: a window loaded from stored entries answers as one that claimed them as they arrived', async () => {

@@ -1,65 +1,53 @@
+import { randomBytes } from 'node:crypto';
 import { markDuplicates, messageIdsOf } from './event-meta.ts';
 
 /**
  * Which messageIds were appended within the window, per workspace: the log's idempotency
  * memory. In memory for speed, filled from the log when the writer starts, so a restart
- * forgets nothing. Entries are kept in arrival order, so pruning only looks at the oldest. A
- * window of more than GENERATION_SIZE ids (V8 caps a Map at 2^24 entries; ~194 events/s fill
- * that in a day) spreads over several maps. Memory, ~100 bytes per id, is the limit that remains.
+ * forgets nothing.
+ *
+ * Each workspace's ids live in an open-addressing hash table over typed arrays: a 96-bit
+ * fingerprint of the id (a 128-bit hash, cut) picks its home slot and is kept, beside the time
+ * it was received. Nothing in it is a JavaScript object, so the garbage collector has
+ * nothing to trace however many millions of ids it holds (a `Map` of id strings cost the log
+ * writer more in GC and look-ups than its SQLite inserts). Two different ids share a
+ * fingerprint with odds of about n²/2^96 (10^-13 for 100 million ids in the window).
+ *
+ * An id received at or before `receivedAt − window` counts as absent; its slot is reused by a
+ * new id whose probe passes it, and dropped when the table is rebuilt, which happens when
+ * three quarters of the slots are taken (20 bytes a slot: 27–80 bytes per id held).
  */
-/** V8's Map holds at most 2^24 entries; a workspace's window spreads over maps of at most this many. */
-export const GENERATION_SIZE = 1 << 23;
-
 export class DedupeWindow {
   readonly #windowMs: number;
-  readonly #generationSize: number;
-  /** Per workspace, maps of id → receivedAt, oldest first; only the newest takes new ids. */
-  readonly #workspaces = new Map<string, Array<Map<string, number>>>();
+  readonly #initialSlots: number;
+  readonly #tables = new Map<string, IdTable>();
 
-  constructor(windowMs: number, generationSize = GENERATION_SIZE) {
+  /** `initialSlots`: a new workspace's table size (a power of two); tests use small ones. */
+  constructor(windowMs: number, initialSlots = 1024) {
+    if (!(initialSlots >= 1 && (initialSlots & (initialSlots - 1)) === 0)) throw new RangeError('initialSlots must be a power of two');
     this.#windowMs = windowMs;
-    this.#generationSize = generationSize;
+    this.#initialSlots = initialSlots;
   }
 
-  #generations(workspaceId: string): Array<Map<string, number>> {
-    let generations = this.#workspaces.get(workspaceId);
-    if (!generations) this.#workspaces.set(workspaceId, (generations = [new Map()]));
-    return generations;
+  #table(workspaceId: string): IdTable {
+    let table = this.#tables.get(workspaceId);
+    if (!table) this.#tables.set(workspaceId, (table = new IdTable(this.#initialSlots)));
+    return table;
   }
 
   /** True when the id is new in the window (and is now claimed); false for a duplicate. */
   claim(workspaceId: string, messageId: string, receivedAt: number): boolean {
-    const generations = this.#generations(workspaceId);
-    for (let g = generations.length - 1; g >= 0; g--) {
-      const at = generations[g]!.get(messageId);
-      if (at === undefined) continue;
-      if (at > receivedAt - this.#windowMs) return false;
-      generations[g]!.delete(messageId);
-      break;
-    }
-    this.#remember(generations, messageId, receivedAt);
-    return true;
+    return this.#table(workspaceId).claim(messageId, receivedAt, receivedAt - this.#windowMs);
   }
 
-  /** Puts the id last in the newest map (arrival order is what prune relies on). */
-  #remember(generations: Array<Map<string, number>>, messageId: string, receivedAt: number): void {
-    let newest = generations[generations.length - 1]!;
-    if (newest.size >= this.#generationSize) generations.push((newest = new Map()));
-    const size = newest.size;
-    newest.set(messageId, receivedAt);
-    // Already there (a replayed id seen again): move it to the end.
-    if (newest.size === size) newest.delete(messageId), newest.set(messageId, receivedAt);
-  }
-
-  /** Forgets a claim whose events were not committed (the newest entry of the id), so the client's retry is accepted. */
+  /** Forgets a claim whose events were not committed, so the client's retry is accepted. */
   release(workspaceId: string, messageId: string): void {
-    const generations = this.#workspaces.get(workspaceId) ?? [];
-    for (let g = generations.length - 1; g >= 0; g--) if (generations[g]!.delete(messageId)) return;
+    this.#tables.get(workspaceId)?.release(messageId);
   }
 
-  /** How many ids the window holds for a workspace. */
+  /** How many ids the table holds for a workspace (expired ones included until a rebuild or prune drops them). */
   size(workspaceId: string): number {
-    return (this.#workspaces.get(workspaceId) ?? []).reduce((n, seen) => n + seen.size, 0);
+    return this.#tables.get(workspaceId)?.held ?? 0;
   }
 
   /**
@@ -67,11 +55,13 @@ export class DedupeWindow {
    * string when there are none), the duplicate indexes, and the ids it claimed.
    */
   claimEntry(workspaceId: string, receivedAt: number, meta: string, messageIds: readonly string[]): { meta: string; duplicates: number[]; claimed: string[] } {
+    const table = this.#table(workspaceId);
+    const cutoff = receivedAt - this.#windowMs;
     const duplicates: number[] = [];
     const claimed: string[] = [];
     for (let i = 0; i < messageIds.length; i++) {
       const id = messageIds[i]!;
-      if (this.claim(workspaceId, id, receivedAt)) claimed.push(id);
+      if (table.claim(id, receivedAt, cutoff)) claimed.push(id);
       else duplicates.push(i);
     }
     return { meta: duplicates.length === 0 ? meta : markDuplicates(meta, duplicates), duplicates, claimed };
@@ -79,32 +69,196 @@ export class DedupeWindow {
 
   /**
    * Remembers what a stored entry claimed when it was appended (the start-up load, oldest entry
-   * first); how many ids. No look-up: the log holds an id twice, not marked duplicate, only when
-   * the first had left the window, and then the newer entry, found first, is the one that counts
-   * (an older one left behind in an older map is never found before it, and is pruned).
+   * first); how many ids. Each id takes the entry's time, so the newest entry holding an id
+   * (the one that claimed it last) is the one that counts.
    */
   replay(workspaceId: string, receivedAt: number, meta: string): number {
     const ids = messageIdsOf(meta);
-    const generations = this.#generations(workspaceId);
-    for (const id of ids) this.#remember(generations, id, receivedAt);
+    const table = this.#table(workspaceId);
+    const cutoff = receivedAt - this.#windowMs;
+    for (const id of ids) table.remember(id, receivedAt, cutoff);
     return ids.length;
   }
 
+  /** Drops the ids expired at `now` (a rebuild of each table: O(slots)). */
   prune(now: number): void {
-    const cutoff = now - this.#windowMs;
-    for (const generations of this.#workspaces.values()) {
-      for (const seen of generations) {
-        let expired = true;
-        for (const [key, at] of seen) {
-          if (at > cutoff) {
-            expired = false;
-            break;
-          }
-          seen.delete(key);
-        }
-        if (!expired) break;
-      }
-      while (generations.length > 1 && generations[0]!.size === 0) generations.shift();
+    for (const table of this.#tables.values()) table.rebuild(now - this.#windowMs);
+  }
+}
+
+/** Where a released id's time is set: expired at any cutoff. */
+const RELEASED = -Infinity;
+/** Words of fingerprint per slot. */
+const WORDS = 3;
+/** Rebuilt when more slots than this are taken (released and expired ones included). */
+const MAX_LOAD = 0.75;
+
+/** The fingerprint of the last id hashed (word 0 made odd, so that 0 marks an empty slot). */
+const hashed = new Uint32Array(WORDS);
+/** A fingerprint's home slot, before the table's mask. */
+const home = (first: number) => first >>> 1;
+/** Per process: the table is never stored, and a secret seed keeps home slots unguessable. */
+const SEED = randomBytes(4).readUInt32LE(0);
+
+/**
+ * One workspace's ids. `keys` holds each slot's fingerprint, `times` when the id was received. Linear probing: a slot is never emptied once
+ * taken (that would cut other ids' probe chains); released and expired ids are reused in place
+ * or dropped by a rebuild.
+ */
+class IdTable {
+  keys: Uint32Array;
+  times: Float64Array;
+  mask: number;
+  /** Slots taken, whatever they hold. */
+  used = 0;
+  /** Slots holding an id that was not released (expired ones included). */
+  held = 0;
+
+  constructor(slots: number) {
+    this.keys = new Uint32Array(slots * WORDS);
+    this.times = new Float64Array(slots);
+    this.mask = slots - 1;
+  }
+
+  /**
+   * The slot holding the id hashed last, or, when it is absent, the complement (`~slot`) of the
+   * slot it should take: the first released or expired one on its probe path, else the empty
+   * one that ends the path.
+   */
+  #find(cutoff: number): number {
+    const { keys, times, mask } = this;
+    const a = hashed[0]!;
+    const b = hashed[1]!;
+    const c = hashed[2]!;
+    let reusable = -1;
+    for (let slot = home(a) & mask; ; slot = (slot + 1) & mask) {
+      const k = slot * WORDS;
+      const first = keys[k]!;
+      if (first === 0) return ~(reusable >= 0 ? reusable : slot);
+      if (first === a && keys[k + 1] === b && keys[k + 2] === c) return slot;
+      if (reusable < 0 && times[slot]! <= cutoff) reusable = slot;
     }
   }
+
+  #put(slot: number, at: number): void {
+    const k = slot * WORDS;
+    if (this.keys[k] === 0) this.used++;
+    if (this.keys[k] === 0 || this.times[slot] === RELEASED) this.held++;
+    this.keys.set(hashed, k);
+    this.times[slot] = at;
+  }
+
+  claim(id: string, at: number, cutoff: number): boolean {
+    hash(id);
+    const found = this.#find(cutoff);
+    if (found >= 0) {
+      if (this.times[found]! > cutoff) return false;
+      this.#put(found, at);
+      return true;
+    }
+    this.#insert(~found, at, cutoff);
+    return true;
+  }
+
+  /** Records the id as received at `at`, whether or not it was held. */
+  remember(id: string, at: number, cutoff: number): void {
+    hash(id);
+    const found = this.#find(cutoff);
+    if (found >= 0) this.#put(found, at);
+    else this.#insert(~found, at, cutoff);
+  }
+
+  #insert(slot: number, at: number, cutoff: number): void {
+    if (this.keys[slot * WORDS] === 0 && this.used + 1 > (this.mask + 1) * MAX_LOAD) {
+      this.rebuild(cutoff);
+      slot = ~this.#find(cutoff);
+    }
+    this.#put(slot, at);
+  }
+
+  release(id: string): void {
+    hash(id);
+    const found = this.#find(RELEASED);
+    if (found < 0 || this.times[found] === RELEASED) return;
+    this.times[found] = RELEASED;
+    this.held--;
+  }
+
+  /** Keeps the ids received after `cutoff`, in a table sized for twice as many as there are then. */
+  rebuild(cutoff: number): void {
+    const { keys, times } = this;
+    let live = 0;
+    for (let slot = 0; slot < times.length; slot++) if (keys[slot * WORDS] !== 0 && times[slot]! > cutoff) live++;
+    let slots = 16;
+    while (slots < live * 2) slots *= 2;
+    this.keys = new Uint32Array(slots * WORDS);
+    this.times = new Float64Array(slots);
+    this.mask = slots - 1;
+    this.used = this.held = live;
+    for (let slot = 0; slot < times.length; slot++) {
+      const k = slot * WORDS;
+      if (keys[k] === 0 || times[slot]! <= cutoff) continue;
+      let to = home(keys[k]!) & this.mask;
+      while (this.keys[to * WORDS] !== 0) to = (to + 1) & this.mask;
+      this.keys.set(keys.subarray(k, k + WORDS), to * WORDS);
+      this.times[to] = times[slot]!;
+    }
+  }
+}
+
+/**
+ * The fingerprint of a string's UTF-16 code units into `hashed`: MurmurHash3 x86_128's rounds
+ * and finaliser over pairs of code units (the last group padded with zeros, the length mixed
+ * in at the end), three of its four words kept.
+ */
+function hash(s: string): void {
+  const n = s.length;
+  let h1 = SEED;
+  let h2 = SEED;
+  let h3 = SEED;
+  let h4 = SEED;
+  for (let i = 0; i < n; i += 8) {
+    let k1 = unit(s, i, n) | (unit(s, i + 1, n) << 16);
+    let k2 = unit(s, i + 2, n) | (unit(s, i + 3, n) << 16);
+    let k3 = unit(s, i + 4, n) | (unit(s, i + 5, n) << 16);
+    let k4 = unit(s, i + 6, n) | (unit(s, i + 7, n) << 16);
+    k1 = Math.imul(rotl(Math.imul(k1, C1), 15), C2);
+    h1 = (Math.imul(rotl(h1 ^ k1, 19) + h2, 5) + 0x561ccd1b) | 0;
+    k2 = Math.imul(rotl(Math.imul(k2, C2), 16), C3);
+    h2 = (Math.imul(rotl(h2 ^ k2, 17) + h3, 5) + 0x0bcaa747) | 0;
+    k3 = Math.imul(rotl(Math.imul(k3, C3), 17), C4);
+    h3 = (Math.imul(rotl(h3 ^ k3, 15) + h4, 5) + 0x96cd1c35) | 0;
+    k4 = Math.imul(rotl(Math.imul(k4, C4), 18), C1);
+    h4 = (Math.imul(rotl(h4 ^ k4, 13) + h1, 5) + 0x32ac3b17) | 0;
+  }
+  h1 ^= n;
+  h2 ^= n;
+  h3 ^= n;
+  h4 ^= n;
+  h1 = (h1 + h2 + h3 + h4) | 0;
+  h2 = (h2 + h1) | 0;
+  h3 = (h3 + h1) | 0;
+  h4 = (h4 + h1) | 0;
+  h1 = fmix(h1);
+  h2 = fmix(h2);
+  h3 = fmix(h3);
+  h4 = fmix(h4);
+  h1 = (h1 + h2 + h3 + h4) | 0;
+  hashed[0] = (h2 + h1) | 1;
+  hashed[1] = h3 + h1;
+  hashed[2] = h4 + h1;
+}
+
+const C1 = 0x239b961b;
+const C2 = 0xab0e9789;
+const C3 = 0x38b34ae5;
+const C4 = 0xa1e38b93;
+const unit = (s: string, i: number, n: number) => (i < n ? s.charCodeAt(i) : 0);
+const rotl = (x: number, r: number) => (x << r) | (x >>> (32 - r));
+function fmix(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
 }

@@ -46,8 +46,6 @@ function loadWindow(): number {
   return ids;
 }
 
-const pruner = setInterval(() => dedupe.prune(Date.now()), 60_000);
-
 let queue: Array<{ seq: number; entry: WriterEntry }> = [];
 let scheduled = false;
 
@@ -86,7 +84,6 @@ function flush(): void {
 port.on('message', (msg: WriterRequest) => {
   if (msg.type === 'close') {
     flush();
-    clearInterval(pruner);
     db.close();
     port.postMessage({ type: 'closed' } satisfies WriterReply);
     return;
