@@ -39,7 +39,7 @@ test('tandem.db from before compressed bodies: old rows read as they were, new b
   const stores = openSqliteStores({ dataDir: dir, sync: 'normal' });
   t.after(() => stores.close());
   const batch = Buffer.from(JSON.stringify({ batch: Array.from({ length: 100 }, (_, i) => ({ type: 'track', event: 'Order Completed', userId: `user-${i}`, properties: { revenue: i } })) }));
-  const { id } = await stores.log.append({ workspaceId: 'w', sourceId: 's', receivedAt: 2, kind: 'batch', body: batch, meta: '[]', messageIds: [] });
+  const { id } = await stores.log.append({ workspaceId: 'w', sourceId: 's', receivedAt: 2, kind: 'batch', body: batch, meta: '[]' });
   assert.equal(stores.log.get('w', 1)?.body.toString(), '{"type":"track","event":"Old"}');
   assert.deepEqual(stores.log.get('w', id)?.body, batch);
   const db = openDatabase({ dataDir: dir, sync: 'normal' });

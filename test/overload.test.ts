@@ -27,7 +27,7 @@ test('while ingest is saturated the profile stage gives way, then catches up; it
   for (let r = 0; r < records; r++) {
     const events = Array.from({ length: 20 }, (_, i) => ({ type: 'track', event: 'Viewed', userId: `u${r}-${i}`, messageId: `m${r}-${i}`, timestamp: new Date().toISOString() }));
     const meta = encodeMeta(events.map((e) => ({ messageId: e.messageId, type: 'track', status: 'accepted', timestamp: Date.now(), reasons: [], userId: e.userId, anonymousId: undefined, event: e.event })));
-    await stores.log.append({ workspaceId: 'w', sourceId: 's', receivedAt: Date.now(), kind: 'batch', body: Buffer.from(JSON.stringify({ batch: events })), meta, messageIds: events.map((e) => e.messageId) });
+    await stores.log.append({ workspaceId: 'w', sourceId: 's', receivedAt: Date.now(), kind: 'batch', body: Buffer.from(JSON.stringify({ batch: events })), meta });
   }
   const first = stores.log.lastId() - records + 1;
   stores.stage!.notify();
@@ -40,7 +40,7 @@ test('while ingest is saturated the profile stage gives way, then catches up; it
   assert.equal(await stores.stage!.caughtUp(), stores.log.lastId(), 'an admin change waiting for the stage gets it at full speed, saturated or not');
   assert.ok(performance.now() - waited < (records - (during - first + 1)) * 200, 'faster than one record per pause');
 
-  for (let r = 0; r < 10; r++) await stores.log.append({ workspaceId: 'w', sourceId: 's', receivedAt: Date.now(), kind: 'batch', body: Buffer.from('{"batch":[]}'), meta: '[]', messageIds: [] });
+  for (let r = 0; r < 10; r++) await stores.log.append({ workspaceId: 'w', sourceId: 's', receivedAt: Date.now(), kind: 'batch', body: Buffer.from('{"batch":[]}'), meta: '[]' });
   for (let i = 0; i < SATURATED_REQUESTS; i++) pressure.leave();
   stores.stage!.notify();
   assert.equal(await stores.stage!.caughtUp(), stores.log.lastId(), 'once the load drops it catches up');
@@ -68,7 +68,7 @@ test('not ready while the log writer loads its dedupe window; an append made mea
   const dataDir = tempDir(t);
   const event = (i: number) => ({ type: 'track', event: 'Viewed', userId: `u${i}`, messageId: `m${i}`, timestamp: new Date().toISOString() });
   const entry = (events: Array<ReturnType<typeof event>>) => ({
-    workspaceId: 'w', sourceId: 's', receivedAt: Date.now(), kind: 'batch', body: Buffer.from(JSON.stringify({ batch: events })), messageIds: events.map((e) => e.messageId),
+    workspaceId: 'w', sourceId: 's', receivedAt: Date.now(), kind: 'batch', body: Buffer.from(JSON.stringify({ batch: events })),
     meta: encodeMeta(events.map((e) => ({ messageId: e.messageId, type: 'track', status: 'accepted', timestamp: Date.now(), reasons: [], userId: e.userId, anonymousId: undefined, event: e.event }))),
   });
   const first = openSqliteStores({ dataDir, sync: 'normal' });

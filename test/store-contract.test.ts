@@ -18,7 +18,7 @@ const ADAPTERS: Adapter[] = [
 
 const NOW = Date.now();
 const meta = (...ids: string[]) => encodeMeta(ids.map((messageId) => ({ messageId, type: 'track', status: 'accepted' as const, timestamp: NOW, reasons: [], userId: 'u', anonymousId: undefined, event: 'e' })));
-const entry = (i: number, workspaceId = 'default', ids = [`m${i}`], receivedAt = NOW + i): LogEntry => ({ workspaceId, sourceId: 'src_1', receivedAt, kind: 'batch', body: Buffer.from(`{"n":${i}}`), meta: meta(...ids), messageIds: ids });
+const entry = (i: number, workspaceId = 'default', ids = [`m${i}`], receivedAt = NOW + i): LogEntry => ({ workspaceId, sourceId: 'src_1', receivedAt, kind: 'batch', body: Buffer.from(`{"n":${i}}`), meta: meta(...ids) });
 
 for (const adapter of ADAPTERS) {
   describe(`store contract: ${adapter.name}`, () => {
@@ -76,6 +76,14 @@ for (const adapter of ADAPTERS) {
       const reopened = adapter.open(location);
       t.after(() => reopened.close());
       assert.deepEqual((await reopened.log.append(entry(6, 'default', ['w', 'v']))).duplicates, [0], 'the window survives reopening');
+    });
+
+    test('event log: an entry with dedupe keys (a replay) is checked by its keys, not by the messageIds it carries', async (t) => {
+      const { stores } = open(t);
+      await stores.log.append(entry(1, 'default', ['q']));
+      const replay = { ...entry(2, 'default', ['q']), dedupeKeys: ['replay:1.0'] };
+      assert.deepEqual((await stores.log.append(replay)).duplicates, [], 'the quarantined original does not make its replay a duplicate');
+      assert.deepEqual((await stores.log.append({ ...replay, receivedAt: NOW + 3 })).duplicates, [0], 'a second replay is');
     });
 
     test('event log: what was acknowledged is there after reopening', async (t) => {

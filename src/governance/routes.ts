@@ -164,7 +164,7 @@ export async function governanceRoutes(app: FastifyInstance, deps: GovernanceDep
           results.push({ event_id: e.id, message_id: e.messageId, status: 'quarantined', reasons: verdict.reasons });
           continue;
         }
-        const appended = await deps.log.append({ workspaceId, sourceId: e.sourceId, receivedAt, kind: 'batch', body: Buffer.from(JSON.stringify({ batch: [e.payload] })), meta: encodeMeta([verdict]), messageIds: [`replay:${e.id}`] });
+        const appended = await deps.log.append({ workspaceId, sourceId: e.sourceId, receivedAt, kind: 'batch', body: Buffer.from(JSON.stringify({ batch: [e.payload] })), meta: encodeMeta([verdict]), dedupeKeys: [`replay:${e.id}`] });
         const replayId = `${appended.id}.0`;
         access.recordReplay(workspaceId, e.id, replayId);
         results.push({ event_id: e.id, message_id: e.messageId, status: appended.duplicates.length > 0 ? 'replayed' : verdict.status, replay_event_id: replayId, reasons: verdict.reasons });

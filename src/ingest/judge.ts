@@ -36,7 +36,7 @@ export type JudgeInput = {
  * (inflated, without a BOM) and the per-event verdicts, encoded. `statuses` holds one status code
  * per event (`a`, `f`, `q`), for counting once deduplication is known.
  */
-export type Judged = { workspaceId: string; sourceId: string; body: Uint8Array; meta: string; messageIds: string[]; statuses: string };
+export type Judged = { workspaceId: string; sourceId: string; body: Uint8Array; meta: string; statuses: string };
 
 export type JudgeDeps = {
   resolveWriteKey: (key: string) => WriteKey | undefined;
@@ -89,12 +89,8 @@ export function createJudge(deps: JudgeDeps): (input: JudgeInput) => Judged {
     const parsed = parseJsonBody(decoded);
     const source = basic ?? authenticate(undefined, parsed.value);
     const verdicts = judgeAll(input.kind, parsed, input.receivedAt, deps.sourcePlan?.(source.sourceId));
-    const messageIds = new Array<string>(verdicts.length);
     let statuses = '';
-    for (let i = 0; i < verdicts.length; i++) {
-      messageIds[i] = verdicts[i]!.messageId;
-      statuses += STATUS_CODE[verdicts[i]!.status];
-    }
-    return { workspaceId: source.workspaceId, sourceId: source.sourceId, body: parsed.bytes, meta: encodeMeta(verdicts), messageIds, statuses };
+    for (let i = 0; i < verdicts.length; i++) statuses += STATUS_CODE[verdicts[i]!.status];
+    return { workspaceId: source.workspaceId, sourceId: source.sourceId, body: parsed.bytes, meta: encodeMeta(verdicts), statuses };
   };
 }

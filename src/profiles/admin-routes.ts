@@ -139,7 +139,7 @@ export function createAdminEvents(deps: Pick<ProfileAdminDeps, 'log' | 'stage' |
     const payload = { ...body, actor: token.id };
     const meta = encodeMeta([{ messageId, type: String(body.op), status: 'accepted', timestamp: at, reasons: [], userId: undefined, anonymousId: undefined, event: undefined }]);
     try {
-      await deps.log.append({ workspaceId, sourceId: 'admin', receivedAt: at, kind: 'admin', body: Buffer.from(JSON.stringify({ ...payload, type: body.op })), meta, messageIds: [messageId] });
+      await deps.log.append({ workspaceId, sourceId: 'admin', receivedAt: at, kind: 'admin', body: Buffer.from(JSON.stringify({ ...payload, type: body.op })), meta });
     } catch (cause) {
       throw new TandemError('unavailable', undefined, { cause });
     }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { markDuplicates, messageIdsOf } from './event-meta.ts';
+import { eachMessageId, markDuplicates } from './event-meta.ts';
 
 /**
  * Which messageIds were appended within the window, per workspace: the log's idempotency
@@ -37,12 +37,14 @@ export class DedupeWindow {
 
   /** True when the id is new in the window (and is now claimed); false for a duplicate. */
   claim(workspaceId: string, messageId: string, receivedAt: number): boolean {
-    return this.#table(workspaceId).claim(messageId, receivedAt, receivedAt - this.#windowMs);
+    const literal = JSON.stringify(messageId);
+    return this.#table(workspaceId).claim(literal, 1, literal.length - 1, receivedAt, receivedAt - this.#windowMs);
   }
 
   /** Forgets a claim whose events were not committed, so the client's retry is accepted. */
   release(workspaceId: string, messageId: string): void {
-    this.#tables.get(workspaceId)?.release(messageId);
+    const literal = JSON.stringify(messageId);
+    this.#tables.get(workspaceId)?.release(literal, 1, literal.length - 1);
   }
 
   /** How many ids the table holds for a workspace (expired ones included until a rebuild or prune drops them). */
@@ -51,38 +53,63 @@ export class DedupeWindow {
   }
 
   /**
-   * Claims the ids of one log entry; returns the new meta (with duplicates marked, or the same
-   * string when there are none), the duplicate indexes, and the ids it claimed.
+   * Claims the ids of one log entry: the messageIds in its verdicts, or `keys` when it is
+   * deduplicated by others (a replay). Returns the new meta (with duplicates marked, or the same
+   * string when there are none), the duplicate indexes, and the indexes it claimed (for `releaseEntry`).
    */
-  claimEntry(workspaceId: string, receivedAt: number, meta: string, messageIds: readonly string[]): { meta: string; duplicates: number[]; claimed: string[] } {
+  claimEntry(workspaceId: string, receivedAt: number, meta: string, keys?: readonly string[]): { meta: string; duplicates: number[]; claimed: number[] } {
     const table = this.#table(workspaceId);
     const cutoff = receivedAt - this.#windowMs;
     const duplicates: number[] = [];
-    const claimed: string[] = [];
-    for (let i = 0; i < messageIds.length; i++) {
-      const id = messageIds[i]!;
-      if (table.claim(id, receivedAt, cutoff)) claimed.push(id);
-      else duplicates.push(i);
-    }
+    const claimed: number[] = [];
+    let i = 0;
+    eachKey(meta, keys, (text, from, to) => {
+      if (table.claim(text, from, to, receivedAt, cutoff)) claimed.push(i++);
+      else duplicates.push(i++);
+    });
     return { meta: duplicates.length === 0 ? meta : markDuplicates(meta, duplicates), duplicates, claimed };
+  }
+
+  /** Forgets what `claimEntry` claimed for an entry that was not committed (same meta and keys). */
+  releaseEntry(workspaceId: string, meta: string, keys: readonly string[] | undefined, claimed: readonly number[]): void {
+    const table = this.#tables.get(workspaceId);
+    if (!table || claimed.length === 0) return;
+    const release = new Set(claimed);
+    let i = 0;
+    eachKey(meta, keys, (text, from, to) => {
+      if (release.has(i++)) table.release(text, from, to);
+    });
   }
 
   /**
    * Remembers what a stored entry claimed when it was appended (the start-up load, oldest entry
-   * first); how many ids. Each id takes the entry's time, so the newest entry holding an id
-   * (the one that claimed it last) is the one that counts.
+   * first): the ids of its events not marked duplicate; how many. Each id takes the entry's
+   * time, so the newest entry holding an id (the one that claimed it last) is the one that counts.
    */
   replay(workspaceId: string, receivedAt: number, meta: string): number {
-    const ids = messageIdsOf(meta);
     const table = this.#table(workspaceId);
     const cutoff = receivedAt - this.#windowMs;
-    for (const id of ids) table.remember(id, receivedAt, cutoff);
-    return ids.length;
+    let ids = 0;
+    eachMessageId(meta, (text, from, to, duplicate) => {
+      if (duplicate) return;
+      table.remember(text, from, to, receivedAt, cutoff);
+      ids++;
+    });
+    return ids;
   }
 
   /** Drops the ids expired at `now` (a rebuild of each table: O(slots)). */
   prune(now: number): void {
     for (const table of this.#tables.values()) table.rebuild(now - this.#windowMs);
+  }
+}
+
+/** Each key of an entry, as the body of its JSON string literal: from the verdicts, or from `keys`. */
+function eachKey(meta: string, keys: readonly string[] | undefined, visit: (text: string, from: number, to: number) => void): void {
+  if (!keys) return eachMessageId(meta, visit);
+  for (const key of keys) {
+    const literal = JSON.stringify(key);
+    visit(literal, 1, literal.length - 1);
   }
 }
 
@@ -148,8 +175,8 @@ class IdTable {
     this.times[slot] = at;
   }
 
-  claim(id: string, at: number, cutoff: number): boolean {
-    hash(id);
+  claim(text: string, from: number, to: number, at: number, cutoff: number): boolean {
+    hash(text, from, to);
     const found = this.#find(cutoff);
     if (found >= 0) {
       if (this.times[found]! > cutoff) return false;
@@ -161,8 +188,8 @@ class IdTable {
   }
 
   /** Records the id as received at `at`, whether or not it was held. */
-  remember(id: string, at: number, cutoff: number): void {
-    hash(id);
+  remember(text: string, from: number, to: number, at: number, cutoff: number): void {
+    hash(text, from, to);
     const found = this.#find(cutoff);
     if (found >= 0) this.#put(found, at);
     else this.#insert(~found, at, cutoff);
@@ -176,8 +203,8 @@ class IdTable {
     this.#put(slot, at);
   }
 
-  release(id: string): void {
-    hash(id);
+  release(text: string, from: number, to: number): void {
+    hash(text, from, to);
     const found = this.#find(RELEASED);
     if (found < 0 || this.times[found] === RELEASED) return;
     this.times[found] = RELEASED;
@@ -207,21 +234,21 @@ class IdTable {
 }
 
 /**
- * The fingerprint of a string's UTF-16 code units into `hashed`: MurmurHash3 x86_128's rounds
- * and finaliser over pairs of code units (the last group padded with zeros, the length mixed
- * in at the end), three of its four words kept.
+ * The fingerprint of the UTF-16 code units of `s` from `from` to `to` into `hashed`: MurmurHash3
+ * x86_128's rounds and finaliser over pairs of code units (the last group padded with zeros, the
+ * length mixed in at the end), three of its four words kept.
  */
-function hash(s: string): void {
-  const n = s.length;
+function hash(s: string, from: number, to: number): void {
+  const n = to - from;
   let h1 = SEED;
   let h2 = SEED;
   let h3 = SEED;
   let h4 = SEED;
-  for (let i = 0; i < n; i += 8) {
-    let k1 = unit(s, i, n) | (unit(s, i + 1, n) << 16);
-    let k2 = unit(s, i + 2, n) | (unit(s, i + 3, n) << 16);
-    let k3 = unit(s, i + 4, n) | (unit(s, i + 5, n) << 16);
-    let k4 = unit(s, i + 6, n) | (unit(s, i + 7, n) << 16);
+  for (let i = from; i < to; i += 8) {
+    let k1 = unit(s, i, to) | (unit(s, i + 1, to) << 16);
+    let k2 = unit(s, i + 2, to) | (unit(s, i + 3, to) << 16);
+    let k3 = unit(s, i + 4, to) | (unit(s, i + 5, to) << 16);
+    let k4 = unit(s, i + 6, to) | (unit(s, i + 7, to) << 16);
     k1 = Math.imul(rotl(Math.imul(k1, C1), 15), C2);
     h1 = (Math.imul(rotl(h1 ^ k1, 19) + h2, 5) + 0x561ccd1b) | 0;
     k2 = Math.imul(rotl(Math.imul(k2, C2), 16), C3);
@@ -253,7 +280,7 @@ const C1 = 0x239b961b;
 const C2 = 0xab0e9789;
 const C3 = 0x38b34ae5;
 const C4 = 0xa1e38b93;
-const unit = (s: string, i: number, n: number) => (i < n ? s.charCodeAt(i) : 0);
+const unit = (s: string, i: number, end: number) => (i < end ? s.charCodeAt(i) : 0);
 const rotl = (x: number, r: number) => (x << r) | (x >>> (32 - r));
 function fmix(h: number): number {
   h ^= h >>> 16;

@@ -16,11 +16,14 @@ export type LogEntry = {
   body: Buffer;
   /** Per event, in body order: what ingest decided, encoded by store/event-meta.ts. */
   meta: string;
-  /** Per event, in body order: the messageId the dedupe window checks. */
-  messageIds: string[];
+  /**
+   * Per event, in body order: what the dedupe window checks instead of the messageIds in
+   * `meta` (a replay of a quarantined event, which keeps its messageId).
+   */
+  dedupeKeys?: string[];
 };
 
-export type LogRecord = Omit<LogEntry, 'messageIds'> & { id: number };
+export type LogRecord = Omit<LogEntry, 'dedupeKeys'> & { id: number };
 
 /** What an append did: the record's id, and which events repeated a messageId of the window. */
 export type Appended = { id: number; duplicates: number[] };

@@ -99,23 +99,23 @@ export class SqliteEventLog extends SqliteLogReader implements EventLog {
   #writer(): Worker {
     if (this.#worker) return this.#worker;
     const worker = new Worker(new URL('./log-writer.ts', import.meta.url), { workerData: this.#options });
+    const settle = (seq: number): Pending | undefined => {
+      const p = this.#pending.get(seq);
+      if (!p) return undefined;
+      this.#pending.delete(seq);
+      this.#pendingBytes -= p.bytes;
+      return p;
+    };
     worker.on('message', (reply: WriterReply) => {
       if (reply.type === 'committed') {
-        this.#hooks.onCommit?.(reply.requests, reply.seconds);
-        return;
-      }
-      if (reply.type === 'ready') {
+        this.#hooks.onCommit?.(reply.appended.length, reply.seconds);
+        for (const a of reply.appended) settle(a.seq)?.resolve({ id: a.id, duplicates: a.duplicates });
+      } else if (reply.type === 'failed') {
+        for (const seq of reply.seqs) settle(seq)?.reject(new Error(reply.error));
+      } else if (reply.type === 'ready') {
         this.#loaded = true;
         this.#hooks.onLoaded?.(reply.ids, reply.seconds);
-        return;
       }
-      if (reply.type === 'closed') return;
-      const p = this.#pending.get(reply.seq);
-      if (!p) return;
-      this.#pending.delete(reply.seq);
-      this.#pendingBytes -= p.bytes;
-      if (reply.type === 'failed') p.reject(new Error(reply.error));
-      else p.resolve({ id: reply.id, duplicates: reply.duplicates });
     });
     const fail = (err: unknown) => {
       if (this.#worker !== worker) return;

@@ -14,10 +14,10 @@ export type WriterOptions = SqliteOptions & { dedupeWindowMs: number };
 /** A log entry as it reaches this thread: its bytes were transferred as a plain Uint8Array. */
 export type WriterEntry = Omit<LogEntry, 'body'> & { body: Uint8Array };
 export type WriterRequest = { type: 'append'; seq: number; entry: WriterEntry } | { type: 'close' };
+/** One reply per commit, whatever it held: a message per append cost the HTTP thread a wake-up each. */
 export type WriterReply =
-  | { type: 'appended'; seq: number; id: number; duplicates: number[] }
-  | { type: 'failed'; seq: number; error: string }
-  | { type: 'committed'; requests: number; seconds: number }
+  | { type: 'committed'; seconds: number; appended: Array<{ seq: number; id: number; duplicates: number[] }> }
+  | { type: 'failed'; seqs: number[]; error: string }
   /** The dedupe window is loaded: appends are committed from now on. */
   | { type: 'ready'; ids: number; seconds: number }
   | { type: 'closed' };
@@ -56,13 +56,13 @@ function flush(): void {
   if (batch.length === 0) return;
   const started = performance.now();
   const done: Array<{ seq: number; id: number; duplicates: number[] }> = [];
-  const claims: Array<[string, string[]]> = [];
+  const claims: Array<{ entry: WriterEntry; claimed: number[] }> = [];
   try {
     db.exec('BEGIN IMMEDIATE');
     try {
       for (const { seq, entry: e } of batch) {
-        const { meta, duplicates, claimed } = dedupe.claimEntry(e.workspaceId, e.receivedAt, e.meta, e.messageIds);
-        claims.push([e.workspaceId, claimed]);
+        const { meta, duplicates, claimed } = dedupe.claimEntry(e.workspaceId, e.receivedAt, e.meta, e.dedupeKeys);
+        claims.push({ entry: e, claimed });
         const stored = storedBody(e.body);
         done.push({ seq, id: Number(insert.run(e.workspaceId, e.sourceId, e.receivedAt, e.kind, stored.bytes, meta, stored.encoding).lastInsertRowid), duplicates });
       }
@@ -72,13 +72,12 @@ function flush(): void {
       throw err;
     }
   } catch (err) {
-    for (const [workspaceId, ids] of claims) for (const id of ids) dedupe.release(workspaceId, id);
+    for (const { entry: e, claimed } of claims) dedupe.releaseEntry(e.workspaceId, e.meta, e.dedupeKeys, claimed);
     const error = err instanceof Error ? err.message : String(err);
-    for (const { seq } of batch) port.postMessage({ type: 'failed', seq, error } satisfies WriterReply);
+    port.postMessage({ type: 'failed', seqs: batch.map((b) => b.seq), error } satisfies WriterReply);
     return;
   }
-  port.postMessage({ type: 'committed', requests: batch.length, seconds: (performance.now() - started) / 1000 } satisfies WriterReply);
-  for (const d of done) port.postMessage({ type: 'appended', ...d } satisfies WriterReply);
+  port.postMessage({ type: 'committed', seconds: (performance.now() - started) / 1000, appended: done } satisfies WriterReply);
 }
 
 port.on('message', (msg: WriterRequest) => {
