@@ -134,3 +134,26 @@ test('a profile stage thread that ends answers its waiters unavailable, and thos
   assert.equal(runner.starts(), 2);
   await runner.close();
 });
+
+test('while ingest is saturated the profile stage is woken at most every 100 ms, otherwise once per turn of the event loop', async (t) => {
+  const { ProfileStageRunner } = await import('../src/store/sqlite/profile-stage-runner.ts');
+  const pressure = new IngestPressure();
+  const runner = new ProfileStageRunner({ dataDir: tempDir(t), sync: 'normal', pressure: pressure.shared }, () => {}, new URL('./fixtures/counting-stage.ts', import.meta.url));
+  t.after(() => runner.close());
+  const notifyEachTurn = async (turns: number) => {
+    for (let i = 0; i < turns; i++) {
+      runner.notify();
+      await sleep(5);
+    }
+  };
+  await notifyEachTurn(20);
+  const idle = await runner.caughtUp();
+  assert.equal(idle, 20, 'one wake-up per turn while ingest is not saturated');
+  for (let i = 0; i < SATURATED_REQUESTS; i++) pressure.enter();
+  const started = performance.now();
+  await notifyEachTurn(60);
+  await sleep(150);
+  const saturated = (await runner.caughtUp()) - idle;
+  const most = Math.ceil((performance.now() - started) / 100) + 1;
+  assert.ok(saturated >= 1 && saturated <= most, `${saturated} wake-ups for 60 notices in ${Math.round(performance.now() - started)} ms (at most ${most})`);
+});

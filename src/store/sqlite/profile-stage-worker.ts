@@ -9,17 +9,12 @@ import { SqliteLogReader } from './event-log.ts';
 import { SqliteProfileStore } from './profile-store.ts';
 import { COLUMNS_MAX_PROFILES } from './profile-columns.ts';
 import type { ColumnStats } from '../ports.ts';
-import { IngestPressure } from '../../ops/ingest-pressure.ts';
+import { IngestPressure, SATURATION_MEMORY_MS } from '../../ops/ingest-pressure.ts';
 import { BACKGROUND_NICE, lowerThreadPriority } from '../../ops/thread-priority.ts';
 
 /** The pause between records while ingest is saturated. */
 const YIELD_PAUSE_MS = 200;
-/**
- * How long after ingest was last saturated the stage still gives way: under a heavy load the
- * requests in flight dip below the mark between bursts, and each dip handed the stage the cores
- * for 64 records (measured: 6–9% of the CPU at 8 connections of batches).
- */
-const SATURATION_MEMORY_MS = 1000;
+
 
 export type StageRequest = { type: 'tick' } | { type: 'drain'; seq: number } | { type: 'close' };
 export type StageReply =
