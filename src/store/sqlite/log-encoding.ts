@@ -7,11 +7,12 @@ import { constants, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
  * gain are stored as received (encoding NULL), as are rows written before compression existed.
  */
 const MIN_BYTES = 256;
-const LEVEL = { params: { [constants.ZSTD_c_compressionLevel]: 1 } };
+const PARAMS = { [constants.ZSTD_c_compressionLevel]: 1 };
 
 export function storedBody(body: Uint8Array): { bytes: Uint8Array; encoding: string | null } {
   if (body.byteLength < MIN_BYTES) return { bytes: body, encoding: null };
-  const packed = zstdCompressSync(body, LEVEL);
+  // The size told up front lets zstd size its tables to the body rather than to an unknown stream.
+  const packed = zstdCompressSync(body, { params: PARAMS, pledgedSrcSize: body.byteLength });
   return packed.byteLength < body.byteLength ? { bytes: packed, encoding: 'zstd' } : { bytes: body, encoding: null };
 }
 
