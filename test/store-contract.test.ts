@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import { decodeMeta, encodeMeta } from '../src/store/event-meta.ts';
-import type { LogEntry, Stores } from '../src/store/ports.ts';
+import { keyList, type LogEntry, type Stores } from '../src/store/ports.ts';
 import { openSqliteStores } from '../src/store/sqlite/index.ts';
 import { tempDir } from './helpers.ts';
 
@@ -81,7 +81,7 @@ for (const adapter of ADAPTERS) {
     test('event log: an entry with dedupe keys (a replay) is checked by its keys, not by the messageIds it carries', async (t) => {
       const { stores } = open(t);
       await stores.log.append(entry(1, 'default', ['q']));
-      const replay = { ...entry(2, 'default', ['q']), dedupeKeys: ['replay:1.0'] };
+      const replay = { ...entry(2, 'default', ['q']), dedupeKeys: keyList(['replay:1.0']) };
       assert.deepEqual((await stores.log.append(replay)).duplicates, [], 'the quarantined original does not make its replay a duplicate');
       assert.deepEqual((await stores.log.append({ ...replay, receivedAt: NOW + 3 })).duplicates, [0], 'a second replay is');
     });

@@ -6,7 +6,7 @@ import { findEvent, forRecentVerdicts, selectEvents, type StoredEvent } from '..
 import { readEvents } from '../ingest/events-api.ts';
 import { judgeEvent, type TimePolicy } from '../ingest/normalize.ts';
 import { encodeMeta } from '../store/event-meta.ts';
-import type { AccessStore, EventLog, StageHandle, Token } from '../store/ports.ts';
+import { keyList, type AccessStore, type EventLog, type StageHandle, type Token } from '../store/ports.ts';
 import { before } from './audit.ts';
 import type { Masker } from './pii.ts';
 import { compilePlan, ENFORCEMENTS, PLAN_SCHEMA, PlanError, type PlanDefinition } from './tracking-plan.ts';
@@ -164,7 +164,7 @@ export async function governanceRoutes(app: FastifyInstance, deps: GovernanceDep
           results.push({ event_id: e.id, message_id: e.messageId, status: 'quarantined', reasons: verdict.reasons });
           continue;
         }
-        const appended = await deps.log.append({ workspaceId, sourceId: e.sourceId, receivedAt, kind: 'batch', body: Buffer.from(JSON.stringify({ batch: [e.payload] })), meta: encodeMeta([verdict]), dedupeKeys: [`replay:${e.id}`] });
+        const appended = await deps.log.append({ workspaceId, sourceId: e.sourceId, receivedAt, kind: 'batch', body: Buffer.from(JSON.stringify({ batch: [e.payload] })), meta: encodeMeta([verdict]), dedupeKeys: keyList([`replay:${e.id}`]) });
         const replayId = `${appended.id}.0`;
         access.recordReplay(workspaceId, e.id, replayId);
         results.push({ event_id: e.id, message_id: e.messageId, status: appended.duplicates.length > 0 ? 'replayed' : verdict.status, replay_event_id: replayId, reasons: verdict.reasons });

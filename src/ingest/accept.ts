@@ -40,7 +40,7 @@ export function createIngest(deps: IngestDeps) {
     let appended: Appended;
     try {
       // The bytes are not needed here afterwards (a copy was kept if they are): the log takes them.
-      appended = await deps.log.append({ ...entry, body }, { moveBody: true });
+      appended = await deps.log.append({ ...entry, body, dedupeKeys: judged.messageIds }, { moveBody: true });
     } catch (cause) {
       throw new TandemError('unavailable', undefined, { cause });
     }

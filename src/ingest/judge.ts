@@ -1,7 +1,7 @@
 import { TandemError } from '../errors.ts';
 import { isObject } from '../json.ts';
 import type { SourcePlan } from '../access/credentials.ts';
-import type { WriteKey } from '../store/ports.ts';
+import { keyList, type KeyList, type WriteKey } from '../store/ports.ts';
 import { encodeMeta, STATUS_CODE } from '../store/event-meta.ts';
 import { decodeBody, parseJsonBody, type ParsedBody } from './body.ts';
 import { judgeEvent, judgeSingle, LIMITS, type EventType, type IngestKind, type TimePolicy, type Verdict } from './normalize.ts';
@@ -36,7 +36,7 @@ export type JudgeInput = {
  * (inflated, without a BOM) and the per-event verdicts, encoded. `statuses` holds one status code
  * per event (`a`, `f`, `q`), for counting once deduplication is known.
  */
-export type Judged = { workspaceId: string; sourceId: string; body: Uint8Array; meta: string; statuses: string };
+export type Judged = { workspaceId: string; sourceId: string; body: Uint8Array; meta: string; messageIds: KeyList; statuses: string };
 
 export type JudgeDeps = {
   resolveWriteKey: (key: string) => WriteKey | undefined;
@@ -90,7 +90,11 @@ export function createJudge(deps: JudgeDeps): (input: JudgeInput) => Judged {
     const source = basic ?? authenticate(undefined, parsed.value);
     const verdicts = judgeAll(input.kind, parsed, input.receivedAt, deps.sourcePlan?.(source.sourceId));
     let statuses = '';
-    for (let i = 0; i < verdicts.length; i++) statuses += STATUS_CODE[verdicts[i]!.status];
-    return { workspaceId: source.workspaceId, sourceId: source.sourceId, body: parsed.bytes, meta: encodeMeta(verdicts), statuses };
+    const messageIds = new Array<string>(verdicts.length);
+    for (let i = 0; i < verdicts.length; i++) {
+      statuses += STATUS_CODE[verdicts[i]!.status];
+      messageIds[i] = verdicts[i]!.messageId;
+    }
+    return { workspaceId: source.workspaceId, sourceId: source.sourceId, body: parsed.bytes, meta: encodeMeta(verdicts), messageIds: keyList(messageIds), statuses };
   };
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { eachMessageId, markDuplicates } from './event-meta.ts';
+import type { KeyList } from './ports.ts';
 
 /**
  * Which messageIds were appended within the window, per workspace: the log's idempotency
@@ -37,14 +38,12 @@ export class DedupeWindow {
 
   /** True when the id is new in the window (and is now claimed); false for a duplicate. */
   claim(workspaceId: string, messageId: string, receivedAt: number): boolean {
-    const literal = JSON.stringify(messageId);
-    return this.#table(workspaceId).claim(literal, 1, literal.length - 1, receivedAt, receivedAt - this.#windowMs);
+    return this.#table(workspaceId).claim(messageId, 0, messageId.length, receivedAt, receivedAt - this.#windowMs);
   }
 
   /** Forgets a claim whose events were not committed, so the client's retry is accepted. */
   release(workspaceId: string, messageId: string): void {
-    const literal = JSON.stringify(messageId);
-    this.#tables.get(workspaceId)?.release(literal, 1, literal.length - 1);
+    this.#tables.get(workspaceId)?.release(messageId, 0, messageId.length);
   }
 
   /** How many ids the table holds for a workspace (expired ones included until a rebuild or prune drops them). */
@@ -53,11 +52,11 @@ export class DedupeWindow {
   }
 
   /**
-   * Claims the ids of one log entry: the messageIds in its verdicts, or `keys` when it is
-   * deduplicated by others (a replay). Returns the new meta (with duplicates marked, or the same
+   * Claims the ids of one log entry: `keys` (see LogEntry.dedupeKeys), else the messageIds in
+   * its verdicts. Returns the new meta (with duplicates marked, or the same
    * string when there are none), the duplicate indexes, and the indexes it claimed (for `releaseEntry`).
    */
-  claimEntry(workspaceId: string, receivedAt: number, meta: string, keys?: readonly string[]): { meta: string; duplicates: number[]; claimed: number[] } {
+  claimEntry(workspaceId: string, receivedAt: number, meta: string, keys?: KeyList): { meta: string; duplicates: number[]; claimed: number[] } {
     const table = this.#table(workspaceId);
     const cutoff = receivedAt - this.#windowMs;
     const duplicates: number[] = [];
@@ -71,7 +70,7 @@ export class DedupeWindow {
   }
 
   /** Forgets what `claimEntry` claimed for an entry that was not committed (same meta and keys). */
-  releaseEntry(workspaceId: string, meta: string, keys: readonly string[] | undefined, claimed: readonly number[]): void {
+  releaseEntry(workspaceId: string, meta: string, keys: KeyList | undefined, claimed: readonly number[]): void {
     const table = this.#tables.get(workspaceId);
     if (!table || claimed.length === 0) return;
     const release = new Set(claimed);
@@ -90,7 +89,7 @@ export class DedupeWindow {
     const table = this.#table(workspaceId);
     const cutoff = receivedAt - this.#windowMs;
     let ids = 0;
-    eachMessageId(meta, (text, from, to, duplicate) => {
+    eachId(meta, (text, from, to, duplicate) => {
       if (duplicate) return;
       table.remember(text, from, to, receivedAt, cutoff);
       ids++;
@@ -104,14 +103,28 @@ export class DedupeWindow {
   }
 }
 
-/** Each key of an entry, as the body of its JSON string literal: from the verdicts, or from `keys`. */
-function eachKey(meta: string, keys: readonly string[] | undefined, visit: (text: string, from: number, to: number) => void): void {
-  if (!keys) return eachMessageId(meta, visit);
-  for (const key of keys) {
-    const literal = JSON.stringify(key);
-    visit(literal, 1, literal.length - 1);
-  }
+/** Each key of an entry, as a range of some string: from `keys`, or from the verdicts. */
+function eachKey(meta: string, keys: KeyList | undefined, visit: (text: string, from: number, to: number) => void): void {
+  if (!keys) return eachId(meta, visit);
+  for (let i = 0, from = 0; i < keys.ends.length; from = keys.ends[i++]!) visit(keys.text, from, keys.ends[i]!);
 }
+
+/**
+ * Each messageId in the verdicts, as a range of some string: the verdicts themselves where the
+ * id's JSON literal has no escape (then it reads as the id), else the id decoded.
+ */
+function eachId(meta: string, visit: (text: string, from: number, to: number, duplicate: boolean) => void): void {
+  eachMessageId(meta, (text, from, to, duplicate) => {
+    for (let i = from; i < to; i++) {
+      if (text.charCodeAt(i) !== BACKSLASH) continue;
+      const id = JSON.parse(text.slice(from - 1, to + 1)) as string;
+      return visit(id, 0, id.length, duplicate);
+    }
+    visit(text, from, to, duplicate);
+  });
+}
+
+const BACKSLASH = 0x5c;
 
 /** Where a released id's time is set: expired at any cutoff. */
 const RELEASED = -Infinity;

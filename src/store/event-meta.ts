@@ -46,9 +46,9 @@ export function decodeMeta(meta: string): EventMeta[] {
 /**
  * Calls `visit` with each event's messageId as the body of its JSON string literal (`text` from
  * `from` to `to`: JSON.stringify(id) without its quotes, which stands for the id one to one) and
- * whether the event is marked duplicate. The dedupe window reads it at every append and, at
- * every start, for each record in the window (millions), so it walks the string JSON.stringify
- * wrote, with no string made per id; anything it does not expect goes to JSON.parse.
+ * whether the event is marked duplicate. The dedupe window reads it at every start for each
+ * record in the window (millions), so it walks the string JSON.stringify wrote, with no string
+ * made per id; anything it does not expect goes to JSON.parse.
  */
 export function eachMessageId(meta: string, visit: (text: string, from: number, to: number, duplicate: boolean) => void): void {
   let spans: number[];

@@ -17,11 +17,22 @@ export type LogEntry = {
   /** Per event, in body order: what ingest decided, encoded by store/event-meta.ts. */
   meta: string;
   /**
-   * Per event, in body order: what the dedupe window checks instead of the messageIds in
-   * `meta` (a replay of a quarantined event, which keeps its messageId).
+   * Per event, in body order: what the dedupe window checks (keyList). Ingest passes the
+   * messageIds it found (cheaper than reading them back from `meta`); a replay of a quarantined
+   * event passes a key of its own (it keeps its messageId). Read from `meta` when absent.
    */
-  dedupeKeys?: string[];
+  dedupeKeys?: KeyList;
 };
+
+/** Strings as one text and where each ends: one string to hand between threads instead of many. */
+export type KeyList = { text: string; ends: Uint32Array };
+
+export function keyList(keys: readonly string[]): KeyList {
+  const ends = new Uint32Array(keys.length);
+  let text = '';
+  for (let i = 0; i < keys.length; i++) ends[i] = (text += keys[i]!).length;
+  return { text, ends };
+}
 
 export type LogRecord = Omit<LogEntry, 'dedupeKeys'> & { id: number };
 
