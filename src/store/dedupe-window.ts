@@ -7,48 +7,60 @@ import type { KeyList } from './ports.ts';
  * memory. In memory for speed, filled from the log when the writer starts, so a restart
  * forgets nothing.
  *
- * Each workspace's ids live in an open-addressing hash table over typed arrays: a 96-bit
+ * Each workspace's ids live in open-addressing hash tables over typed arrays: a 96-bit
  * fingerprint of the id (a 128-bit hash, cut) picks its home slot and is kept, beside the time
- * it was received. Nothing in it is a JavaScript object, so the garbage collector has
- * nothing to trace however many millions of ids it holds (a `Map` of id strings cost the log
+ * it was received. Nothing in them is a JavaScript object, so the garbage collector has
+ * nothing to trace however many millions of ids they hold (a `Map` of id strings cost the log
  * writer more in GC and look-ups than its SQLite inserts). Two different ids share a
  * fingerprint with odds of about n²/2^96 (10^-13 for 100 million ids in the window).
  *
  * An id received at or before `receivedAt − window` counts as absent; its slot is reused by a
- * new id whose probe passes it, and dropped when the table is rebuilt, which happens when
- * three quarters of the slots are taken (20 bytes a slot: 27–80 bytes per id held).
+ * new id whose probe passes it, and dropped when the table is rebuilt (so times are taken to
+ * grow: an id claimed again with a time earlier than one already seen, after a clock step
+ * back, may count as new where it was a duplicate by a few milliseconds), which happens when
+ * three quarters of the slots are taken (20 bytes a slot: 27–80 bytes per id held). A rebuild
+ * holds the writer ~70 ms per million ids, so a table grows to MAX_SLOTS at most (6.3 million
+ * ids, ~0.45 s); past that, new ids go to a new table (a generation), each look-up checks the
+ * generations newest first, and a generation whose newest id has expired is dropped whole.
  */
 export class DedupeWindow {
   readonly #windowMs: number;
   readonly #initialSlots: number;
-  readonly #tables = new Map<string, IdTable>();
+  readonly #maxSlots: number;
+  readonly #sets = new Map<string, IdSet>();
 
-  /** `initialSlots`: a new workspace's table size (a power of two); tests use small ones. */
-  constructor(windowMs: number, initialSlots = 1024) {
-    if (!(initialSlots >= 1 && (initialSlots & (initialSlots - 1)) === 0)) throw new RangeError('initialSlots must be a power of two');
+  /** `initialSlots`, `maxSlots`: a table's first and largest sizes (powers of two); tests use small ones. */
+  constructor(windowMs: number, initialSlots = 1024, maxSlots = MAX_SLOTS) {
+    for (const n of [initialSlots, maxSlots]) if (!(n >= 1 && (n & (n - 1)) === 0)) throw new RangeError('table sizes must be powers of two');
     this.#windowMs = windowMs;
     this.#initialSlots = initialSlots;
+    this.#maxSlots = Math.max(initialSlots, maxSlots);
   }
 
-  #table(workspaceId: string): IdTable {
-    let table = this.#tables.get(workspaceId);
-    if (!table) this.#tables.set(workspaceId, (table = new IdTable(this.#initialSlots)));
-    return table;
+  #set(workspaceId: string): IdSet {
+    let set = this.#sets.get(workspaceId);
+    if (!set) this.#sets.set(workspaceId, (set = new IdSet(this.#initialSlots, this.#maxSlots)));
+    return set;
   }
 
   /** True when the id is new in the window (and is now claimed); false for a duplicate. */
   claim(workspaceId: string, messageId: string, receivedAt: number): boolean {
-    return this.#table(workspaceId).claim(messageId, 0, messageId.length, receivedAt, receivedAt - this.#windowMs);
+    return this.#set(workspaceId).claim(messageId, 0, messageId.length, receivedAt, receivedAt - this.#windowMs);
   }
 
   /** Forgets a claim whose events were not committed, so the client's retry is accepted. */
   release(workspaceId: string, messageId: string): void {
-    this.#tables.get(workspaceId)?.release(messageId, 0, messageId.length);
+    this.#sets.get(workspaceId)?.release(messageId, 0, messageId.length);
   }
 
-  /** How many ids the table holds for a workspace (expired ones included until a rebuild or prune drops them). */
+  /** How many ids the tables hold for a workspace (expired ones included until a rebuild or prune drops them). */
   size(workspaceId: string): number {
-    return this.#tables.get(workspaceId)?.held ?? 0;
+    return this.#sets.get(workspaceId)?.held() ?? 0;
+  }
+
+  /** How many tables (generations) hold a workspace's ids. */
+  generations(workspaceId: string): number {
+    return this.#sets.get(workspaceId)?.tables.length ?? 0;
   }
 
   /**
@@ -57,13 +69,14 @@ export class DedupeWindow {
    * string when there are none), the duplicate indexes, and the indexes it claimed (for `releaseEntry`).
    */
   claimEntry(workspaceId: string, receivedAt: number, meta: string, keys?: KeyList): { meta: string; duplicates: number[]; claimed: number[] } {
-    const table = this.#table(workspaceId);
+    const set = this.#set(workspaceId);
     const cutoff = receivedAt - this.#windowMs;
+    set.dropExpired(cutoff);
     const duplicates: number[] = [];
     const claimed: number[] = [];
     let i = 0;
     eachKey(meta, keys, (text, from, to) => {
-      if (table.claim(text, from, to, receivedAt, cutoff)) claimed.push(i++);
+      if (set.claim(text, from, to, receivedAt, cutoff)) claimed.push(i++);
       else duplicates.push(i++);
     });
     return { meta: duplicates.length === 0 ? meta : markDuplicates(meta, duplicates), duplicates, claimed };
@@ -71,12 +84,12 @@ export class DedupeWindow {
 
   /** Forgets what `claimEntry` claimed for an entry that was not committed (same meta and keys). */
   releaseEntry(workspaceId: string, meta: string, keys: KeyList | undefined, claimed: readonly number[]): void {
-    const table = this.#tables.get(workspaceId);
-    if (!table || claimed.length === 0) return;
+    const set = this.#sets.get(workspaceId);
+    if (!set || claimed.length === 0) return;
     const release = new Set(claimed);
     let i = 0;
     eachKey(meta, keys, (text, from, to) => {
-      if (release.has(i++)) table.release(text, from, to);
+      if (release.has(i++)) set.release(text, from, to);
     });
   }
 
@@ -86,12 +99,13 @@ export class DedupeWindow {
    * time, so the newest entry holding an id (the one that claimed it last) is the one that counts.
    */
   replay(workspaceId: string, receivedAt: number, meta: string): number {
-    const table = this.#table(workspaceId);
+    const set = this.#set(workspaceId);
     const cutoff = receivedAt - this.#windowMs;
+    set.dropExpired(cutoff);
     let ids = 0;
     eachId(meta, (text, from, to, duplicate) => {
       if (duplicate) return;
-      table.remember(text, from, to, receivedAt, cutoff);
+      set.remember(text, from, to, receivedAt, cutoff);
       ids++;
     });
     return ids;
@@ -99,7 +113,7 @@ export class DedupeWindow {
 
   /** Drops the ids expired at `now` (a rebuild of each table: O(slots)). */
   prune(now: number): void {
-    for (const table of this.#tables.values()) table.rebuild(now - this.#windowMs);
+    for (const set of this.#sets.values()) set.prune(now - this.#windowMs);
   }
 }
 
@@ -132,6 +146,8 @@ const RELEASED = -Infinity;
 const WORDS = 3;
 /** Rebuilt when more slots than this are taken (released and expired ones included). */
 const MAX_LOAD = 0.75;
+/** The largest table: 8 M slots (160 MB, 6.3 million ids); then a new generation starts. */
+const MAX_SLOTS = 1 << 23;
 
 /** The fingerprint of the last id hashed (word 0 made odd, so that 0 marks an empty slot). */
 const hashed = new Uint32Array(WORDS);
@@ -141,9 +157,98 @@ const home = (first: number) => first >>> 1;
 const SEED = randomBytes(4).readUInt32LE(0);
 
 /**
- * One workspace's ids. `keys` holds each slot's fingerprint, `times` when the id was received. Linear probing: a slot is never emptied once
- * taken (that would cut other ids' probe chains); released and expired ids are reused in place
- * or dropped by a rebuild.
+ * A workspace's ids: one table, or several generations of them once one reached its largest
+ * size (oldest first; only the newest takes new ids).
+ */
+class IdSet {
+  tables: IdTable[];
+  readonly #maxSlots: number;
+
+  constructor(initialSlots: number, maxSlots: number) {
+    this.tables = [new IdTable(initialSlots)];
+    this.#maxSlots = maxSlots;
+  }
+
+  held(): number {
+    return this.tables.reduce((n, t) => n + t.held, 0);
+  }
+
+  /** Drops the oldest generations whose every id has expired (never the newest). */
+  dropExpired(cutoff: number): void {
+    while (this.tables.length > 1 && this.tables[0]!.newest <= cutoff) this.tables.shift();
+  }
+
+  /**
+   * The id hashed last: in the newest table, its slot, or the complement of where it would go;
+   * then in older ones, where it is found only.
+   */
+  #locate(cutoff: number): { table: IdTable; slot: number } {
+    const newest = this.tables[this.tables.length - 1]!;
+    const slot = newest.find(cutoff);
+    if (slot >= 0) return { table: newest, slot };
+    for (let g = this.tables.length - 2; g >= 0; g--) {
+      const older = this.tables[g]!.find(cutoff);
+      if (older >= 0) return { table: this.tables[g]!, slot: older };
+    }
+    return { table: newest, slot };
+  }
+
+  claim(text: string, from: number, to: number, at: number, cutoff: number): boolean {
+    hash(text, from, to);
+    const { table, slot } = this.#locate(cutoff);
+    if (slot >= 0 && table.times[slot]! > cutoff) return false;
+    this.#record(table, slot, at, cutoff);
+    return true;
+  }
+
+  /** Records the id as received at `at`, whether or not it was held (the start-up load). */
+  remember(text: string, from: number, to: number, at: number, cutoff: number): void {
+    hash(text, from, to);
+    const { table, slot } = this.#locate(cutoff);
+    this.#record(table, slot, at, cutoff);
+  }
+
+  /** Puts the id hashed last where #locate found it; an id held by an older generation moves to the newest. */
+  #record(table: IdTable, slot: number, at: number, cutoff: number): void {
+    const newest = this.tables[this.tables.length - 1]!;
+    if (slot >= 0 && table === newest) return newest.put(slot, at);
+    if (slot >= 0) {
+      table.forget(slot);
+      slot = newest.find(cutoff);
+    }
+    let to = ~slot;
+    if (newest.keys[to * WORDS] === 0 && newest.used + 1 > newest.slots() * MAX_LOAD) {
+      if (newest.slots() < this.#maxSlots || newest.live(cutoff) * 2 <= newest.slots()) {
+        newest.rebuild(cutoff, this.#maxSlots);
+        to = ~newest.find(cutoff);
+      } else {
+        const next = new IdTable(this.#maxSlots);
+        this.tables.push(next);
+        to = ~next.find(cutoff);
+        return next.put(to, at);
+      }
+    }
+    newest.put(to, at);
+  }
+
+  release(text: string, from: number, to: number): void {
+    hash(text, from, to);
+    for (let g = this.tables.length - 1; g >= 0; g--) {
+      const slot = this.tables[g]!.find(RELEASED);
+      if (slot >= 0) return this.tables[g]!.forget(slot);
+    }
+  }
+
+  prune(cutoff: number): void {
+    for (const table of this.tables) table.rebuild(cutoff, this.#maxSlots);
+    this.tables = this.tables.filter((t, i) => t.held > 0 || i === this.tables.length - 1);
+  }
+}
+
+/**
+ * One table of ids. `keys` holds each slot's fingerprint, `times` when the id was received.
+ * Linear probing: a slot is never emptied once taken (that would cut other ids' probe chains);
+ * released and expired ids are reused in place or dropped by a rebuild.
  */
 class IdTable {
   keys: Uint32Array;
@@ -153,6 +258,8 @@ class IdTable {
   used = 0;
   /** Slots holding an id that was not released (expired ones included). */
   held = 0;
+  /** The latest time put in (the table is all expired once the cutoff passes it). */
+  newest = -Infinity;
 
   constructor(slots: number) {
     this.keys = new Uint32Array(slots * WORDS);
@@ -160,12 +267,16 @@ class IdTable {
     this.mask = slots - 1;
   }
 
+  slots(): number {
+    return this.mask + 1;
+  }
+
   /**
    * The slot holding the id hashed last, or, when it is absent, the complement (`~slot`) of the
    * slot it should take: the first released or expired one on its probe path, else the empty
    * one that ends the path.
    */
-  #find(cutoff: number): number {
+  find(cutoff: number): number {
     const { keys, times, mask } = this;
     const a = hashed[0]!;
     const b = hashed[1]!;
@@ -180,67 +291,52 @@ class IdTable {
     }
   }
 
-  #put(slot: number, at: number): void {
+  /** Puts the id hashed last in `slot` (its own, or one `find` offered), received at `at`. */
+  put(slot: number, at: number): void {
     const k = slot * WORDS;
     if (this.keys[k] === 0) this.used++;
     if (this.keys[k] === 0 || this.times[slot] === RELEASED) this.held++;
     this.keys.set(hashed, k);
     this.times[slot] = at;
+    if (at > this.newest) this.newest = at;
   }
 
-  claim(text: string, from: number, to: number, at: number, cutoff: number): boolean {
-    hash(text, from, to);
-    const found = this.#find(cutoff);
-    if (found >= 0) {
-      if (this.times[found]! > cutoff) return false;
-      this.#put(found, at);
-      return true;
-    }
-    this.#insert(~found, at, cutoff);
-    return true;
-  }
-
-  /** Records the id as received at `at`, whether or not it was held. */
-  remember(text: string, from: number, to: number, at: number, cutoff: number): void {
-    hash(text, from, to);
-    const found = this.#find(cutoff);
-    if (found >= 0) this.#put(found, at);
-    else this.#insert(~found, at, cutoff);
-  }
-
-  #insert(slot: number, at: number, cutoff: number): void {
-    if (this.keys[slot * WORDS] === 0 && this.used + 1 > (this.mask + 1) * MAX_LOAD) {
-      this.rebuild(cutoff);
-      slot = ~this.#find(cutoff);
-    }
-    this.#put(slot, at);
-  }
-
-  release(text: string, from: number, to: number): void {
-    hash(text, from, to);
-    const found = this.#find(RELEASED);
-    if (found < 0 || this.times[found] === RELEASED) return;
-    this.times[found] = RELEASED;
+  /** Marks the id in `slot` released: absent from now on. */
+  forget(slot: number): void {
+    if (this.times[slot] === RELEASED) return;
+    this.times[slot] = RELEASED;
     this.held--;
   }
 
-  /** Keeps the ids received after `cutoff`, in a table sized for twice as many as there are then. */
-  rebuild(cutoff: number): void {
-    const { keys, times } = this;
+  /** How many ids were received after `cutoff`. */
+  live(cutoff: number): number {
     let live = 0;
-    for (let slot = 0; slot < times.length; slot++) if (keys[slot * WORDS] !== 0 && times[slot]! > cutoff) live++;
-    let slots = 16;
-    while (slots < live * 2) slots *= 2;
+    for (let slot = 0; slot < this.times.length; slot++) if (this.keys[slot * WORDS] !== 0 && this.times[slot]! > cutoff) live++;
+    return live;
+  }
+
+  /** Keeps the ids received after `cutoff`, in a table sized for twice as many as there are then (up to `maxSlots`). */
+  rebuild(cutoff: number, maxSlots: number): void {
+    const { keys, times } = this;
+    const live = this.live(cutoff);
+    let slots = Math.min(16, maxSlots);
+    while (slots < live * 2 && slots < maxSlots) slots *= 2;
     this.keys = new Uint32Array(slots * WORDS);
     this.times = new Float64Array(slots);
     this.mask = slots - 1;
     this.used = this.held = live;
+    const into = this.keys;
+    const mask = this.mask;
     for (let slot = 0; slot < times.length; slot++) {
       const k = slot * WORDS;
-      if (keys[k] === 0 || times[slot]! <= cutoff) continue;
-      let to = home(keys[k]!) & this.mask;
-      while (this.keys[to * WORDS] !== 0) to = (to + 1) & this.mask;
-      this.keys.set(keys.subarray(k, k + WORDS), to * WORDS);
+      const first = keys[k]!;
+      if (first === 0 || times[slot]! <= cutoff) continue;
+      let to = home(first) & mask;
+      while (into[to * WORDS] !== 0) to = (to + 1) & mask;
+      const t = to * WORDS;
+      into[t] = first;
+      into[t + 1] = keys[k + 1]!;
+      into[t + 2] = keys[k + 2]!;
       this.times[to] = times[slot]!;
     }
   }
