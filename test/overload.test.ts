@@ -16,7 +16,7 @@ import pino from 'pino';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-test('while ingest is saturated (and for a second after) the profile stage gives way, then catches up; its thread runs at a lower priority', async (t) => {
+test('while ingest is saturated (and for a moment after) the profile stage gives way, then catches up; its thread runs at a lower priority', async (t) => {
   const pressure = new IngestPressure();
   const stores = openSqliteStores({ dataDir: tempDir(t), sync: 'normal', stage: true, ingestPressure: pressure.shared });
   t.after(() => stores.close());

@@ -74,7 +74,7 @@ function run(): void {
   const step = () => {
     let caughtUp: boolean;
     let more: boolean;
-    // While ingest is saturated (or was, within the last second) the stage gives way: one
+    // While ingest is saturated (or was, within the last pause) the stage gives way: one
     // record per pause instead of 64 at a time, unless someone waits for it to catch up (an
     // admin change or read), who then gets it at full speed.
     const yielding = drains.length === 0 && pressure !== undefined && pressure.saturatedWithin(SATURATION_MEMORY_MS);
