@@ -192,6 +192,20 @@ describe('limits', () => {
 });
 
 describe('what ingest stores', () => {
+  test('request bodies are stored compressed (by the ingest thread) and read back as sent', async (t) => {
+    const app = await openTestApp(t);
+    const events = Array.from({ length: 30 }, (_, i) => trackEvent({ userId: `user-${i}` }));
+    assert.equal((await app.send('/v1/batch', { batch: events })).statusCode, 200);
+    const stored = await app.events(`messageId=${events[7]!.messageId}`);
+    assert.equal(stored[0]?.payload.userId, 'user-7');
+    const { DatabaseSync } = await import('node:sqlite');
+    const db = new DatabaseSync(`${app.dataDir}/tandem.db`, { readOnly: true });
+    t.after(() => db.close());
+    const row = db.prepare("SELECT encoding, length(body) AS bytes FROM log WHERE kind = 'batch' ORDER BY id DESC LIMIT 1").get() as { encoding: string | null; bytes: number };
+    assert.equal(row.encoding, 'zstd');
+    assert.ok(row.bytes * 3 < Buffer.byteLength(JSON.stringify({ batch: events })), `${row.bytes} bytes stored`);
+  });
+
   test('batch-level context and integrations merge into each event; the event wins', async (t) => {
     const app = await openTestApp(t);
     const a = trackEvent({ context: { locale: 'de-DE' } });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import { decodeMeta, encodeMeta } from '../src/store/event-meta.ts';
+import { storedBody } from '../src/store/log-encoding.ts';
 import { keyList, type LogEntry, type Stores } from '../src/store/ports.ts';
 import { openSqliteStores } from '../src/store/sqlite/index.ts';
 import { tempDir } from './helpers.ts';
@@ -76,6 +77,16 @@ for (const adapter of ADAPTERS) {
       const reopened = adapter.open(location);
       t.after(() => reopened.close());
       assert.deepEqual((await reopened.log.append(entry(6, 'default', ['w', 'v']))).duplicates, [0], 'the window survives reopening');
+    });
+
+    test('event log: a body the caller already compressed (bodyEncoding zstd) reads back as the JSON it stands for', async (t) => {
+      const { stores } = open(t);
+      const json = Buffer.from(JSON.stringify({ batch: Array.from({ length: 50 }, (_, i) => ({ type: 'track', event: 'Viewed', userId: `u${i}`, messageId: `c${i}` })) }));
+      const packed = storedBody(json);
+      assert.equal(packed.encoding, 'zstd');
+      const { id } = await stores.log.append({ ...entry(1), body: Buffer.from(packed.bytes), bodyEncoding: 'zstd' });
+      assert.deepEqual(stores.log.get('default', id)?.body, json);
+      assert.deepEqual(stores.log.readForward(id - 1, 1)[0]?.body, json);
     });
 
     test('event log: an entry with dedupe keys (a replay) is checked by its keys, not by the messageIds it carries', async (t) => {

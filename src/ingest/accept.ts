@@ -33,14 +33,16 @@ export function createIngest(deps: IngestDeps) {
     const receivedAt = now();
     if (deps.log.pendingBytes() + (deps.judgePendingBytes?.() ?? 0) > deps.maxPendingBytes) throw new TandemError('rate_limited');
     const { keepRecord, ...input } = req;
-    const judged = await deps.judge({ ...input, receivedAt });
+    // Compressed by the judge (off the log writer, whose commits are serial) unless a live reader
+    // wants the record's JSON now.
+    const judged = await deps.judge({ ...input, receivedAt, pack: !keepRecord });
     const body = Buffer.from(judged.body.buffer, judged.body.byteOffset, judged.body.byteLength);
     const entry = { workspaceId: judged.workspaceId, sourceId: judged.sourceId, receivedAt, kind: req.kind, meta: judged.meta };
     const kept = keepRecord ? Buffer.from(body) : undefined;
     let appended: Appended;
     try {
       // The bytes are not needed here afterwards (a copy was kept if they are): the log takes them.
-      appended = await deps.log.append({ ...entry, body, dedupeKeys: judged.messageIds }, { moveBody: true });
+      appended = await deps.log.append({ ...entry, body, dedupeKeys: judged.messageIds, ...(judged.bodyEncoding ? { bodyEncoding: judged.bodyEncoding } : {}) }, { moveBody: true });
     } catch (cause) {
       throw new TandemError('unavailable', undefined, { cause });
     }

@@ -33,7 +33,7 @@ port.on('message', (msg: JudgeRequest) => {
   try {
     const judged = judge(input);
     // The JSON is a view of the request's own bytes (perhaps past a BOM), which go back moved;
-    // an inflated body is copied into a buffer of its own first.
+    // an inflated or compressed body is copied into a buffer of its own first.
     const body = judged.body.buffer === input.raw.buffer ? judged.body : new Uint8Array(judged.body);
     port.postMessage({ seq, judged: { ...judged, body } } satisfies JudgeReply, [body.buffer as ArrayBuffer]);
   } catch (err) {

@@ -3,6 +3,7 @@ import { isObject } from '../json.ts';
 import type { SourcePlan } from '../access/credentials.ts';
 import { keyList, type KeyList, type WriteKey } from '../store/ports.ts';
 import { encodeMeta, STATUS_CODE } from '../store/event-meta.ts';
+import { storedBody } from '../store/log-encoding.ts';
 import { decodeBody, parseJsonBody, type ParsedBody } from './body.ts';
 import { judgeEvent, judgeSingle, LIMITS, type EventType, type IngestKind, type TimePolicy, type Verdict } from './normalize.ts';
 
@@ -29,14 +30,17 @@ export type JudgeInput = {
   basicKey: string | undefined;
   /** When the request arrived, set by the HTTP thread (whatever the client sends). */
   receivedAt: number;
+  /** Answer the JSON bytes as the log stores them (compressed where that pays), not as received. */
+  pack?: boolean;
 };
 
 /**
  * What ingest decided about a request, ready for the log: the source, the request's JSON bytes
- * (inflated, without a BOM) and the per-event verdicts, encoded. `statuses` holds one status code
- * per event (`a`, `f`, `q`), for counting once deduplication is known.
+ * (inflated, without a BOM; compressed when `bodyEncoding` says so, see JudgeInput.pack) and the
+ * per-event verdicts, encoded. `statuses` holds one status code per event (`a`, `f`, `q`), for
+ * counting once deduplication is known.
  */
-export type Judged = { workspaceId: string; sourceId: string; body: Uint8Array; meta: string; messageIds: KeyList; statuses: string };
+export type Judged = { workspaceId: string; sourceId: string; body: Uint8Array; bodyEncoding?: 'zstd'; meta: string; messageIds: KeyList; statuses: string };
 
 export type JudgeDeps = {
   resolveWriteKey: (key: string) => WriteKey | undefined;
@@ -95,6 +99,11 @@ export function createJudge(deps: JudgeDeps): (input: JudgeInput) => Judged {
       statuses += STATUS_CODE[verdicts[i]!.status];
       messageIds[i] = verdicts[i]!.messageId;
     }
-    return { workspaceId: source.workspaceId, sourceId: source.sourceId, body: parsed.bytes, meta: encodeMeta(verdicts), messageIds: keyList(messageIds), statuses };
+    const judged: Judged = { workspaceId: source.workspaceId, sourceId: source.sourceId, body: parsed.bytes, meta: encodeMeta(verdicts), messageIds: keyList(messageIds), statuses };
+    if (input.pack) {
+      const stored = storedBody(parsed.bytes);
+      if (stored.encoding === 'zstd') Object.assign(judged, { body: stored.bytes, bodyEncoding: 'zstd' });
+    }
+    return judged;
   };
 }

@@ -12,8 +12,14 @@ export type LogEntry = {
   receivedAt: number;
   /** `batch`, or the call type of a single-event request. */
   kind: string;
-  /** The request body as received (inflated, without BOM). */
+  /** The request body as received (inflated, without BOM), or as `bodyEncoding` says. */
   body: Buffer;
+  /**
+   * `zstd`: `body` was already compressed by the caller (store/log-encoding.ts's storedBody), so
+   * the writer stores it as it is; an ingest thread does this beside the log writer, whose
+   * commits are serial.
+   */
+  bodyEncoding?: 'zstd';
   /** Per event, in body order: what ingest decided, encoded by store/event-meta.ts. */
   meta: string;
   /**
@@ -34,7 +40,7 @@ export function keyList(keys: readonly string[]): KeyList {
   return { text, ends };
 }
 
-export type LogRecord = Omit<LogEntry, 'dedupeKeys'> & { id: number };
+export type LogRecord = Omit<LogEntry, 'dedupeKeys' | 'bodyEncoding'> & { id: number };
 
 /** What an append did: the record's id, and which events repeated a messageId of the window. */
 export type Appended = { id: number; duplicates: number[] };

@@ -3,7 +3,7 @@ import { Worker } from 'node:worker_threads';
 import { ownsItsMemory } from '../../bytes.ts';
 import type { AppendOptions, Appended, EventLog, LogEntry, LogRecord } from '../ports.ts';
 import type { WriterOptions, WriterReply, WriterRequest } from './log-writer.ts';
-import { bodyOf } from './log-encoding.ts';
+import { bodyOf } from '../log-encoding.ts';
 
 type Pending = { resolve: (appended: Appended) => void; reject: (err: unknown) => void; bytes: number };
 type Row = { id: number; workspace_id: string; source_id: string; received_at: number; kind: string; body: Uint8Array; meta: string; encoding: string | null };

@@ -1,7 +1,9 @@
 import { constants, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 
 /**
- * Request bodies are stored zstd-compressed (level 1): analytics JSON repeats its keys and
+ * How the event log stores request bodies (the SQLite adapter's `encoding` column; ingest threads
+ * compress beside the log writer, see LogEntry.bodyEncoding). Request bodies are stored
+ * zstd-compressed (level 1): analytics JSON repeats its keys and
  * context on every event, so a batch shrinks several times over, and every byte not written
  * is a byte neither the WAL, the checkpoint nor the fsync has to carry. Bodies too small to
  * gain are stored as received (encoding NULL), as are rows written before compression existed.
