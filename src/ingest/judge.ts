@@ -102,7 +102,10 @@ export function createJudge(deps: JudgeDeps): (input: JudgeInput) => Judged {
     const judged: Judged = { workspaceId: source.workspaceId, sourceId: source.sourceId, body: parsed.bytes, meta: encodeMeta(verdicts), messageIds: keyList(messageIds), statuses };
     if (input.pack) {
       const stored = storedBody(parsed.bytes);
-      if (stored.encoding === 'zstd') Object.assign(judged, { body: stored.bytes, bodyEncoding: 'zstd' });
+      if (stored.encoding === 'zstd') {
+        judged.body = stored.bytes;
+        judged.bodyEncoding = 'zstd';
+      }
     }
     return judged;
   };
