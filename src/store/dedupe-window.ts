@@ -219,8 +219,9 @@ class IdSet {
     }
     let to = ~slot;
     if (newest.keys[to * WORDS] === 0 && newest.used + 1 > newest.slots() * MAX_LOAD) {
-      if (newest.slots() < this.#maxSlots || newest.live(cutoff) * 2 <= newest.slots()) {
-        newest.rebuild(cutoff, this.#maxSlots);
+      const live = newest.live(cutoff);
+      if (newest.slots() < this.#maxSlots || live * 2 <= newest.slots()) {
+        newest.rebuild(cutoff, this.#maxSlots, live);
         to = ~newest.find(cutoff);
       } else {
         const next = new IdTable(this.#maxSlots);
@@ -316,10 +317,9 @@ class IdTable {
     return live;
   }
 
-  /** Keeps the ids received after `cutoff`, in a table sized for twice as many as there are then (up to `maxSlots`). */
-  rebuild(cutoff: number, maxSlots: number): void {
+  /** Keeps the `live` ids received after `cutoff`, in a table sized for twice as many (up to `maxSlots`). */
+  rebuild(cutoff: number, maxSlots: number, live = this.live(cutoff)): void {
     const { keys, times } = this;
-    const live = this.live(cutoff);
     let slots = Math.min(16, maxSlots);
     while (slots < live * 2 && slots < maxSlots) slots *= 2;
     this.keys = new Uint32Array(slots * WORDS);
