@@ -1,6 +1,7 @@
 import { TandemError } from '../errors.ts';
 import type { Appended, EventLog, LogRecord } from '../store/ports.ts';
 import { markDuplicates, STATUS_OF } from '../store/event-meta.ts';
+import { bodyOf } from '../store/log-encoding.ts';
 import type { JudgeInput, Judged } from './judge.ts';
 import type { IngestPressure } from '../ops/ingest-pressure.ts';
 
@@ -33,12 +34,11 @@ export function createIngest(deps: IngestDeps) {
     const receivedAt = now();
     if (deps.log.pendingBytes() + (deps.judgePendingBytes?.() ?? 0) > deps.maxPendingBytes) throw new TandemError('rate_limited');
     const { keepRecord, ...input } = req;
-    // Compressed by the judge (off the log writer, whose commits are serial) unless a live reader
-    // wants the record's JSON now.
-    const judged = await deps.judge({ ...input, receivedAt, pack: !keepRecord });
+    const judged = await deps.judge({ ...input, receivedAt });
     const body = Buffer.from(judged.body.buffer, judged.body.byteOffset, judged.body.byteLength);
     const entry = { workspaceId: judged.workspaceId, sourceId: judged.sourceId, receivedAt, kind: req.kind, meta: judged.meta };
-    const kept = keepRecord ? Buffer.from(body) : undefined;
+    // Live readers get the JSON, in bytes of their own (the log takes `body` below).
+    const kept = keepRecord ? Buffer.from(bodyOf(body, judged.bodyEncoding ?? null)) : undefined;
     let appended: Appended;
     try {
       // The bytes are not needed here afterwards (a copy was kept if they are): the log takes them.

@@ -30,14 +30,13 @@ export type JudgeInput = {
   basicKey: string | undefined;
   /** When the request arrived, set by the HTTP thread (whatever the client sends). */
   receivedAt: number;
-  /** Answer the JSON bytes as the log stores them (compressed where that pays), not as received. */
-  pack?: boolean;
 };
 
 /**
  * What ingest decided about a request, ready for the log: the source, the request's JSON bytes
- * (inflated, without a BOM; compressed when `bodyEncoding` says so, see JudgeInput.pack) and the
- * per-event verdicts, encoded. `statuses` holds one status code per event (`a`, `f`, `q`), for
+ * (inflated, without a BOM) as the log stores them (compressed where that pays, as
+ * `bodyEncoding` says: here, beside the log writer, whose commits are serial) and the per-event
+ * verdicts, encoded. `statuses` holds one status code per event (`a`, `f`, `q`), for
  * counting once deduplication is known.
  */
 export type Judged = { workspaceId: string; sourceId: string; body: Uint8Array; bodyEncoding?: 'zstd'; meta: string; messageIds: KeyList; statuses: string };
@@ -100,12 +99,10 @@ export function createJudge(deps: JudgeDeps): (input: JudgeInput) => Judged {
       messageIds[i] = verdicts[i]!.messageId;
     }
     const judged: Judged = { workspaceId: source.workspaceId, sourceId: source.sourceId, body: parsed.bytes, meta: encodeMeta(verdicts), messageIds: keyList(messageIds), statuses };
-    if (input.pack) {
-      const stored = storedBody(parsed.bytes);
-      if (stored.encoding === 'zstd') {
-        judged.body = stored.bytes;
-        judged.bodyEncoding = 'zstd';
-      }
+    const stored = storedBody(parsed.bytes);
+    if (stored.encoding === 'zstd') {
+      judged.body = stored.bytes;
+      judged.bodyEncoding = 'zstd';
     }
     return judged;
   };
