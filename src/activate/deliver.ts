@@ -141,6 +141,16 @@ export class Deliverer {
   }
 
   #enqueue(): void {
+    this.#enqueueAudienceChanges();
+    this.#followConsent();
+    this.#enqueueEvents();
+  }
+
+  /** Entries and exits of the activations' audiences, after each activation's position in the history. */
+  #enqueueAudienceChanges(): void {
+    // Nothing to read on this (the HTTP) thread every turn while no activation exists; a new one
+    // makes #refresh look at every activation again.
+    if (this.#activations.size === 0) return;
     const { store, profiles } = this.#o;
     // One cheap read when no audience changed since the last turn (and no first sync runs).
     const last = profiles.lastAudienceChange();
@@ -158,8 +168,6 @@ export class Deliverer {
       else this.#version = -1;
     }
     if (changed && all) this.#queuedUpTo = last;
-    this.#followConsent();
-    this.#enqueueEvents();
   }
 
   /**
