@@ -157,9 +157,13 @@ export class SqliteActivationStore implements ActivationStore {
     return this.#advance('sync_after', a.syncAfter, next, a, entries, now);
   }
 
-  /** Cancels the pending deliveries of a deleted activation or event stream. */
-  #cancel(from: string): void {
-    this.#db.prepare("UPDATE deliveries SET status = 'cancelled', finished_at = ? WHERE activation_id = ? AND status = 'pending'").run(Date.now(), from);
+  /** Deletes an activation or an event stream and cancels its pending deliveries; whether it was there. */
+  #deleteSender(table: 'activations' | 'event_streams', workspaceId: string, id: string): boolean {
+    return this.#transaction(() => {
+      const deleted = this.#db.prepare(`DELETE FROM ${table} WHERE workspace_id = ? AND id = ?`).run(workspaceId, id).changes > 0;
+      if (deleted) this.#db.prepare("UPDATE deliveries SET status = 'cancelled', finished_at = ? WHERE activation_id = ? AND status = 'pending'").run(Date.now(), id);
+      return deleted;
+    }, true);
   }
 
   createStream(e: EventStream): void {
@@ -179,11 +183,7 @@ export class SqliteActivationStore implements ActivationStore {
   }
 
   deleteStream(workspaceId: string, id: string): boolean {
-    return this.#transaction(() => {
-      const deleted = this.#db.prepare('DELETE FROM event_streams WHERE workspace_id = ? AND id = ?').run(workspaceId, id).changes > 0;
-      if (deleted) this.#cancel(id);
-      return deleted;
-    }, true);
+    return this.#deleteSender('event_streams', workspaceId, id);
   }
 
   enqueueEvents(e: EventStream, events: QueuedDelivery[], upTo: number, now: number): boolean {
@@ -203,11 +203,7 @@ export class SqliteActivationStore implements ActivationStore {
   }
 
   deleteActivation(workspaceId: string, id: string): boolean {
-    return this.#transaction(() => {
-      const deleted = this.#db.prepare('DELETE FROM activations WHERE workspace_id = ? AND id = ?').run(workspaceId, id).changes > 0;
-      if (deleted) this.#cancel(id);
-      return deleted;
-    }, true);
+    return this.#deleteSender('activations', workspaceId, id);
   }
 
   enqueue(a: Activation, changes: DeliveryChange[], upTo: number, now: number): boolean {
