@@ -142,7 +142,6 @@ export function createPoster(options: { allow: AllowList; timeoutMs: number; use
           size += chunk.length;
           if (size > MAX_RESPONSE_BYTES) res.destroy();
         });
-        res.on('end', () => clearTimeout(timer));
         res.on('close', () => clearTimeout(timer));
         const retryAfter = Number(res.headers['retry-after']);
         resolve({ status: res.statusCode ?? 0, ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfterMs: retryAfter * 1000 } : {}) });
