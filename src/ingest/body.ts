@@ -1,7 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { gunzipSync, inflateSync } from 'node:zlib';
 import { TandemError } from '../errors.ts';
-import { scanJson, type JsonShape } from './json-scan.ts';
+import { pickJson } from './json-pick.ts';
 
 export const MAX_DEPTH = 64;
 
@@ -18,21 +18,18 @@ export function decodeBody(raw: Buffer, contentEncoding: string | undefined, max
   }
 }
 
-export type ParsedBody = { value: unknown; bytes: Buffer; shape: JsonShape };
+/**
+ * A request's JSON, checked: `value` holds the members ingest reads (json-pick.ts), `itemSpans`
+ * each batch item's size in bytes; `full()` parses all of it, for a tracking plan.
+ */
+export type ParsedBody = { value: unknown; bytes: Buffer; itemSpans: number[]; full: () => unknown };
 
-/** UTF-8 check, optional BOM, depth scan, then JSON.parse. Whatever the Content-Type said. */
+/** UTF-8 check, optional BOM, then one pass that checks the JSON and picks. Whatever the Content-Type said. */
 export function parseJsonBody(decoded: Buffer): ParsedBody {
   let bytes = decoded;
   if (bytes.length >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) bytes = bytes.subarray(3);
   if (bytes.length === 0) throw new TandemError('invalid_json', 'The body is empty.');
   if (!isUtf8(bytes)) throw new TandemError('invalid_encoding', 'The body is not valid UTF-8.');
-  const shape = scanJson(bytes, MAX_DEPTH);
-  if (!shape) throw new TandemError('nesting_too_deep', `At most ${MAX_DEPTH} levels are allowed.`);
-  let value: unknown;
-  try {
-    value = JSON.parse(bytes.toString('utf8'));
-  } catch {
-    throw new TandemError('invalid_json');
-  }
-  return { value, bytes, shape };
+  const { value, itemSpans } = pickJson(bytes, MAX_DEPTH);
+  return { value, bytes, itemSpans, full: () => JSON.parse(bytes.toString('utf8')) };
 }

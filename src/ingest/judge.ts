@@ -64,9 +64,11 @@ export function createJudge(deps: JudgeDeps): (input: JudgeInput) => Judged {
   }
 
   function judgeAll(kind: IngestKind, parsed: ParsedBody, receivedAt: number, plan: SourcePlan | undefined): Verdict[] {
+    // The plan looks at every field: it gets the whole parsed value (the checks, picked members).
+    const full = plan ? parsed.full() : undefined;
     if (kind !== 'batch') {
       const verdict = judgeSingle(parsed.value, kind as EventType, receivedAt, deps.policy, parsed.bytes.length);
-      if (plan) enforce(plan, verdict, parsed.value);
+      if (plan) enforce(plan, verdict, full);
       return [verdict];
     }
     const body = parsed.value;
@@ -74,13 +76,12 @@ export function createJudge(deps: JudgeDeps): (input: JudgeInput) => Judged {
     if (parsed.bytes.length > LIMITS.batchBytes) throw new TandemError('batch_too_large');
     const items = body.batch;
     if (items.length > LIMITS.batchEvents) throw new TandemError('batch_too_many_events');
-    const spans = parsed.shape.itemSpans.length === items.length ? parsed.shape.itemSpans : undefined;
+    const fullItems = plan ? ((full as { batch: unknown[] }).batch) : undefined;
     const small = parsed.bytes.length <= LIMITS.eventBytes;
     const verdicts: Verdict[] = new Array(items.length);
     for (let i = 0; i < items.length; i++) {
-      const bytes = small ? 0 : (spans?.[i] ?? Buffer.byteLength(JSON.stringify(items[i]) ?? ''));
-      verdicts[i] = judgeEvent(items[i], undefined, body.sentAt, receivedAt, deps.policy, bytes);
-      if (plan) enforce(plan, verdicts[i]!, items[i]);
+      verdicts[i] = judgeEvent(items[i], undefined, body.sentAt, receivedAt, deps.policy, small ? 0 : parsed.itemSpans[i]!);
+      if (plan) enforce(plan, verdicts[i]!, fullItems![i]);
     }
     return verdicts;
   }
