@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import { decodeMeta, encodeMeta } from '../src/store/event-meta.ts';
-import { storedBody } from '../src/store/log-encoding.ts';
+import { storedBody, storedMeta } from '../src/store/log-encoding.ts';
 import { keyList, type LogEntry, type Stores } from '../src/store/ports.ts';
 import { openSqliteStores } from '../src/store/sqlite/index.ts';
 import { tempDir } from './helpers.ts';
@@ -87,6 +87,24 @@ for (const adapter of ADAPTERS) {
       const { id } = await stores.log.append({ ...entry(1), body: Buffer.from(packed.bytes), bodyEncoding: 'zstd' });
       assert.deepEqual(stores.log.get('default', id)?.body, json);
       assert.deepEqual(stores.log.readForward(id - 1, 1)[0]?.body, json);
+    });
+
+    test('event log: verdicts the caller compressed (meta as bytes) read back as their text, repeats marked, across reopening', async (t) => {
+      const { stores, location } = open(t);
+      const ids = Array.from({ length: 40 }, (_, i) => `v${i}`);
+      const text = meta(...ids);
+      const packed = storedMeta(text);
+      assert.ok(packed instanceof Uint8Array, 'forty verdicts are worth compressing');
+      const first = await stores.log.append({ ...entry(1), meta: Buffer.from(packed), dedupeKeys: keyList(ids) });
+      assert.equal(stores.log.get('default', first.id)?.meta, text);
+      assert.equal(stores.log.readVerdictsForward(first.id - 1, 1)[0]?.meta, text);
+      const again = await stores.log.append({ ...entry(2), meta: Buffer.from(packed) });
+      assert.deepEqual(again.duplicates, ids.map((_, i) => i), 'ids read from compressed verdicts when no keys are given');
+      assert.ok(decodeMeta(stores.log.get('default', again.id)!.meta).every((v) => v.status === 'duplicate'));
+      await stores.close();
+      const reopened = adapter.open(location);
+      t.after(() => reopened.close());
+      assert.deepEqual((await reopened.log.append({ ...entry(3), meta: text })).duplicates, ids.map((_, i) => i), 'the window reloads ids from compressed verdicts');
     });
 
     test('event log: an entry with dedupe keys (a replay) is checked by its keys, not by the messageIds it carries', async (t) => {

@@ -1,7 +1,7 @@
 import { TandemError } from '../errors.ts';
 import type { Appended, EventLog, LogRecord } from '../store/ports.ts';
 import { markDuplicates, STATUS_OF } from '../store/event-meta.ts';
-import { bodyOf } from '../store/log-encoding.ts';
+import { bodyOf, metaOf } from '../store/log-encoding.ts';
 import type { JudgeInput, Judged } from './judge.ts';
 import type { IngestPressure } from '../ops/ingest-pressure.ts';
 
@@ -38,7 +38,7 @@ export function createIngest(deps: IngestDeps) {
     const body = Buffer.from(judged.body.buffer, judged.body.byteOffset, judged.body.byteLength);
     const entry = { workspaceId: judged.workspaceId, sourceId: judged.sourceId, receivedAt, kind: req.kind, meta: judged.meta };
     // Live readers get the JSON, in bytes of their own (the log takes `body` below).
-    const kept = keepRecord ? Buffer.from(bodyOf(body, judged.bodyEncoding ?? null)) : undefined;
+    const kept = keepRecord ? { body: Buffer.from(bodyOf(body, judged.bodyEncoding ?? null)), meta: metaOf(judged.meta) } : undefined;
     let appended: Appended;
     try {
       // The bytes are not needed here afterwards (a copy was kept if they are): the log takes them.
@@ -48,7 +48,7 @@ export function createIngest(deps: IngestDeps) {
     }
     const duplicates = new Set(appended.duplicates);
     const outcome: IngestOutcome = { accepted: 0, flagged: 0, quarantined: 0, duplicates: duplicates.size };
-    if (kept) outcome.record = { ...entry, body: kept, meta: duplicates.size > 0 ? markDuplicates(entry.meta, appended.duplicates) : entry.meta, id: appended.id };
+    if (kept) outcome.record = { ...entry, body: kept.body, meta: duplicates.size > 0 ? markDuplicates(kept.meta, appended.duplicates) : kept.meta, id: appended.id };
     for (let i = 0; i < judged.statuses.length; i++) {
       if (!duplicates.has(i)) outcome[STATUS_OF[judged.statuses[i]!] as 'accepted' | 'flagged' | 'quarantined']++;
     }

@@ -33,9 +33,12 @@ port.on('message', (msg: JudgeRequest) => {
   try {
     const judged = judge(input);
     // The JSON is a view of the request's own bytes (perhaps past a BOM), which go back moved;
-    // an inflated or compressed body is copied into a buffer of its own first.
+    // an inflated or compressed body, and compressed verdicts, are copied into buffers of their own first.
     const body = judged.body.buffer === input.raw.buffer ? judged.body : new Uint8Array(judged.body);
-    port.postMessage({ seq, judged: { ...judged, body } } satisfies JudgeReply, [body.buffer as ArrayBuffer]);
+    const transfer = [body.buffer as ArrayBuffer];
+    let { meta } = judged;
+    if (typeof meta !== 'string') transfer.push((meta = new Uint8Array(meta)).buffer as ArrayBuffer);
+    port.postMessage({ seq, judged: { ...judged, body, meta } } satisfies JudgeReply, transfer);
   } catch (err) {
     if (err instanceof TandemError) port.postMessage({ seq, error: { code: err.code, detail: err.detail } } satisfies JudgeReply);
     else port.postMessage({ seq, failure: err instanceof Error ? err.message : String(err) } satisfies JudgeReply);

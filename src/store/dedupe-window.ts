@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { eachMessageId, markDuplicates } from './event-meta.ts';
+import { metaOf, storedMeta } from './log-encoding.ts';
 import type { KeyList } from './ports.ts';
 
 /**
@@ -69,7 +70,7 @@ export class DedupeWindow {
    * its verdicts. Returns the new meta (with duplicates marked, or the same
    * string when there are none), the duplicate indexes, and the indexes it claimed (for `releaseEntry`).
    */
-  claimEntry(workspaceId: string, receivedAt: number, meta: string, keys?: KeyList): { meta: string; duplicates: number[]; claimed: number[] } {
+  claimEntry(workspaceId: string, receivedAt: number, meta: string | Uint8Array, keys?: KeyList): { meta: string | Uint8Array; duplicates: number[]; claimed: number[] } {
     const set = this.#set(workspaceId);
     const cutoff = receivedAt - this.#windowMs;
     set.dropExpired(cutoff);
@@ -80,11 +81,12 @@ export class DedupeWindow {
       if (set.claim(text, from, to, receivedAt, cutoff)) claimed.push(i++);
       else duplicates.push(i++);
     });
-    return { meta: duplicates.length === 0 ? meta : markDuplicates(meta, duplicates), duplicates, claimed };
+    if (duplicates.length === 0) return { meta, duplicates, claimed };
+    return { meta: typeof meta === 'string' ? markDuplicates(meta, duplicates) : storedMeta(markDuplicates(metaOf(meta), duplicates)), duplicates, claimed };
   }
 
   /** Forgets what `claimEntry` claimed for an entry that was not committed (same meta and keys). */
-  releaseEntry(workspaceId: string, meta: string, keys: KeyList | undefined, claimed: readonly number[]): void {
+  releaseEntry(workspaceId: string, meta: string | Uint8Array, keys: KeyList | undefined, claimed: readonly number[]): void {
     const set = this.#sets.get(workspaceId);
     if (!set || claimed.length === 0) return;
     const release = new Set(claimed);
@@ -99,12 +101,12 @@ export class DedupeWindow {
    * first): the ids of its events not marked duplicate; how many. Each id takes the entry's
    * time, so the newest entry holding an id (the one that claimed it last) is the one that counts.
    */
-  replay(workspaceId: string, receivedAt: number, meta: string): number {
+  replay(workspaceId: string, receivedAt: number, meta: string | Uint8Array): number {
     const set = this.#set(workspaceId);
     const cutoff = receivedAt - this.#windowMs;
     set.dropExpired(cutoff);
     let ids = 0;
-    eachId(meta, (text, from, to, duplicate) => {
+    eachId(metaOf(meta), (text, from, to, duplicate) => {
       if (duplicate) return;
       set.remember(text, from, to, receivedAt, cutoff);
       ids++;
@@ -119,8 +121,8 @@ export class DedupeWindow {
 }
 
 /** Each key of an entry, as a range of some string: from `keys`, or from the verdicts. */
-function eachKey(meta: string, keys: KeyList | undefined, visit: (text: string, from: number, to: number) => void): void {
-  if (!keys) return eachId(meta, visit);
+function eachKey(meta: string | Uint8Array, keys: KeyList | undefined, visit: (text: string, from: number, to: number) => void): void {
+  if (!keys) return eachId(metaOf(meta), visit);
   for (let i = 0, from = 0; i < keys.ends.length; from = keys.ends[i++]!) visit(keys.text, from, keys.ends[i]!);
 }
 

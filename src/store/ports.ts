@@ -20,8 +20,12 @@ export type LogEntry = {
    * commits are serial.
    */
   bodyEncoding?: 'zstd';
-  /** Per event, in body order: what ingest decided, encoded by store/event-meta.ts. */
-  meta: string;
+  /**
+   * Per event, in body order: what ingest decided, encoded by store/event-meta.ts; as bytes,
+   * that text compressed by the caller (store/log-encoding.ts's storedMeta), which the adapter
+   * stores as they are. Records give back the text either way.
+   */
+  meta: string | Uint8Array;
   /**
    * Per event, in body order: what the dedupe window checks (keyList). Ingest passes the
    * messageIds it found (cheaper than reading them back from `meta`); a replay of a quarantined
@@ -40,7 +44,7 @@ export function keyList(keys: readonly string[]): KeyList {
   return { text, ends };
 }
 
-export type LogRecord = Omit<LogEntry, 'dedupeKeys' | 'bodyEncoding'> & { id: number };
+export type LogRecord = Omit<LogEntry, 'dedupeKeys' | 'bodyEncoding' | 'meta'> & { id: number; meta: string };
 
 /** What an append did: the record's id, and which events repeated a messageId of the window. */
 export type Appended = { id: number; duplicates: number[] };
@@ -263,7 +267,7 @@ export type ColumnStats = { columns: number; profiles: number };
  */
 export type StoreLocation = { adapter: 'sqlite'; dataDir: string; sync: 'full' | 'normal'; file?: string };
 
-/** `moveBody`: the log may take `entry.body`'s memory instead of copying it; the caller must not read the body afterwards. */
+/** `moveBody`: the log may take `entry.body`'s memory (and `entry.meta`'s, when bytes) instead of copying it; the caller must not read them afterwards. */
 export type AppendOptions = { moveBody?: boolean };
 
 export interface Stores {

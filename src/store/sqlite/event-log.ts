@@ -3,10 +3,10 @@ import { Worker } from 'node:worker_threads';
 import { ownsItsMemory } from '../../bytes.ts';
 import type { AppendOptions, Appended, EventLog, LogEntry, LogRecord } from '../ports.ts';
 import type { WriterOptions, WriterReply, WriterRequest } from './log-writer.ts';
-import { bodyOf } from '../log-encoding.ts';
+import { bodyOf, metaOf } from '../log-encoding.ts';
 
 type Pending = { resolve: (appended: Appended) => void; reject: (err: unknown) => void; bytes: number };
-type Row = { id: number; workspace_id: string; source_id: string; received_at: number; kind: string; body: Uint8Array; meta: string; encoding: string | null };
+type Row = { id: number; workspace_id: string; source_id: string; received_at: number; kind: string; body: Uint8Array; meta: string | Uint8Array; encoding: string | null };
 
 const toRecord = (r: Row): LogRecord => ({
   id: r.id,
@@ -15,7 +15,7 @@ const toRecord = (r: Row): LogRecord => ({
   receivedAt: r.received_at,
   kind: r.kind,
   body: bodyOf(r.body, r.encoding),
-  meta: r.meta,
+  meta: metaOf(r.meta),
 });
 
 /** Reads of the embedded event log, on the caller's connection (WAL lets them run beside writes). */
@@ -43,7 +43,7 @@ export class SqliteLogReader {
   }
 
   readVerdictsForward(afterId: number, limit: number): Array<Omit<LogRecord, 'body'>> {
-    return (this.#verdicts.all(afterId, limit) as Array<Omit<Row, 'body' | 'encoding'>>).map((r) => ({ id: r.id, workspaceId: r.workspace_id, sourceId: r.source_id, receivedAt: r.received_at, kind: r.kind, meta: r.meta }));
+    return (this.#verdicts.all(afterId, limit) as Array<Omit<Row, 'body' | 'encoding'>>).map((r) => ({ id: r.id, workspaceId: r.workspace_id, sourceId: r.source_id, receivedAt: r.received_at, kind: r.kind, meta: metaOf(r.meta) }));
   }
 
   lastId(): number {
@@ -143,7 +143,13 @@ export class SqliteEventLog extends SqliteLogReader implements EventLog {
         // The bytes are moved, not cloned, to the writer: the caller's own memory when it gave
         // it up, else a private copy (a memcpy instead of structured-clone serialisation).
         const body = options.moveBody && ownsItsMemory(entry.body) ? entry.body : new Uint8Array(entry.body);
-        this.#writer().postMessage({ type: 'append', seq, entry: { ...entry, body } } satisfies WriterRequest, [body.buffer as ArrayBuffer]);
+        const transfer = [body.buffer as ArrayBuffer];
+        let { meta } = entry;
+        if (typeof meta !== 'string') {
+          meta = options.moveBody && ownsItsMemory(meta) ? meta : new Uint8Array(meta);
+          transfer.push(meta.buffer as ArrayBuffer);
+        }
+        this.#writer().postMessage({ type: 'append', seq, entry: { ...entry, body, meta } } satisfies WriterRequest, transfer);
       } catch (err) {
         this.#pending.delete(seq);
         this.#pendingBytes -= bytes;

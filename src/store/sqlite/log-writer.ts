@@ -36,7 +36,7 @@ const loaded = loadWindow();
  */
 function loadWindow(): number {
   const stop = Date.now() - options.dedupeWindowMs - 3_600_000;
-  const recent: Array<{ workspace_id: string; received_at: number; meta: string }> = [];
+  const recent: Array<{ workspace_id: string; received_at: number; meta: string | Uint8Array }> = [];
   for (const r of db.prepare('SELECT workspace_id, received_at, meta FROM log ORDER BY id DESC').iterate() as Iterable<(typeof recent)[number]>) {
     if (r.received_at < stop) break;
     recent.push(r);
