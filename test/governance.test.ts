@@ -63,6 +63,12 @@ describe('tracking plans', () => {
           }
         }
       }
+      // The write key in the body instead of HTTP Basic: the same plan, the same verdict.
+      const inBody = mid('in-body');
+      const viaBody = await app.inject({ method: 'POST', url: '/v1/batch', payload: { writeKey: WRITE_KEY, batch: [{ type: 'track', userId: 'u1', messageId: inBody, ...CASES[0]!.bad }] } });
+      assert.equal(viaBody.statusCode, 200, viaBody.body);
+      assert.equal((await stored(app, inBody)).status, { allow: 'accepted', flag: 'flagged', block: 'quarantined' }[enforcement]);
+      assert.ok((await stored(app, inBody)).reasons.includes(CASES[0]!.violation));
       // Unplanned properties and traits are violations when the plan says so; alias is not planned.
       const extra = mid('extra');
       await app.send('/v1/track', { type: 'track', userId: 'u1', messageId: extra, event: 'Order Completed', properties: { total: 1, colour: 'red' } });

@@ -21,9 +21,10 @@ const isPlainStart = (c: number) => (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c 
 
 export function isBlockedIdentifier(value: string): boolean {
   const visible = HAS_INVISIBLE.test(value) ? value.replace(INVISIBLE, '') : value;
-  // Most identifiers are real and long: longer than any blocked word once trimmed, and neither
-  // quoted nor zeros and dashes, which is all the general path below would find out.
-  if (visible.length > LONGEST_BLOCKED && isPlainStart(visible.charCodeAt(0)) && isPlainStart(visible.charCodeAt(visible.length - 1))) return false;
+  // Most identifiers start and end with a letter or a digit other than 0: then there is nothing
+  // to trim, they are neither quoted nor zeros and dashes, and only the word list can block them
+  // (never when longer than any word in it).
+  if (isPlainStart(visible.charCodeAt(0)) && isPlainStart(visible.charCodeAt(visible.length - 1))) return visible.length <= LONGEST_BLOCKED && BLOCKED.has(visible.toLowerCase());
   let v = visible.trim().toLowerCase();
   for (let m = QUOTES.exec(v); m; m = QUOTES.exec(v)) v = m[2]!.trim();
   return v === '' || ZEROS_AND_DASHES.test(v) || BLOCKED.has(v);

@@ -8,14 +8,15 @@ const PICKED = ['type', 'messageId', 'userId', 'anonymousId', 'properties', 'tra
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const stand = (v: unknown) => (Array.isArray(v) ? ARRAY : isObject(v) ? OBJECT : v);
 
-/** Reference: what pickJson should give, from JSON.parse's value. */
-function project(value: unknown, top = true): unknown {
+/** Reference: what pickJson should give, from JSON.parse's value (`withValues`: properties and traits whole). */
+function project(value: unknown, withValues = false, top = true): unknown {
   if (!isObject(value)) return stand(value);
   const out: Record<string, unknown> = {};
   for (const key of PICKED) {
     if (!Object.hasOwn(value, key)) continue;
     const v = value[key];
-    out[key] = top && key === 'batch' && Array.isArray(v) ? v.map((item) => (isObject(item) ? project(item, false) : stand(item))) : stand(v);
+    if (top && key === 'batch' && Array.isArray(v)) out[key] = v.map((item) => (isObject(item) ? project(item, withValues, false) : stand(item)));
+    else out[key] = withValues && (key === 'properties' || key === 'traits') ? v : stand(v);
   }
   return out;
 }
@@ -26,7 +27,7 @@ function plain(v: unknown): unknown {
   if (!(v instanceof PickedObject)) return v;
   return Object.fromEntries(Object.entries(v).filter(([, m]) => m !== undefined).map(([k, m]) => [k, plain(m)]));
 }
-const pick = (raw: string | Buffer, depthLimit = 1000) => plain(pickJson(Buffer.isBuffer(raw) ? raw : Buffer.from(raw), depthLimit).value);
+const pick = (raw: string | Buffer, depthLimit = 1000, withValues = false) => plain(pickJson(Buffer.isBuffer(raw) ? raw : Buffer.from(raw), depthLimit, withValues).value);
 
 const code = (f: () => unknown): string | undefined => {
   try {
@@ -56,9 +57,9 @@ const body = fc.oneof(
 
 test('picks what JSON.parse gives for the picked members, on arbitrary JSON with any spacing', () => {
   fc.assert(
-    fc.property(body, fc.constantFrom(undefined, 1, '\t', ' \n '), (value, space) => {
+    fc.property(body, fc.constantFrom(undefined, 1, '\t', ' \n '), fc.boolean(), (value, space, withValues) => {
       const raw = JSON.stringify(value, null, space);
-      assert.deepEqual(pick(raw), project(JSON.parse(raw)));
+      assert.deepEqual(pick(raw, 1000, withValues), project(JSON.parse(raw), withValues));
     }),
     { numRuns: 1000 },
   );

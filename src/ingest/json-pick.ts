@@ -9,7 +9,8 @@
  * A picked member holds what JSON.parse would give for strings, numbers, booleans and null; an
  * object or an array stands as OBJECT or ARRAY, empty and frozen (the checks only ask whether a
  * field is an object); an absent one is undefined. Repeated keys keep the last, as JSON.parse
- * does. The tracking plan, which looks at everything, still gets JSON.parse's value (judge.ts).
+ * does. For a tracking plan, which validates properties and traits, those two can hold their
+ * values (`withValues`).
  */
 import { TandemError } from '../errors.ts';
 
@@ -44,6 +45,8 @@ export class PickedObject {
 export type PickedKey = keyof PickedObject;
 export const PICKED_KEYS: readonly PickedKey[] = Object.keys(new PickedObject()) as PickedKey[];
 const BATCH = PICKED_KEYS.indexOf('batch');
+const PROPERTIES = PICKED_KEYS.indexOf('properties');
+const TRAITS = PICKED_KEYS.indexOf('traits');
 
 /** What a pass found: the top-level value (a PickedObject if an object) and, for a batch, each item's size in bytes. */
 export type Picked = { value: unknown; itemSpans: number[] };
@@ -385,8 +388,9 @@ function pickObject(buf: Buffer, p: number, n: number, depth: number, depthLimit
       p = pickBatch(buf, p, n, depth + 1, depthLimit, items, (batch.itemSpans = []));
       target.batch = items;
     } else if (b === OPEN_OBJECT || b === OPEN_ARRAY) {
-      if (key >= 0) setMember(target, key, b === OPEN_OBJECT ? OBJECT : ARRAY);
+      const start = p;
       p = skipContainer(buf, p, n, depth + 1, depthLimit);
+      if (key >= 0) setMember(target, key, parseMembers && (key === PROPERTIES || key === TRAITS) ? JSON.parse(buf.toString('utf8', start, p)) : b === OPEN_OBJECT ? OBJECT : ARRAY);
     } else {
       const v = primitive(buf, p, n, key >= 0);
       if (key >= 0) setMember(target, key, v);
@@ -428,14 +432,20 @@ function pickBatch(buf: Buffer, p: number, n: number, depth: number, depthLimit:
   }
 }
 
+/** Whether this pass gives `properties` and `traits` their values (see pickJson). */
+let parseMembers = false;
+
 /**
  * Checks `bytes` (valid UTF-8, without a BOM) as JSON and picks what ingest reads. Throws
  * TandemError `invalid_json`, or `nesting_too_deep` past `depthLimit` levels of containers
- * (counted without recursion, whatever the nesting).
+ * (counted without recursion, whatever the nesting). `withValues`: events' `properties` and
+ * `traits` hold their values (JSON.parse of their bytes, once checked), for a tracking plan,
+ * which validates them; still nothing else of the body is built.
  */
-export function pickJson(buf: Buffer, depthLimit: number): Picked {
+export function pickJson(buf: Buffer, depthLimit: number, withValues = false): Picked {
   const n = buf.length;
   latin1 = undefined;
+  parseMembers = withValues;
   const picked: Picked = { value: undefined, itemSpans: [] };
   let p = skipSpace(buf, 0, n);
   const b = buf[p];

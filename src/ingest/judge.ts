@@ -64,11 +64,9 @@ export function createJudge(deps: JudgeDeps): (input: JudgeInput) => Judged {
   }
 
   function judgeAll(kind: IngestKind, parsed: ParsedBody, receivedAt: number, plan: SourcePlan | undefined): Verdict[] {
-    // The plan looks at every field: it gets the whole parsed value (the checks, picked members).
-    const full = plan ? parsed.full() : undefined;
     if (kind !== 'batch') {
       const verdict = judgeSingle(parsed.value, kind as EventType, receivedAt, deps.policy, parsed.bytes.length);
-      if (plan) enforce(plan, verdict, full);
+      if (plan) enforce(plan, verdict, parsed.value);
       return [verdict];
     }
     const body = parsed.value;
@@ -76,12 +74,11 @@ export function createJudge(deps: JudgeDeps): (input: JudgeInput) => Judged {
     if (parsed.bytes.length > LIMITS.batchBytes) throw new TandemError('batch_too_large');
     const items = body.batch;
     if (items.length > LIMITS.batchEvents) throw new TandemError('batch_too_many_events');
-    const fullItems = plan ? ((full as { batch: unknown[] }).batch) : undefined;
     const small = parsed.bytes.length <= LIMITS.eventBytes;
     const verdicts: Verdict[] = new Array(items.length);
     for (let i = 0; i < items.length; i++) {
       verdicts[i] = judgeEvent(items[i], undefined, body.sentAt, receivedAt, deps.policy, small ? 0 : parsed.itemSpans[i]!);
-      if (plan) enforce(plan, verdicts[i]!, fullItems![i]);
+      if (plan) enforce(plan, verdicts[i]!, items[i]);
     }
     return verdicts;
   }
@@ -90,9 +87,14 @@ export function createJudge(deps: JudgeDeps): (input: JudgeInput) => Judged {
     const raw = Buffer.from(input.raw.buffer, input.raw.byteOffset, input.raw.byteLength);
     const decoded = decodeBody(raw, input.contentEncoding, deps.maxBodyBytes);
     const basic = input.basicKey ? authenticate(input.basicKey, undefined) : undefined;
-    const parsed = parseJsonBody(decoded);
+    // A plan validates events' properties and traits: with one, the pass gives their values too.
+    const basicPlan = basic ? deps.sourcePlan?.(basic.sourceId) : undefined;
+    let parsed = parseJsonBody(decoded, basicPlan !== undefined);
     const source = basic ?? authenticate(undefined, parsed.value);
-    const verdicts = judgeAll(input.kind, parsed, input.receivedAt, deps.sourcePlan?.(source.sourceId));
+    const plan = basic ? basicPlan : deps.sourcePlan?.(source.sourceId);
+    // The key came in the body and its source has a plan: pick again, with the values.
+    if (plan && !basic) parsed = parseJsonBody(decoded, true);
+    const verdicts = judgeAll(input.kind, parsed, input.receivedAt, plan);
     let statuses = '';
     const messageIds = new Array<string>(verdicts.length);
     for (let i = 0; i < verdicts.length; i++) {

@@ -15,6 +15,9 @@ export const LIMITS = {
   identifierChars: 1024,
 } as const;
 
+/** Fields that, when present, must be objects. */
+const OBJECT_FIELDS = ['properties', 'traits', 'context', 'integrations'] as const;
+
 export type TimePolicy = { futureToleranceMs: number; minTimestampMs: number };
 
 /** What ingest decided about one event: everything later stages need besides the raw JSON. */
@@ -68,7 +71,7 @@ export function judgeEvent(item: unknown, pathType: EventType | undefined, batch
   if (userId === undefined && anonymousId === undefined) return fail('missing_identity');
   if ((userId === undefined || isBlockedIdentifier(userId)) && (anonymousId === undefined || isBlockedIdentifier(anonymousId))) reasons.push('blocked_identifier');
 
-  for (const field of ['properties', 'traits', 'context', 'integrations'] as const) {
+  for (const field of OBJECT_FIELDS) {
     if (item[field] !== undefined && item[field] !== null && !isObject(item[field])) return fail('invalid_field');
   }
   if (type === 'track') {
