@@ -1,7 +1,7 @@
 /**
  * npm run bench:audiences — building and previewing audiences over a big store.
  * Seeds BENCH_PROFILES (default 1,000,000) profiles and BENCH_EVENTS (default 10,000,000)
- * events straight into the data folder (log records of 100 events with their verdicts, the
+ * events straight into the data folder (log records of 100 events with their verdicts, compressed as ingest stores them, the
  * profiles, their user ids, a plan trait and every event's attribution with its name and
  * properties, as the profile stage keeps them), starts Tandem on it, then:
  * - backfill: creates an audience with a new event condition and times its background build
@@ -18,6 +18,7 @@
 import { cpSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
+import { metaOf, storedMeta } from '../src/store/log-encoding.ts';
 import { ADMIN_TOKEN, bootstrappedDataDir, percentile, spawnTandemOn, waitReady } from './lib/server.ts';
 
 const PROFILES = Number(process.env.BENCH_PROFILES ?? 1_000_000);
@@ -56,6 +57,11 @@ if (SEED_CACHE && existsSync(SEED_CACHE)) {
         json_group_array(json_array('m' || i, 'track', 'a', ts, 0, user_id, 0, event))
       FROM (SELECT * FROM v ORDER BY n, j) GROUP BY n;
     COMMIT;`);
+  // The verdicts compressed, as ingest stores them (log-encoding.ts).
+  const pack = log.prepare('UPDATE log SET meta = ? WHERE id = ?');
+  log.exec('BEGIN');
+  for (const row of log.prepare('SELECT id, meta FROM log').all() as Array<{ id: number; meta: string }>) pack.run(storedMeta(row.meta), row.id);
+  log.exec('COMMIT');
   log.close();
   const state = new DatabaseSync(join(dataDir, 'state.db'));
   state.exec(`BEGIN;
@@ -81,8 +87,8 @@ const seedSeconds = (performance.now() - seedStarted) / 1000;
 const bare = new DatabaseSync(join(dataDir, 'tandem.db'), { readOnly: true });
 let scanned = 0;
 const scanStarted = performance.now();
-for (const row of bare.prepare('SELECT body, meta FROM log ORDER BY id').iterate() as Iterable<{ body: Uint8Array; meta: string }>) {
-  scanned += (JSON.parse(row.meta) as unknown[]).length;
+for (const row of bare.prepare('SELECT body, meta FROM log ORDER BY id').iterate() as Iterable<{ body: Uint8Array; meta: string | Uint8Array }>) {
+  scanned += (JSON.parse(metaOf(row.meta)) as unknown[]).length;
   JSON.parse(Buffer.from(row.body).toString('utf8'));
 }
 const scanSeconds = (performance.now() - scanStarted) / 1000;
