@@ -244,48 +244,27 @@ let skipKinds = new Uint8Array(0);
 /**
  * Past the container that opens at `p` (at `depth`), checking it and building nothing: the
  * properties and context of events, most of a body's tokens. One loop over the bytes with a
- * state for what may come next, strings scanned inline (a call per token was most of the time).
+ * state for what may come next, without a call per token or the picking's bookkeeping.
  */
 function skipContainer(buf: Buffer, p: number, n: number, depth: number, depthLimit: number): number {
-  if (depth > depthLimit) tooDeep(depthLimit);
   if (skipKinds.length <= depthLimit) skipKinds = new Uint8Array(depthLimit + 1);
   const kinds = skipKinds;
   const base = depth;
-  let expect: number;
-  if (buf[p] === OPEN_OBJECT) {
-    kinds[depth] = IN_OBJECT;
-    expect = E_KEY_OR_CLOSE;
-  } else {
-    kinds[depth] = IN_ARRAY;
-    expect = E_VALUE_OR_CLOSE;
-  }
-  for (p++; p < n; ) {
+  // The container itself is the first value: opened below like any inside it.
+  depth--;
+  let expect = E_VALUE;
+  while (p < n) {
     const b = buf[p]!;
     switch (TOKEN_CLASS[b]) {
       case C_SPACE:
         p++;
         continue;
-      case C_QUOTE: {
+      case C_QUOTE:
         if (expect === E_KEY || expect === E_KEY_OR_CLOSE) expect = E_COLON;
         else if (expect === E_VALUE || expect === E_VALUE_OR_CLOSE) expect = E_AFTER;
         else invalid();
-        let q = p + 1;
-        for (; q < n; q++) {
-          const c = STRING_CLASS[buf[q]!]!;
-          if (c === 0 || c === S_WIDE) continue;
-          if (c === S_QUOTE) break;
-          if (c === S_CONTROL) invalid();
-          const e = buf[q + 1]!;
-          if (e === 0x75) {
-            if (q + 5 >= n || !HEX[buf[q + 2]!] || !HEX[buf[q + 3]!] || !HEX[buf[q + 4]!] || !HEX[buf[q + 5]!]) invalid();
-            q += 5;
-          } else if (q + 1 < n && SIMPLE_ESCAPE[e]) q++;
-          else invalid();
-        }
-        if (q >= n) invalid();
-        p = q + 1;
+        p = stringEnd(buf, p, n) + 1;
         continue;
-      }
       case C_OPEN:
         if (expect !== E_VALUE && expect !== E_VALUE_OR_CLOSE) invalid();
         if (++depth > depthLimit) tooDeep(depthLimit);
@@ -299,17 +278,14 @@ function skipContainer(buf: Buffer, p: number, n: number, depth: number, depthLi
         p++;
         continue;
       case C_CLOSE_OBJECT:
-        if (kinds[depth] !== IN_OBJECT || (expect !== E_AFTER && expect !== E_KEY_OR_CLOSE)) invalid();
+      case C_CLOSE_ARRAY: {
+        const object = b === CLOSE_OBJECT;
+        if (kinds[depth] !== (object ? IN_OBJECT : IN_ARRAY) || (expect !== E_AFTER && expect !== (object ? E_KEY_OR_CLOSE : E_VALUE_OR_CLOSE))) invalid();
         if (depth-- === base) return p + 1;
         expect = E_AFTER;
         p++;
         continue;
-      case C_CLOSE_ARRAY:
-        if (kinds[depth] !== IN_ARRAY || (expect !== E_AFTER && expect !== E_VALUE_OR_CLOSE)) invalid();
-        if (depth-- === base) return p + 1;
-        expect = E_AFTER;
-        p++;
-        continue;
+      }
       case C_COMMA:
         if (expect !== E_AFTER) invalid();
         expect = kinds[depth] === IN_OBJECT ? E_KEY : E_VALUE;

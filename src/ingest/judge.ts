@@ -36,8 +36,9 @@ export type JudgeInput = {
  * What ingest decided about a request, ready for the log: the source, the request's JSON bytes
  * (inflated, without a BOM) as the log stores them (compressed where that pays, as
  * `bodyEncoding` says: here, beside the log writer, whose commits are serial) and the per-event
- * verdicts, encoded and compressed likewise (bytes when they are, see LogEntry.meta). `statuses` holds one status code per event (`a`, `f`, `q`), for
- * counting once deduplication is known.
+ * verdicts, encoded and compressed likewise (bytes when they are, see LogEntry.meta).
+ * `statuses` holds one status code per event (`a`, `f`, `q`), for counting once deduplication
+ * is known.
  */
 export type Judged = { workspaceId: string; sourceId: string; body: Uint8Array; bodyEncoding?: 'zstd'; meta: string | Uint8Array; messageIds: KeyList; statuses: string };
 
