@@ -19,18 +19,17 @@ export function decodeBody(raw: Buffer, contentEncoding: string | undefined, max
 }
 
 /**
- * A request's JSON, checked: `value` holds the members ingest reads (json-pick.ts), with the
- * values of events' properties and traits when `withValues` (for a tracking plan);
- * `itemSpans` each batch item's size in bytes.
+ * A request's JSON, checked: `value` holds the members ingest reads (json-pick.ts; giveValues()
+ * for a tracking plan), `itemSpans` each batch item's size in bytes.
  */
 export type ParsedBody = { value: unknown; bytes: Buffer; itemSpans: number[] };
 
 /** UTF-8 check, optional BOM, then one pass that checks the JSON and picks. Whatever the Content-Type said. */
-export function parseJsonBody(decoded: Buffer, withValues = false): ParsedBody {
+export function parseJsonBody(decoded: Buffer): ParsedBody {
   let bytes = decoded;
   if (bytes.length >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) bytes = bytes.subarray(3);
   if (bytes.length === 0) throw new TandemError('invalid_json', 'The body is empty.');
   if (!isUtf8(bytes)) throw new TandemError('invalid_encoding', 'The body is not valid UTF-8.');
-  const { value, itemSpans } = pickJson(bytes, MAX_DEPTH, withValues);
+  const { value, itemSpans } = pickJson(bytes, MAX_DEPTH);
   return { value, bytes, itemSpans };
 }

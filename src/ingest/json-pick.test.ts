@@ -2,9 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { TandemError } from '../errors.ts';
-import { ARRAY, OBJECT, PickedObject, pickJson } from './json-pick.ts';
+import { ARRAY, OBJECT, PICKED_KEYS, PickedObject, pickJson, Unparsed, UnparsedArray } from './json-pick.ts';
 
-const PICKED = ['type', 'messageId', 'userId', 'anonymousId', 'properties', 'traits', 'context', 'integrations', 'event', 'name', 'groupId', 'previousId', 'timestamp', 'originalTimestamp', 'sentAt', 'writeKey', 'batch'];
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const stand = (v: unknown) => (Array.isArray(v) ? ARRAY : isObject(v) ? OBJECT : v);
 
@@ -12,7 +11,7 @@ const stand = (v: unknown) => (Array.isArray(v) ? ARRAY : isObject(v) ? OBJECT :
 function project(value: unknown, withValues = false, top = true): unknown {
   if (!isObject(value)) return stand(value);
   const out: Record<string, unknown> = {};
-  for (const key of PICKED) {
+  for (const key of PICKED_KEYS) {
     if (!Object.hasOwn(value, key)) continue;
     const v = value[key];
     if (top && key === 'batch' && Array.isArray(v)) out[key] = v.map((item) => (isObject(item) ? project(item, withValues, false) : stand(item)));
@@ -21,8 +20,10 @@ function project(value: unknown, withValues = false, top = true): unknown {
   return out;
 }
 
-/** A pass's value with its PickedObjects as plain objects of their present members. */
+/** A pass's value with its PickedObjects as plain objects of their present members (unparsed members as the containers they are). */
 function plain(v: unknown): unknown {
+  if (v instanceof Unparsed) return OBJECT;
+  if (v instanceof UnparsedArray) return ARRAY;
   if (Array.isArray(v) && (v as unknown) !== ARRAY) return v.map(plain);
   if (!(v instanceof PickedObject)) return v;
   return Object.fromEntries(Object.entries(v).filter(([, m]) => m !== undefined).map(([k, m]) => [k, plain(m)]));
@@ -41,7 +42,7 @@ const code = (f: () => unknown): string | undefined => {
 
 // Keys and strings that exercise the picking: picked names, near misses, escapes, wide characters.
 const text = fc.oneof(
-  fc.constantFrom(...PICKED, 'userid', 'userIdx', 'typ', '__proto__', 'constructor', ''),
+  fc.constantFrom(...PICKED_KEYS, 'userid', 'userIdx', 'typ', '__proto__', 'constructor', ''),
   fc.string({ unit: fc.constantFrom('"', '\\', '/', '{', '}', '[', ']', ',', ':', 'a', 'é', '€', '😀', '\u2028', '\n', '\u0000', '\t') }),
 );
 const leaf = fc.oneof(text, fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.boolean(), fc.constant(null));

@@ -8,14 +8,33 @@
  *
  * A picked member holds what JSON.parse would give for strings, numbers, booleans and null; an
  * object or an array stands as OBJECT or ARRAY, empty and frozen (the checks only ask whether a
- * field is an object); an absent one is undefined. Repeated keys keep the last, as JSON.parse
- * does. For a tracking plan, which validates properties and traits, those two can hold their
- * values (`withValues`).
+ * field is an object), except an event's properties and traits, which stand as Unparsed or
+ * UnparsedArray (where their checked bytes are) until giveValues() parses them for a plan;
+ * an absent member is undefined. Repeated keys keep the last, as JSON.parse does.
  */
 import { TandemError } from '../errors.ts';
 
 export const OBJECT: Readonly<Record<string, never>> = Object.freeze({});
 export const ARRAY: readonly never[] = Object.freeze([]);
+
+/**
+ * An event's properties or traits object as the pass leaves it: checked, not built (an object,
+ * so the checks see one), with where its bytes are for giveValues().
+ */
+export class Unparsed {
+  readonly start: number;
+  readonly end: number;
+  constructor(start: number, end: number) {
+    this.start = start;
+    this.end = end;
+  }
+}
+
+/** The same for an array there (an array, so the checks see one, empty). */
+export class UnparsedArray extends Array<never> {
+  start = 0;
+  end = 0;
+}
 
 /**
  * The members of an event object (or a batch's envelope) that ingest reads. One class, so every
@@ -366,7 +385,7 @@ function pickObject(buf: Buffer, p: number, n: number, depth: number, depthLimit
     } else if (b === OPEN_OBJECT || b === OPEN_ARRAY) {
       const start = p;
       p = skipContainer(buf, p, n, depth + 1, depthLimit);
-      if (key >= 0) setMember(target, key, parseMembers && (key === PROPERTIES || key === TRAITS) ? JSON.parse(buf.toString('utf8', start, p)) : b === OPEN_OBJECT ? OBJECT : ARRAY);
+      if (key >= 0) setMember(target, key, key === PROPERTIES || key === TRAITS ? unparsed(b === OPEN_OBJECT, start, p) : b === OPEN_OBJECT ? OBJECT : ARRAY);
     } else {
       const v = primitive(buf, p, n, key >= 0);
       if (key >= 0) setMember(target, key, v);
@@ -408,20 +427,14 @@ function pickBatch(buf: Buffer, p: number, n: number, depth: number, depthLimit:
   }
 }
 
-/** Whether this pass gives `properties` and `traits` their values (see pickJson). */
-let parseMembers = false;
-
 /**
  * Checks `bytes` (valid UTF-8, without a BOM) as JSON and picks what ingest reads. Throws
  * TandemError `invalid_json`, or `nesting_too_deep` past `depthLimit` levels of containers
- * (counted without recursion, whatever the nesting). `withValues`: events' `properties` and
- * `traits` hold their values (JSON.parse of their bytes, once checked), for a tracking plan,
- * which validates them; still nothing else of the body is built.
+ * (counted without recursion, whatever the nesting). `withValues`: giveValues() at once.
  */
 export function pickJson(buf: Buffer, depthLimit: number, withValues = false): Picked {
   const n = buf.length;
   latin1 = undefined;
-  parseMembers = withValues;
   const picked: Picked = { value: undefined, itemSpans: [] };
   let p = skipSpace(buf, 0, n);
   const b = buf[p];
@@ -438,5 +451,31 @@ export function pickJson(buf: Buffer, depthLimit: number, withValues = false): P
   }
   if (skipSpace(buf, p, n) !== n) invalid();
   latin1 = undefined;
+  if (withValues) giveValues(buf, picked.value);
   return picked;
+}
+
+/**
+ * The properties and traits objects of a pass's events (`value`, picked from `buf`: the
+ * top-level object and a batch's items) with their values, for a tracking plan, which validates
+ * them: JSON.parse of their bytes, which the pass checked. Nothing else of the body is built.
+ */
+export function giveValues(buf: Buffer, value: unknown): void {
+  if (!(value instanceof PickedObject)) return;
+  parseUnparsed(buf, value);
+  if (Array.isArray(value.batch)) for (const item of value.batch) if (item instanceof PickedObject) parseUnparsed(buf, item);
+}
+
+function unparsed(object: boolean, start: number, end: number): Unparsed | UnparsedArray {
+  if (object) return new Unparsed(start, end);
+  const array = new UnparsedArray();
+  array.start = start;
+  array.end = end;
+  return array;
+}
+
+function parseUnparsed(buf: Buffer, target: PickedObject): void {
+  const valueOf = (v: unknown) => (v instanceof Unparsed || v instanceof UnparsedArray ? JSON.parse(buf.toString('utf8', v.start, v.end)) : v);
+  target.properties = valueOf(target.properties);
+  target.traits = valueOf(target.traits);
 }

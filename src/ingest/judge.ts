@@ -5,6 +5,7 @@ import { keyList, type KeyList, type WriteKey } from '../store/ports.ts';
 import { encodeMeta, STATUS_CODE } from '../store/event-meta.ts';
 import { storedBody, storedMeta } from '../store/log-encoding.ts';
 import { decodeBody, parseJsonBody, type ParsedBody } from './body.ts';
+import { giveValues } from './json-pick.ts';
 import { judgeEvent, judgeSingle, LIMITS, type EventType, type IngestKind, type TimePolicy, type Verdict } from './normalize.ts';
 
 /**
@@ -88,13 +89,11 @@ export function createJudge(deps: JudgeDeps): (input: JudgeInput) => Judged {
     const raw = Buffer.from(input.raw.buffer, input.raw.byteOffset, input.raw.byteLength);
     const decoded = decodeBody(raw, input.contentEncoding, deps.maxBodyBytes);
     const basic = input.basicKey ? authenticate(input.basicKey, undefined) : undefined;
-    // A plan validates events' properties and traits: with one, the pass gives their values too.
-    const basicPlan = basic ? deps.sourcePlan?.(basic.sourceId) : undefined;
-    let parsed = parseJsonBody(decoded, basicPlan !== undefined);
+    const parsed = parseJsonBody(decoded);
     const source = basic ?? authenticate(undefined, parsed.value);
-    const plan = basic ? basicPlan : deps.sourcePlan?.(source.sourceId);
-    // The key came in the body and its source has a plan: pick again, with the values.
-    if (plan && !basic) parsed = parseJsonBody(decoded, true);
+    const plan = deps.sourcePlan?.(source.sourceId);
+    // A plan validates events' properties and traits: they get their values.
+    if (plan) giveValues(parsed.bytes, parsed.value);
     const verdicts = judgeAll(input.kind, parsed, input.receivedAt, plan);
     let statuses = '';
     const messageIds = new Array<string>(verdicts.length);
