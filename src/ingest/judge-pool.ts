@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { ownsItsMemory } from '../bytes.ts';
+import { movable } from '../bytes.ts';
 import { TandemError, type ErrorCode } from '../errors.ts';
 import type { StoreLocation } from '../store/ports.ts';
 import type { JudgeInput, Judged } from './judge.ts';
@@ -128,7 +128,7 @@ export class JudgePool {
     const thread = this.#thread(chosen);
     return new Promise((resolve, reject) => {
       const seq = ++this.#seq;
-      const raw = ownsItsMemory(input.raw) ? input.raw : new Uint8Array(input.raw);
+      const raw = movable(input.raw);
       thread.pending.set(seq, { bytes: raw.byteLength, resolve, reject });
       this.#pendingBytes += raw.byteLength;
       thread.worker.postMessage({ type: 'judge', seq, input: { ...input, raw } } satisfies JudgeRequest, [raw.buffer as ArrayBuffer]);

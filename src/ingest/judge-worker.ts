@@ -5,6 +5,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { createCredentials } from '../access/credentials.ts';
+import { movable } from '../bytes.ts';
 import { TandemError } from '../errors.ts';
 import { openSqliteAccess } from '../store/sqlite/access-store.ts';
 import { createJudge } from './judge.ts';
@@ -33,11 +34,10 @@ port.on('message', (msg: JudgeRequest) => {
   try {
     const judged = judge(input);
     // The JSON is a view of the request's own bytes (perhaps past a BOM), which go back moved;
-    // an inflated or compressed body, and compressed verdicts, are copied into buffers of their own first.
-    const body = judged.body.buffer === input.raw.buffer ? judged.body : new Uint8Array(judged.body);
-    const transfer = [body.buffer as ArrayBuffer];
-    let { meta } = judged;
-    if (typeof meta !== 'string') transfer.push((meta = new Uint8Array(meta)).buffer as ArrayBuffer);
+    // an inflated or compressed body, and compressed verdicts, go in buffers of their own.
+    const body = judged.body.buffer === input.raw.buffer ? judged.body : movable(judged.body);
+    const meta = typeof judged.meta === 'string' ? judged.meta : movable(judged.meta);
+    const transfer = typeof meta === 'string' ? [body.buffer as ArrayBuffer] : [body.buffer as ArrayBuffer, meta.buffer as ArrayBuffer];
     port.postMessage({ seq, judged: { ...judged, body, meta } } satisfies JudgeReply, transfer);
   } catch (err) {
     if (err instanceof TandemError) port.postMessage({ seq, error: { code: err.code, detail: err.detail } } satisfies JudgeReply);

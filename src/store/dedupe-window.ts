@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { eachMessageId, markDuplicates } from './event-meta.ts';
-import { metaOf, storedMeta } from './log-encoding.ts';
+import { metaOf } from './log-encoding.ts';
 import type { KeyList } from './ports.ts';
 
 /**
@@ -67,8 +67,8 @@ export class DedupeWindow {
 
   /**
    * Claims the ids of one log entry: `keys` (see LogEntry.dedupeKeys), else the messageIds in
-   * its verdicts. Returns the new meta (with duplicates marked, or the same
-   * string when there are none), the duplicate indexes, and the indexes it claimed (for `releaseEntry`).
+   * its verdicts. Returns the new meta (the verdicts' text with duplicates marked, or the meta as
+   * given when there are none), the duplicate indexes, and the indexes it claimed (for `releaseEntry`).
    */
   claimEntry(workspaceId: string, receivedAt: number, meta: string | Uint8Array, keys?: KeyList): { meta: string | Uint8Array; duplicates: number[]; claimed: number[] } {
     const set = this.#set(workspaceId);
@@ -81,8 +81,7 @@ export class DedupeWindow {
       if (set.claim(text, from, to, receivedAt, cutoff)) claimed.push(i++);
       else duplicates.push(i++);
     });
-    if (duplicates.length === 0) return { meta, duplicates, claimed };
-    return { meta: typeof meta === 'string' ? markDuplicates(meta, duplicates) : storedMeta(markDuplicates(metaOf(meta), duplicates)), duplicates, claimed };
+    return { meta: duplicates.length === 0 ? meta : markDuplicates(metaOf(meta), duplicates), duplicates, claimed };
   }
 
   /** Forgets what `claimEntry` claimed for an entry that was not committed (same meta and keys). */

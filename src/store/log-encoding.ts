@@ -1,21 +1,28 @@
 import { constants, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 
 /**
- * How the event log stores request bodies (the SQLite adapter's `encoding` column; ingest threads
- * compress beside the log writer, see LogEntry.bodyEncoding). Request bodies are stored
- * zstd-compressed (level 1): analytics JSON repeats its keys and
+ * How the event log stores request bodies and verdicts (ingest threads compress them beside the
+ * log writer, see LogEntry.bodyEncoding and LogEntry.meta; the writer compresses what others
+ * append). Both are stored zstd-compressed (level 1): analytics JSON repeats its keys and
  * context on every event, so a batch shrinks several times over, and every byte not written
- * is a byte neither the WAL, the checkpoint nor the fsync has to carry. Bodies too small to
- * gain are stored as received (encoding NULL), as are rows written before compression existed.
+ * is a byte neither the WAL, the checkpoint nor the fsync has to carry. What is too small to
+ * gain is stored as it came (a body with encoding NULL, verdicts as text), as are rows written
+ * before compression existed.
  */
 const MIN_BYTES = 256;
 const PARAMS = { [constants.ZSTD_c_compressionLevel]: 1 };
 
+/** The bytes compressed, when they are worth it and it pays. */
+function packed(bytes: Uint8Array): Buffer | undefined {
+  if (bytes.byteLength < MIN_BYTES) return undefined;
+  // The size told up front lets zstd size its tables to the input rather than to an unknown stream.
+  const out = zstdCompressSync(bytes, { params: PARAMS, pledgedSrcSize: bytes.byteLength });
+  return out.byteLength < bytes.byteLength ? out : undefined;
+}
+
 export function storedBody(body: Uint8Array): { bytes: Uint8Array; encoding: string | null } {
-  if (body.byteLength < MIN_BYTES) return { bytes: body, encoding: null };
-  // The size told up front lets zstd size its tables to the body rather than to an unknown stream.
-  const packed = zstdCompressSync(body, { params: PARAMS, pledgedSrcSize: body.byteLength });
-  return packed.byteLength < body.byteLength ? { bytes: packed, encoding: 'zstd' } : { bytes: body, encoding: null };
+  const bytes = packed(body);
+  return bytes ? { bytes, encoding: 'zstd' } : { bytes: body, encoding: null };
 }
 
 /**
@@ -25,10 +32,7 @@ export function storedBody(body: Uint8Array): { bytes: Uint8Array; encoding: str
  * body for a batch of 100, written to the WAL, synced and checkpointed on every commit.
  */
 export function storedMeta(meta: string): string | Uint8Array {
-  if (meta.length < MIN_BYTES) return meta;
-  const text = Buffer.from(meta, 'utf8');
-  const packed = zstdCompressSync(text, { params: PARAMS, pledgedSrcSize: text.byteLength });
-  return packed.byteLength < text.byteLength ? packed : meta;
+  return (meta.length >= MIN_BYTES && packed(Buffer.from(meta, 'utf8'))) || meta;
 }
 
 /** The verdicts' JSON text of stored meta. */

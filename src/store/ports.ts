@@ -22,8 +22,9 @@ export type LogEntry = {
   bodyEncoding?: 'zstd';
   /**
    * Per event, in body order: what ingest decided, encoded by store/event-meta.ts; as bytes,
-   * that text compressed by the caller (store/log-encoding.ts's storedMeta), which the adapter
-   * stores as they are. Records give back the text either way.
+   * that text already compressed by the caller (store/log-encoding.ts's storedMeta), which the
+   * adapter stores as they are (text it compresses itself, as it does bodies). Records give
+   * back the text either way.
    */
   meta: string | Uint8Array;
   /**

@@ -1,6 +1,6 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
-import { ownsItsMemory } from '../../bytes.ts';
+import { movable } from '../../bytes.ts';
 import type { AppendOptions, Appended, EventLog, LogEntry, LogRecord } from '../ports.ts';
 import type { WriterOptions, WriterReply, WriterRequest } from './log-writer.ts';
 import { bodyOf, metaOf } from '../log-encoding.ts';
@@ -142,13 +142,9 @@ export class SqliteEventLog extends SqliteLogReader implements EventLog {
       try {
         // The bytes are moved, not cloned, to the writer: the caller's own memory when it gave
         // it up, else a private copy (a memcpy instead of structured-clone serialisation).
-        const body = options.moveBody && ownsItsMemory(entry.body) ? entry.body : new Uint8Array(entry.body);
-        const transfer = [body.buffer as ArrayBuffer];
-        let { meta } = entry;
-        if (typeof meta !== 'string') {
-          meta = options.moveBody && ownsItsMemory(meta) ? meta : new Uint8Array(meta);
-          transfer.push(meta.buffer as ArrayBuffer);
-        }
+        const body = movable(entry.body, options.moveBody);
+        const meta = typeof entry.meta === 'string' ? entry.meta : movable(entry.meta, options.moveBody);
+        const transfer = typeof meta === 'string' ? [body.buffer as ArrayBuffer] : [body.buffer as ArrayBuffer, meta.buffer as ArrayBuffer];
         this.#writer().postMessage({ type: 'append', seq, entry: { ...entry, body, meta } } satisfies WriterRequest, transfer);
       } catch (err) {
         this.#pending.delete(seq);

@@ -8,7 +8,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { DedupeWindow } from '../dedupe-window.ts';
 import type { LogEntry } from '../ports.ts';
 import { openDatabase, type SqliteOptions } from './database.ts';
-import { storedBody } from '../log-encoding.ts';
+import { storedBody, storedMeta } from '../log-encoding.ts';
 
 export type WriterOptions = SqliteOptions & { dedupeWindowMs: number };
 /** A log entry as it reaches this thread: its bytes were transferred as a plain Uint8Array. */
@@ -63,8 +63,10 @@ function flush(): void {
       for (const { seq, entry: e } of batch) {
         const { meta, duplicates, claimed } = dedupe.claimEntry(e.workspaceId, e.receivedAt, e.meta, e.dedupeKeys);
         claims.push({ entry: e, claimed });
+        // What the caller did not compress (an ingest thread does), compressed here when it pays.
         const stored = e.bodyEncoding ? { bytes: e.body, encoding: e.bodyEncoding } : storedBody(e.body);
-        done.push({ seq, id: Number(insert.run(e.workspaceId, e.sourceId, e.receivedAt, e.kind, stored.bytes, meta, stored.encoding).lastInsertRowid), duplicates });
+        const storedVerdicts = typeof meta === 'string' ? storedMeta(meta) : meta;
+        done.push({ seq, id: Number(insert.run(e.workspaceId, e.sourceId, e.receivedAt, e.kind, stored.bytes, storedVerdicts, stored.encoding).lastInsertRowid), duplicates });
       }
       db.exec('COMMIT');
     } catch (err) {
