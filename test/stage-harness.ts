@@ -2,7 +2,7 @@ import { judgeEvent } from '../src/ingest/normalize.ts';
 import { createProfileStage } from '../src/profiles/stage.ts';
 import { encodeMeta } from '../src/store/event-meta.ts';
 import type { LogRecord } from '../src/store/ports.ts';
-import { openDatabase, STATE_DB, STATE_MIGRATIONS } from '../src/store/sqlite/database.ts';
+import { openDatabase, STATE_MIGRATIONS } from '../src/store/sqlite/database.ts';
 import { SqliteProfileStore } from '../src/store/sqlite/profile-store.ts';
 
 type Event = Record<string, unknown>;
@@ -12,7 +12,7 @@ type Event = Record<string, unknown>;
  * test controls: for properties and time-dependent behaviour without threads or HTTP.
  */
 export function stageHarness(dir: string, name: string, clock: { now: number } = { now: 1_800_000_000_000 }, options: Parameters<typeof createProfileStage>[3] = {}, storeOptions: ConstructorParameters<typeof SqliteProfileStore>[1] = { columns: true }) {
-  const db = openDatabase({ dataDir: dir, sync: 'normal', file: `${name}.db`, pageSize: STATE_DB.pageSize }, STATE_MIGRATIONS);
+  const db = openDatabase({ dataDir: dir, sync: 'normal', file: `${name}.db` }, STATE_MIGRATIONS);
   const store = new SqliteProfileStore(db, storeOptions);
   const records: LogRecord[] = [];
   const log = { readForward: (after: number, limit: number) => records.slice(after, after + limit), get: (_w: string, id: number) => records[id - 1] };

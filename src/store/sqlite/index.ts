@@ -27,7 +27,7 @@ export function openSqliteStores(options: SqliteStoreOptions): Stores {
   const base = { dataDir: options.dataDir, sync: options.sync };
   const db = openDatabase(options);
   const stateDb = openDatabase({ ...base, ...STATE_DB }, STATE_MIGRATIONS);
-  const activation = new SqliteActivationStore(openDatabase({ ...base, file: 'activate.db', pageSize: 4096 }, ACTIVATE_MIGRATIONS), { sync: options.sync });
+  const activation = new SqliteActivationStore(openDatabase({ ...base, file: 'activate.db' }, ACTIVATE_MIGRATIONS), { sync: options.sync });
   const logDb = { ...base, ...(options.file ? { file: options.file } : {}) };
   const log = new SqliteEventLog(db, { ...logDb, dedupeWindowMs: options.dedupeWindowMs ?? 86_400_000 }, {
     ...(options.onCommit ? { onCommit: options.onCommit } : {}),
