@@ -70,6 +70,21 @@ test('an ingest thread that dies fails only what it held (503, nothing acknowled
   assert.equal((await pool.judge(request(WRITE_KEY))).statuses, 'a', 'a new thread judges the next request');
 });
 
+test('a request that cannot be posted to an ingest thread is refused without waiting for ever, counting towards the limit or holding up close', async (t) => {
+  const stores = openSqliteStores({ dataDir: tempDir(t), sync: 'normal' });
+  t.after(() => stores.close());
+  bootstrap(stores.access, { writeKey: WRITE_KEY, adminToken: ADMIN_TOKEN });
+  const pool = new JudgePool({ store: stores.location!, policy: { futureToleranceMs: 86_400_000, minTimestampMs: 0 }, maxBodyBytes: 1 << 20 }, 1);
+  await pool.start();
+  const raw = Buffer.from(JSON.stringify(trackEvent()));
+  const uncloneable = { kind: 'track' as const, raw, contentEncoding: undefined, basicKey: WRITE_KEY, receivedAt: Date.now(), extra: () => {} };
+  await assert.rejects(pool.judge(uncloneable), (err: Error) => err.name === 'DataCloneError');
+  assert.equal(pool.pendingBytes(), 0);
+  assert.equal((await pool.judge({ kind: 'track', raw: Buffer.from(JSON.stringify(trackEvent())), contentEncoding: undefined, basicKey: WRITE_KEY, receivedAt: Date.now() })).statuses, 'a');
+  const closed = await Promise.race([pool.close().then(() => 'closed'), sleep(5_000).then(() => 'still waiting')]);
+  assert.equal(closed, 'closed');
+});
+
 test('not ready while the log writer loads its dedupe window; an append made meanwhile waits and is deduplicated against it', async (t) => {
   const dataDir = tempDir(t);
   const event = (i: number) => ({ type: 'track', event: 'Viewed', userId: `u${i}`, messageId: `m${i}`, timestamp: new Date().toISOString() });

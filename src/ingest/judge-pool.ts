@@ -131,7 +131,16 @@ export class JudgePool {
       const raw = movable(input.raw);
       thread.pending.set(seq, { bytes: raw.byteLength, resolve, reject });
       this.#pendingBytes += raw.byteLength;
-      thread.worker.postMessage({ type: 'judge', seq, input: { ...input, raw } } satisfies JudgeRequest, [raw.buffer as ArrayBuffer]);
+      try {
+        thread.worker.postMessage({ type: 'judge', seq, input: { ...input, raw } } satisfies JudgeRequest, [raw.buffer as ArrayBuffer]);
+      } catch (err) {
+        // Not posted (a value that cannot be cloned): nothing will answer it, so it must not be
+        // left waiting, where it would count towards the limit and hold up close() for ever.
+        thread.pending.delete(seq);
+        this.#pendingBytes -= raw.byteLength;
+        if (thread.pending.size === 0) thread.drained?.();
+        reject(err);
+      }
     });
   }
 
