@@ -10,7 +10,7 @@
  * BENCH_ROUNDS (default 2), BENCH_CONNECTIONS (comma-separated, default 8,32).
  */
 import { fileURLToPath } from 'node:url';
-import { bodyTemplate } from './events.ts';
+import { bodyBytes } from './events.ts';
 import { best, formatLoad, loadIngest, type LoadResult } from './lib/load.ts';
 import { spawnServer, WRITE_KEY } from './lib/server.ts';
 
@@ -28,11 +28,11 @@ const stageLag = async (url: string) => Number(/^tandem_profile_stage_lag_record
 /** BENCH_SHAPES: `batch`, `single` or both (default), comma-separated. */
 const SHAPES = (process.env.BENCH_SHAPES ?? 'batch,single').split(',');
 const shapes = [
-  { key: 'batch', name: 'batch of 100 events (~35 KB) on /v1/batch', path: '/v1/batch', events: 100 },
+  { key: 'batch', name: 'batch of 100 events (~40 KB) on /v1/batch', path: '/v1/batch', events: 100 },
   { key: 'single', name: 'single event on /v1/track', path: '/v1/track', events: 1 },
 ].filter((s) => SHAPES.includes(s.key));
 
-console.log(`bench:ingest  ${SECONDS}s x ${ROUNDS} rounds, ${CONNECTIONS.join(' and ')} connections, Node ${process.version}, batch body ${bodyTemplate(100)('x').length} bytes`);
+console.log(`bench:ingest  ${SECONDS}s x ${ROUNDS} rounds, ${CONNECTIONS.join(' and ')} connections, Node ${process.version}, batch body ${bodyBytes(100)().length} bytes`);
 for (const shape of shapes) {
   for (const connections of CONNECTIONS) {
     const bare: Result[] = [];

@@ -1,5 +1,4 @@
 import autocannon from 'autocannon';
-import { randomUUID } from 'node:crypto';
 import { bodyBytes } from '../events.ts';
 import { basic } from './server.ts';
 
@@ -10,7 +9,7 @@ export type LoadResult = { eventsPerSec: number; p50: number; p99: number; non2x
  * autocannon: 2 s of warm-up, then `seconds` measured.
  */
 export async function loadIngest(url: string, path: string, eventsPerRequest: number, writeKey: string, { seconds = 10, connections = 8 } = {}): Promise<LoadResult> {
-  const body = bodyBytes(eventsPerRequest, randomUUID().slice(0, 8));
+  const body = bodyBytes(eventsPerRequest);
   const run = async (duration: number) =>
     autocannon({
       url: `${url}${path}`,
