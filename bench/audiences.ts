@@ -18,7 +18,7 @@
 import { cpSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { metaOf, storedMeta } from '../src/store/log-encoding.ts';
+import { decodeStored, storedEntry } from '../src/store/log-encoding.ts';
 import { ADMIN_TOKEN, bootstrappedDataDir, percentile, spawnTandemOn, waitReady } from './lib/server.ts';
 
 const PROFILES = Number(process.env.BENCH_PROFILES ?? 1_000_000);
@@ -57,10 +57,13 @@ if (SEED_CACHE && existsSync(SEED_CACHE)) {
         json_group_array(json_array('m' || i, 'track', 'a', ts, 0, user_id, 0, event))
       FROM (SELECT * FROM v ORDER BY n, j) GROUP BY n;
     COMMIT;`);
-  // The verdicts compressed, as ingest stores them (log-encoding.ts).
-  const pack = log.prepare('UPDATE log SET meta = ? WHERE id = ?');
+  // Bytes and verdicts stored as ingest stores them (log-encoding.ts).
+  const pack = log.prepare('UPDATE log SET body = ?, encoding = ?, meta = ? WHERE id = ?');
   log.exec('BEGIN');
-  for (const row of log.prepare('SELECT id, meta FROM log').all() as Array<{ id: number; meta: string }>) pack.run(storedMeta(row.meta), row.id);
+  for (const row of log.prepare('SELECT id, body, meta FROM log').iterate() as Iterable<{ id: number; body: Uint8Array; meta: string }>) {
+    const stored = storedEntry(row.body, row.meta);
+    pack.run(stored.body, stored.encoding, stored.meta, row.id);
+  }
   log.exec('COMMIT');
   log.close();
   const state = new DatabaseSync(join(dataDir, 'state.db'));
@@ -87,9 +90,10 @@ const seedSeconds = (performance.now() - seedStarted) / 1000;
 const bare = new DatabaseSync(join(dataDir, 'tandem.db'), { readOnly: true });
 let scanned = 0;
 const scanStarted = performance.now();
-for (const row of bare.prepare('SELECT body, meta FROM log ORDER BY id').iterate() as Iterable<{ body: Uint8Array; meta: string | Uint8Array }>) {
-  scanned += (JSON.parse(metaOf(row.meta)) as unknown[]).length;
-  JSON.parse(Buffer.from(row.body).toString('utf8'));
+for (const row of bare.prepare('SELECT body, encoding, meta FROM log ORDER BY id').iterate() as Iterable<{ body: Uint8Array; encoding: string | null; meta: string | Uint8Array }>) {
+  const stored = decodeStored(row.body, row.encoding, row.meta);
+  scanned += (JSON.parse(stored.meta) as unknown[]).length;
+  JSON.parse(stored.body.toString('utf8'));
 }
 const scanSeconds = (performance.now() - scanStarted) / 1000;
 bare.close();

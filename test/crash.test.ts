@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { decodeMeta } from '../src/store/event-meta.ts';
-import { metaOf } from '../src/store/log-encoding.ts';
+import { verdictsOf } from '../src/store/log-encoding.ts';
 import { openDatabase, STATE_DB, STATE_MIGRATIONS } from '../src/store/sqlite/database.ts';
 import { basic, tempDir, WRITE_KEY } from './helpers.ts';
 import { startServer } from './process.ts';
@@ -14,8 +14,8 @@ function storedCounts(dataDir: string): { counts: Map<string, number>; integrity
   try {
     const integrity = (db.prepare('PRAGMA integrity_check').get() as { integrity_check: string }).integrity_check;
     const counts = new Map<string, number>();
-    for (const row of db.prepare('SELECT meta FROM log').iterate() as Iterable<{ meta: string | Uint8Array }>) {
-      for (const v of decodeMeta(metaOf(row.meta))) if (v.status !== 'duplicate') counts.set(v.messageId, (counts.get(v.messageId) ?? 0) + 1);
+    for (const row of db.prepare('SELECT body, encoding, meta FROM log').iterate() as Iterable<{ body: Uint8Array; encoding: string | null; meta: string | Uint8Array }>) {
+      for (const v of decodeMeta(verdictsOf(row.body, row.encoding, row.meta))) if (v.status !== 'duplicate') counts.set(v.messageId, (counts.get(v.messageId) ?? 0) + 1);
     }
     return { counts, integrity };
   } finally {

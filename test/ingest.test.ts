@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { deflateSync } from 'node:zlib';
+import { deflateSync, zstdDecompressSync } from 'node:zlib';
 import { describe, test } from 'node:test';
 import { basic, bearer, gzip, mid, openTestApp, trackEvent, WRITE_KEY } from './helpers.ts';
 
@@ -192,7 +192,7 @@ describe('limits', () => {
 });
 
 describe('what ingest stores', () => {
-  test('request bodies are stored compressed (by the ingest thread) and read back as sent', async (t) => {
+  test('request bodies are stored compressed with their verdicts, as one frame (by the ingest thread), and read back as sent', async (t) => {
     const app = await openTestApp(t);
     const events = Array.from({ length: 30 }, (_, i) => trackEvent({ userId: `user-${i}` }));
     assert.equal((await app.send('/v1/batch', { batch: events })).statusCode, 200);
@@ -201,9 +201,15 @@ describe('what ingest stores', () => {
     const { DatabaseSync } = await import('node:sqlite');
     const db = new DatabaseSync(`${app.dataDir}/tandem.db`, { readOnly: true });
     t.after(() => db.close());
-    const row = db.prepare("SELECT encoding, length(body) AS bytes FROM log WHERE kind = 'batch' ORDER BY id DESC LIMIT 1").get() as { encoding: string | null; bytes: number };
-    assert.equal(row.encoding, 'zstd');
-    assert.ok(row.bytes * 3 < Buffer.byteLength(JSON.stringify({ batch: events })), `${row.bytes} bytes stored`);
+    const row = db.prepare("SELECT encoding, body, meta FROM log WHERE kind = 'batch' ORDER BY id DESC LIMIT 1").get() as { encoding: string | null; body: Uint8Array; meta: string };
+    assert.equal(row.encoding, 'zstd+meta');
+    const json = JSON.stringify({ batch: events });
+    assert.ok(row.body.byteLength * 3 < Buffer.byteLength(json), `${row.body.byteLength} bytes stored`);
+    // The frame: the verdicts (as many bytes as the meta column says), then the JSON as sent.
+    const frame = zstdDecompressSync(row.body);
+    const verdicts = JSON.parse(frame.toString('utf8', 0, Number(row.meta))) as unknown[][];
+    assert.deepEqual(verdicts.map((v) => v[0]), events.map((e) => e.messageId));
+    assert.equal(frame.toString('utf8', Number(row.meta)), json);
   });
 
   test('batch-level context and integrations merge into each event; the event wins', async (t) => {

@@ -31,7 +31,7 @@ test('state.db from the first schema keeps its contributions, and windowed ones 
   assert.equal((db.prepare("SELECT count(*) AS n FROM ct_values WHERE key = 'orders'").get() as { n: number }).n, 1, 'all-time contributions stay');
 });
 
-test('tandem.db from before compressed bodies: old rows read as they were, new batches are stored compressed', async (t) => {
+test('tandem.db from before compressed bodies: old rows read as they were, new batches are stored compressed with their verdicts', async (t) => {
   const dir = tempDir(t);
   const old = openDatabase({ dataDir: dir, sync: 'normal' }, LOG_MIGRATIONS.slice(0, LOG_MIGRATIONS.length - 1));
   old.prepare("INSERT INTO log (workspace_id, source_id, received_at, kind, body, meta) VALUES ('w', 's', 1, 'track', ?, '[]')").run(Buffer.from('{"type":"track","event":"Old"}'));
@@ -45,6 +45,6 @@ test('tandem.db from before compressed bodies: old rows read as they were, new b
   const db = openDatabase({ dataDir: dir, sync: 'normal' });
   t.after(() => db.close());
   const rows = db.prepare('SELECT id, encoding, length(body) AS bytes FROM log ORDER BY id').all() as Array<{ id: number; encoding: string | null; bytes: number }>;
-  assert.deepEqual(rows.map((r) => r.encoding), [null, 'zstd']);
+  assert.deepEqual(rows.map((r) => r.encoding), [null, 'zstd+meta']);
   assert.ok(rows[1]!.bytes * 4 < batch.length, `a batch of similar events shrinks several times (${rows[1]!.bytes} of ${batch.length} bytes)`);
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import { decodeMeta, encodeMeta } from '../src/store/event-meta.ts';
-import { storedBody, storedMeta } from '../src/store/log-encoding.ts';
+import { storedBody, storedEntry, storedMeta } from '../src/store/log-encoding.ts';
 import { keyList, type LogEntry, type Stores } from '../src/store/ports.ts';
 import { openSqliteStores } from '../src/store/sqlite/index.ts';
 import { tempDir } from './helpers.ts';
@@ -105,6 +105,33 @@ for (const adapter of ADAPTERS) {
       const reopened = adapter.open(location);
       t.after(() => reopened.close());
       assert.deepEqual((await reopened.log.append({ ...entry(3), meta: text })).duplicates, ids.map((_, i) => i), 'the window reloads ids from compressed verdicts');
+    });
+
+    test('event log: an entry stored as one frame (zstd+meta) reads back as its JSON and verdicts, repeats marked, across reopening', async (t) => {
+      const { stores, location } = open(t);
+      const ids = Array.from({ length: 40 }, (_, i) => `f${i}`);
+      const json = Buffer.from(JSON.stringify({ batch: ids.map((messageId) => ({ type: 'track', event: 'Viewed', userId: 'u', messageId })) }));
+      const stored = storedEntry(json, meta(...ids));
+      assert.equal(stored.encoding, 'zstd+meta');
+      assert.ok(stored.body.byteLength < json.byteLength, 'compressed');
+      const oneFrame = (i: number, keys?: string[]): LogEntry => ({ ...entry(i), body: Buffer.from(stored.body), bodyEncoding: 'zstd+meta', meta: stored.meta, ...(keys ? { dedupeKeys: keyList(keys) } : {}) });
+      const first = await stores.log.append(oneFrame(1, ids));
+      assert.deepEqual(first.duplicates, []);
+      const record = stores.log.get('default', first.id)!;
+      assert.deepEqual([record.body, record.meta], [json, meta(...ids)]);
+      assert.deepEqual(stores.log.readForward(first.id - 1, 1)[0]?.body, json);
+      assert.equal(stores.log.readVerdictsForward(first.id - 1, 1)[0]?.meta, meta(...ids));
+      const again = await stores.log.append(oneFrame(2));
+      assert.deepEqual(again.duplicates, ids.map((_, i) => i), 'ids read from the frame when no keys are given');
+      const marked = stores.log.get('default', again.id)!;
+      assert.deepEqual(marked.body, json, 'the bytes survive the verdicts being marked');
+      assert.ok(decodeMeta(marked.meta).every((v) => v.status === 'duplicate'));
+      await stores.close();
+      const reopened = adapter.open(location);
+      t.after(() => reopened.close());
+      assert.deepEqual((await reopened.log.append(entry(3, 'default', ['f7', 'new']))).duplicates, [0], 'the window reloads ids from frames');
+      const plain = reopened.log.get('default', (await reopened.log.append(entry(4, 'default', ids.map((id) => `p${id}`)))).id)!;
+      assert.deepEqual([plain.body.toString(), decodeMeta(plain.meta).length], ['{"n":4}', 40], 'an entry the caller did not store is stored by the log and reads back the same');
     });
 
     test('event log: an entry with dedupe keys (a replay) is checked by its keys, not by the messageIds it carries', async (t) => {

@@ -1,9 +1,12 @@
 import { TandemError } from '../errors.ts';
 import type { Appended, EventLog, LogRecord } from '../store/ports.ts';
 import { markDuplicates, STATUS_OF } from '../store/event-meta.ts';
-import { bodyOf, metaOf } from '../store/log-encoding.ts';
+import { decodeStored } from '../store/log-encoding.ts';
 import type { JudgeInput, Judged } from './judge.ts';
 import type { IngestPressure } from '../ops/ingest-pressure.ts';
+
+/** A decoded entry in memory of its own: its body may be a view of the bytes the log takes. */
+const copied = (e: { body: Buffer; meta: string }) => ({ body: Buffer.from(e.body), meta: e.meta });
 
 /** `keepRecord`: the outcome should carry the committed record, bytes included (for live readers). */
 export type IngestRequest = Omit<JudgeInput, 'receivedAt'> & { keepRecord?: boolean };
@@ -38,7 +41,7 @@ export function createIngest(deps: IngestDeps) {
     const body = Buffer.from(judged.body.buffer, judged.body.byteOffset, judged.body.byteLength);
     const entry = { workspaceId: judged.workspaceId, sourceId: judged.sourceId, receivedAt, kind: req.kind, meta: judged.meta };
     // Live readers get the JSON, in bytes of their own (the log takes `body` below).
-    const kept = keepRecord ? { body: Buffer.from(bodyOf(body, judged.bodyEncoding ?? null)), meta: metaOf(judged.meta) } : undefined;
+    const kept = keepRecord ? copied(decodeStored(body, judged.bodyEncoding ?? null, judged.meta)) : undefined;
     let appended: Appended;
     try {
       // The bytes are not needed here afterwards (a copy was kept if they are): the log takes them.

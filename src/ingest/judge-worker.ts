@@ -34,11 +34,9 @@ port.on('message', (msg: JudgeRequest) => {
   try {
     const judged = judge(input);
     // The JSON is a view of the request's own bytes (perhaps past a BOM), which go back moved;
-    // an inflated or compressed body, and compressed verdicts, go in buffers of their own.
+    // a compressed frame goes in a buffer of its own.
     const body = judged.body.buffer === input.raw.buffer ? judged.body : movable(judged.body);
-    const meta = typeof judged.meta === 'string' ? judged.meta : movable(judged.meta);
-    const transfer = typeof meta === 'string' ? [body.buffer as ArrayBuffer] : [body.buffer as ArrayBuffer, meta.buffer as ArrayBuffer];
-    port.postMessage({ seq, judged: { ...judged, body, meta } } satisfies JudgeReply, transfer);
+    port.postMessage({ seq, judged: { ...judged, body } } satisfies JudgeReply, [body.buffer as ArrayBuffer]);
   } catch (err) {
     if (err instanceof TandemError) port.postMessage({ seq, error: { code: err.code, detail: err.detail } } satisfies JudgeReply);
     else port.postMessage({ seq, failure: err instanceof Error ? err.message : String(err) } satisfies JudgeReply);

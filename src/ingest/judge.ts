@@ -3,7 +3,7 @@ import { isObject } from '../json.ts';
 import type { SourcePlan } from '../access/credentials.ts';
 import { keyList, type KeyList, type WriteKey } from '../store/ports.ts';
 import { encodeMeta, STATUS_CODE } from '../store/event-meta.ts';
-import { storedBody, storedMeta } from '../store/log-encoding.ts';
+import { ONE_FRAME, storedEntry } from '../store/log-encoding.ts';
 import { decodeBody, parseJsonBody, type ParsedBody } from './body.ts';
 import { giveValues } from './json-pick.ts';
 import { judgeEvent, judgeSingle, LIMITS, type EventType, type IngestKind, type TimePolicy, type Verdict } from './normalize.ts';
@@ -34,14 +34,14 @@ export type JudgeInput = {
 };
 
 /**
- * What ingest decided about a request, ready for the log: the source, the request's JSON bytes
- * (inflated, without a BOM) as the log stores them (compressed where that pays, as
- * `bodyEncoding` says: here, beside the log writer, whose commits are serial) and the per-event
- * verdicts, encoded and compressed likewise (bytes when they are, see LogEntry.meta).
- * `statuses` holds one status code per event (`a`, `f`, `q`), for counting once deduplication
- * is known.
+ * What ingest decided about a request, ready for the log: the source, and the request's JSON
+ * bytes (inflated, without a BOM) with the per-event verdicts as the log stores them
+ * (log-encoding.ts's storedEntry, here beside the log writer, whose commits are serial): one
+ * compressed frame where that pays, as `bodyEncoding` says (`meta` then holds the verdicts'
+ * length), else the JSON and the verdicts' text. `statuses` holds one status code per event
+ * (`a`, `f`, `q`), for counting once deduplication is known.
  */
-export type Judged = { workspaceId: string; sourceId: string; body: Uint8Array; bodyEncoding?: 'zstd'; meta: string | Uint8Array; messageIds: KeyList; statuses: string };
+export type Judged = { workspaceId: string; sourceId: string; body: Uint8Array; bodyEncoding?: typeof ONE_FRAME; meta: string; messageIds: KeyList; statuses: string };
 
 export type JudgeDeps = {
   resolveWriteKey: (key: string) => WriteKey | undefined;
@@ -101,12 +101,9 @@ export function createJudge(deps: JudgeDeps): (input: JudgeInput) => Judged {
       statuses += STATUS_CODE[verdicts[i]!.status];
       messageIds[i] = verdicts[i]!.messageId;
     }
-    const judged: Judged = { workspaceId: source.workspaceId, sourceId: source.sourceId, body: parsed.bytes, meta: storedMeta(encodeMeta(verdicts)), messageIds: keyList(messageIds), statuses };
-    const stored = storedBody(parsed.bytes);
-    if (stored.encoding === 'zstd') {
-      judged.body = stored.bytes;
-      judged.bodyEncoding = 'zstd';
-    }
+    const stored = storedEntry(parsed.bytes, encodeMeta(verdicts));
+    const judged: Judged = { workspaceId: source.workspaceId, sourceId: source.sourceId, body: stored.body, meta: stored.meta, messageIds: keyList(messageIds), statuses };
+    if (stored.encoding === ONE_FRAME) judged.bodyEncoding = ONE_FRAME;
     return judged;
   };
 }

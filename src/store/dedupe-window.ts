@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { eachMessageId, markDuplicates } from './event-meta.ts';
-import { metaOf } from './log-encoding.ts';
 import type { KeyList } from './ports.ts';
 
 /**
@@ -67,45 +66,47 @@ export class DedupeWindow {
 
   /**
    * Claims the ids of one log entry: `keys` (see LogEntry.dedupeKeys), else the messageIds in
-   * its verdicts. Returns the new meta (the verdicts' text with duplicates marked, or the meta as
-   * given when there are none), the duplicate indexes, and the indexes it claimed (for `releaseEntry`).
+   * its verdicts (`verdicts` gives their text; called only when needed). Returns the verdicts'
+   * text with duplicates marked (`marked`, only when there are some), the duplicate indexes, and
+   * the indexes it claimed (for `releaseEntry`).
    */
-  claimEntry(workspaceId: string, receivedAt: number, meta: string | Uint8Array, keys?: KeyList): { meta: string | Uint8Array; duplicates: number[]; claimed: number[] } {
+  claimEntry(workspaceId: string, receivedAt: number, verdicts: () => string, keys?: KeyList): { marked: string | undefined; duplicates: number[]; claimed: number[] } {
     const set = this.#set(workspaceId);
     const cutoff = receivedAt - this.#windowMs;
     set.dropExpired(cutoff);
     const duplicates: number[] = [];
     const claimed: number[] = [];
     let i = 0;
-    eachKey(meta, keys, (text, from, to) => {
+    eachKey(verdicts, keys, (text, from, to) => {
       if (set.claim(text, from, to, receivedAt, cutoff)) claimed.push(i++);
       else duplicates.push(i++);
     });
-    return { meta: duplicates.length === 0 ? meta : markDuplicates(metaOf(meta), duplicates), duplicates, claimed };
+    return { marked: duplicates.length === 0 ? undefined : markDuplicates(verdicts(), duplicates), duplicates, claimed };
   }
 
-  /** Forgets what `claimEntry` claimed for an entry that was not committed (same meta and keys). */
-  releaseEntry(workspaceId: string, meta: string | Uint8Array, keys: KeyList | undefined, claimed: readonly number[]): void {
+  /** Forgets what `claimEntry` claimed for an entry that was not committed (same verdicts and keys). */
+  releaseEntry(workspaceId: string, verdicts: () => string, keys: KeyList | undefined, claimed: readonly number[]): void {
     const set = this.#sets.get(workspaceId);
     if (!set || claimed.length === 0) return;
     const release = new Set(claimed);
     let i = 0;
-    eachKey(meta, keys, (text, from, to) => {
+    eachKey(verdicts, keys, (text, from, to) => {
       if (release.has(i++)) set.release(text, from, to);
     });
   }
 
   /**
    * Remembers what a stored entry claimed when it was appended (the start-up load, oldest entry
-   * first): the ids of its events not marked duplicate; how many. Each id takes the entry's
-   * time, so the newest entry holding an id (the one that claimed it last) is the one that counts.
+   * first): the ids of its events not marked duplicate, from its verdicts' text; how many. Each
+   * id takes the entry's time, so the newest entry holding an id (the one that claimed it last)
+   * is the one that counts.
    */
-  replay(workspaceId: string, receivedAt: number, meta: string | Uint8Array): number {
+  replay(workspaceId: string, receivedAt: number, verdicts: string): number {
     const set = this.#set(workspaceId);
     const cutoff = receivedAt - this.#windowMs;
     set.dropExpired(cutoff);
     let ids = 0;
-    eachId(metaOf(meta), (text, from, to, duplicate) => {
+    eachId(verdicts, (text, from, to, duplicate) => {
       if (duplicate) return;
       set.remember(text, from, to, receivedAt, cutoff);
       ids++;
@@ -120,8 +121,8 @@ export class DedupeWindow {
 }
 
 /** Each key of an entry, as a range of some string: from `keys`, or from the verdicts. */
-function eachKey(meta: string | Uint8Array, keys: KeyList | undefined, visit: (text: string, from: number, to: number) => void): void {
-  if (!keys) return eachId(metaOf(meta), visit);
+function eachKey(verdicts: () => string, keys: KeyList | undefined, visit: (text: string, from: number, to: number) => void): void {
+  if (!keys) return eachId(verdicts(), visit);
   for (let i = 0, from = 0; i < keys.ends.length; from = keys.ends[i++]!) visit(keys.text, from, keys.ends[i]!);
 }
 

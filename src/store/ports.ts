@@ -15,15 +15,16 @@ export type LogEntry = {
   /** The request body as received (inflated, without BOM), or as `bodyEncoding` says. */
   body: Buffer;
   /**
-   * `zstd`: `body` was already compressed by the caller (store/log-encoding.ts's storedBody), so
-   * the writer stores it as it is; an ingest thread does this beside the log writer, whose
-   * commits are serial.
+   * The caller stored the entry already (store/log-encoding.ts), so the adapter keeps it as it
+   * is; an ingest thread does this beside the log writer, whose commits are serial.
+   * `zstd+meta` (storedEntry): `body` is one frame of the verdicts then the JSON, and `meta` the
+   * verdicts' length in bytes. `zstd` (storedBody): `body` is the JSON compressed alone.
    */
-  bodyEncoding?: 'zstd';
+  bodyEncoding?: 'zstd+meta' | 'zstd';
   /**
    * Per event, in body order: what ingest decided, encoded by store/event-meta.ts; as bytes,
-   * that text already compressed by the caller (store/log-encoding.ts's storedMeta), which the
-   * adapter stores as they are (text it compresses itself, as it does bodies). Records give
+   * that text already compressed by the caller (storedMeta); with `bodyEncoding` `zstd+meta`,
+   * its length. The adapter stores text the way ingest threads do (storedEntry). Records give
    * back the text either way.
    */
   meta: string | Uint8Array;

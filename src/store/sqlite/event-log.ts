@@ -3,20 +3,12 @@ import { Worker } from 'node:worker_threads';
 import { movable } from '../../bytes.ts';
 import type { AppendOptions, Appended, EventLog, LogEntry, LogRecord } from '../ports.ts';
 import type { WriterOptions, WriterReply, WriterRequest } from './log-writer.ts';
-import { bodyOf, metaOf } from '../log-encoding.ts';
+import { decodeStored, ONE_FRAME, verdictsOf } from '../log-encoding.ts';
 
 type Pending = { resolve: (appended: Appended) => void; reject: (err: unknown) => void; bytes: number };
 type Row = { id: number; workspace_id: string; source_id: string; received_at: number; kind: string; body: Uint8Array; meta: string | Uint8Array; encoding: string | null };
 
-const toRecord = (r: Row): LogRecord => ({
-  id: r.id,
-  workspaceId: r.workspace_id,
-  sourceId: r.source_id,
-  receivedAt: r.received_at,
-  kind: r.kind,
-  body: bodyOf(r.body, r.encoding),
-  meta: metaOf(r.meta),
-});
+const toRecord = (r: Row): LogRecord => ({ id: r.id, workspaceId: r.workspace_id, sourceId: r.source_id, receivedAt: r.received_at, kind: r.kind, ...decodeStored(r.body, r.encoding, r.meta) });
 
 /** Reads of the embedded event log, on the caller's connection (WAL lets them run beside writes). */
 export class SqliteLogReader {
@@ -30,7 +22,8 @@ export class SqliteLogReader {
     this.#last = db.prepare('SELECT coalesce(max(id), 0) AS id FROM log');
     this.#backward = db.prepare('SELECT * FROM log WHERE workspace_id = ? AND id < ? ORDER BY id DESC LIMIT ?');
     this.#forward = db.prepare('SELECT * FROM log WHERE id > ? ORDER BY id LIMIT ?');
-    this.#verdicts = db.prepare('SELECT id, workspace_id, source_id, received_at, kind, meta FROM log WHERE id > ? ORDER BY id LIMIT ?');
+    // A row of one frame holds its verdicts with its bytes (log-encoding.ts): both are read.
+    this.#verdicts = db.prepare('SELECT id, workspace_id, source_id, received_at, kind, meta, encoding, CASE WHEN encoding = ? THEN body END AS body FROM log WHERE id > ? ORDER BY id LIMIT ?');
     this.#get = db.prepare('SELECT * FROM log WHERE workspace_id = ? AND id = ?');
   }
 
@@ -43,7 +36,7 @@ export class SqliteLogReader {
   }
 
   readVerdictsForward(afterId: number, limit: number): Array<Omit<LogRecord, 'body'>> {
-    return (this.#verdicts.all(afterId, limit) as Array<Omit<Row, 'body' | 'encoding'>>).map((r) => ({ id: r.id, workspaceId: r.workspace_id, sourceId: r.source_id, receivedAt: r.received_at, kind: r.kind, meta: metaOf(r.meta) }));
+    return (this.#verdicts.all(ONE_FRAME, afterId, limit) as Row[]).map((r) => ({ id: r.id, workspaceId: r.workspace_id, sourceId: r.source_id, receivedAt: r.received_at, kind: r.kind, meta: verdictsOf(r.body, r.encoding, r.meta) }));
   }
 
   lastId(): number {

@@ -8,7 +8,17 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { DedupeWindow } from '../dedupe-window.ts';
 import type { LogEntry } from '../ports.ts';
 import { openDatabase, type SqliteOptions } from './database.ts';
-import { storedBody, storedMeta } from '../log-encoding.ts';
+import { decodeStored, ONE_FRAME, storedEntry, verdictsOf } from '../log-encoding.ts';
+
+/** `fn`'s value, computed at the first call. */
+const once = <T>(fn: () => T): (() => T) => {
+  let done = false;
+  let value: T;
+  return () => {
+    if (!done) [value, done] = [fn(), true];
+    return value;
+  };
+};
 
 export type WriterOptions = SqliteOptions & { dedupeWindowMs: number };
 /** A log entry as it reaches this thread: its bytes were transferred as a plain Uint8Array. */
@@ -30,19 +40,23 @@ const dedupe = new DedupeWindow(options.dedupeWindowMs);
 const loadStarted = performance.now();
 const loaded = loadWindow();
 /**
- * Fills the window from the newest records backwards until they are older than the window
- * (plus an hour of slack for clock steps: ids follow arrival, receivedAt nearly does), then
- * replays them oldest first.
+ * Fills the window from the log: finds the oldest record of the newest run received within the
+ * window (plus an hour of slack for clock steps: ids follow arrival, receivedAt nearly does),
+ * walking back over ids and times only, then replays from there oldest first, one record at a
+ * time (a record's verdicts may have to be decompressed with its bytes, see log-encoding.ts).
  */
 function loadWindow(): number {
   const stop = Date.now() - options.dedupeWindowMs - 3_600_000;
-  const recent: Array<{ workspace_id: string; received_at: number; meta: string | Uint8Array }> = [];
-  for (const r of db.prepare('SELECT workspace_id, received_at, meta FROM log ORDER BY id DESC').iterate() as Iterable<(typeof recent)[number]>) {
+  let first: number | undefined;
+  for (const r of db.prepare('SELECT id, received_at FROM log ORDER BY id DESC').iterate() as Iterable<{ id: number; received_at: number }>) {
     if (r.received_at < stop) break;
-    recent.push(r);
+    first = r.id;
   }
+  if (first === undefined) return 0;
+  type Row = { workspace_id: string; received_at: number; body: Uint8Array | null; encoding: string | null; meta: string | Uint8Array };
+  const rows = db.prepare('SELECT workspace_id, received_at, meta, encoding, CASE WHEN encoding = ? THEN body END AS body FROM log WHERE id >= ? ORDER BY id');
   let ids = 0;
-  for (let i = recent.length - 1; i >= 0; i--) ids += dedupe.replay(recent[i]!.workspace_id, recent[i]!.received_at, recent[i]!.meta);
+  for (const r of rows.iterate(ONE_FRAME, first) as Iterable<Row>) ids += dedupe.replay(r.workspace_id, r.received_at, verdictsOf(r.body, r.encoding, r.meta));
   return ids;
 }
 
@@ -56,17 +70,18 @@ function flush(): void {
   if (batch.length === 0) return;
   const started = performance.now();
   const done: Array<{ seq: number; id: number; duplicates: number[] }> = [];
-  const claims: Array<{ entry: WriterEntry; claimed: number[] }> = [];
+  const claims: Array<{ entry: WriterEntry; verdicts: () => string; claimed: number[] }> = [];
   try {
     db.exec('BEGIN IMMEDIATE');
     try {
       for (const { seq, entry: e } of batch) {
-        const { meta, duplicates, claimed } = dedupe.claimEntry(e.workspaceId, e.receivedAt, e.meta, e.dedupeKeys);
-        claims.push({ entry: e, claimed });
-        // What the caller did not compress (an ingest thread does), compressed here when it pays.
-        const stored = e.bodyEncoding ? { bytes: e.body, encoding: e.bodyEncoding } : storedBody(e.body);
-        const storedVerdicts = typeof meta === 'string' ? storedMeta(meta) : meta;
-        done.push({ seq, id: Number(insert.run(e.workspaceId, e.sourceId, e.receivedAt, e.kind, stored.bytes, storedVerdicts, stored.encoding).lastInsertRowid), duplicates });
+        const decoded = once(() => decodeStored(e.body, e.bodyEncoding ?? null, e.meta));
+        const verdicts = () => decoded().meta;
+        const { marked, duplicates, claimed } = dedupe.claimEntry(e.workspaceId, e.receivedAt, verdicts, e.dedupeKeys);
+        claims.push({ entry: e, verdicts, claimed });
+        // What the caller did not store (an ingest thread does), stored here; again with repeats marked.
+        const stored = marked === undefined && e.bodyEncoding ? { body: e.body, encoding: e.bodyEncoding, meta: e.meta } : storedEntry(decoded().body, marked ?? verdicts());
+        done.push({ seq, id: Number(insert.run(e.workspaceId, e.sourceId, e.receivedAt, e.kind, stored.body, stored.meta, stored.encoding).lastInsertRowid), duplicates });
       }
       db.exec('COMMIT');
     } catch (err) {
@@ -74,7 +89,7 @@ function flush(): void {
       throw err;
     }
   } catch (err) {
-    for (const { entry: e, claimed } of claims) dedupe.releaseEntry(e.workspaceId, e.meta, e.dedupeKeys, claimed);
+    for (const { entry: e, verdicts, claimed } of claims) dedupe.releaseEntry(e.workspaceId, verdicts, e.dedupeKeys, claimed);
     const error = err instanceof Error ? err.message : String(err);
     port.postMessage({ type: 'failed', seqs: batch.map((b) => b.seq), error } satisfies WriterReply);
     return;
