@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { zstdCompressSync } from 'node:zlib';
+import { encodeMeta } from '../src/store/event-meta.ts';
 import { LOG_MIGRATIONS, openDatabase, STATE_DB, STATE_MIGRATIONS } from '../src/store/sqlite/database.ts';
 import { openSqliteStores } from '../src/store/sqlite/index.ts';
 import { SqliteProfileStore } from '../src/store/sqlite/profile-store.ts';
@@ -47,4 +49,25 @@ test('tandem.db from before compressed bodies: old rows read as they were, new b
   const rows = db.prepare('SELECT id, encoding, length(body) AS bytes FROM log ORDER BY id').all() as Array<{ id: number; encoding: string | null; bytes: number }>;
   assert.deepEqual(rows.map((r) => r.encoding), [null, 'zstd+meta']);
   assert.ok(rows[1]!.bytes * 4 < batch.length, `a batch of similar events shrinks several times (${rows[1]!.bytes} of ${batch.length} bytes)`);
+});
+
+test('rows from before verdicts and bytes shared a frame (body compressed alone, verdicts compressed alone or as text) read as they were, and the dedupe window reloads their ids', async (t) => {
+  const dir = tempDir(t);
+  const db = openDatabase({ dataDir: dir, sync: 'normal' });
+  db.exec("INSERT INTO workspaces VALUES ('w', 'W', 0)");
+  const ids = Array.from({ length: 40 }, (_, i) => `old${i}`);
+  const json = Buffer.from(JSON.stringify({ batch: ids.map((messageId) => ({ type: 'track', event: 'Viewed', userId: 'u', messageId })) }));
+  const text = encodeMeta(ids.map((messageId) => ({ messageId, type: 'track', status: 'accepted', timestamp: 1, reasons: [], userId: 'u', anonymousId: undefined, event: 'Viewed' })));
+  const insert = db.prepare("INSERT INTO log (workspace_id, source_id, received_at, kind, body, meta, encoding) VALUES ('w', 's', ?, 'batch', ?, ?, ?)");
+  const now = Date.now();
+  insert.run(now, zstdCompressSync(json), zstdCompressSync(Buffer.from(text)), 'zstd');
+  insert.run(now, json, '[]', null);
+  db.close();
+  const stores = openSqliteStores({ dataDir: dir, sync: 'normal' });
+  t.after(() => stores.close());
+  assert.deepEqual([stores.log.get('w', 1)?.body, stores.log.get('w', 1)?.meta], [json, text]);
+  assert.deepEqual([stores.log.get('w', 2)?.body, stores.log.get('w', 2)?.meta], [json, '[]']);
+  assert.deepEqual(stores.log.readVerdictsForward(0, 2).map((r) => r.meta), [text, '[]']);
+  const again = await stores.log.append({ workspaceId: 'w', sourceId: 's', receivedAt: now + 1, kind: 'batch', body: json, meta: text });
+  assert.deepEqual(again.duplicates, ids.map((_, i) => i), 'the ids of compressed verdicts are in the window after a start');
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import { decodeMeta, encodeMeta } from '../src/store/event-meta.ts';
-import { storedBody, storedEntry, storedMeta } from '../src/store/log-encoding.ts';
+import { storedEntry } from '../src/store/log-encoding.ts';
 import { keyList, type LogEntry, type Stores } from '../src/store/ports.ts';
 import { openSqliteStores } from '../src/store/sqlite/index.ts';
 import { tempDir } from './helpers.ts';
@@ -77,34 +77,6 @@ for (const adapter of ADAPTERS) {
       const reopened = adapter.open(location);
       t.after(() => reopened.close());
       assert.deepEqual((await reopened.log.append(entry(6, 'default', ['w', 'v']))).duplicates, [0], 'the window survives reopening');
-    });
-
-    test('event log: a body the caller already compressed (bodyEncoding zstd) reads back as the JSON it stands for', async (t) => {
-      const { stores } = open(t);
-      const json = Buffer.from(JSON.stringify({ batch: Array.from({ length: 50 }, (_, i) => ({ type: 'track', event: 'Viewed', userId: `u${i}`, messageId: `c${i}` })) }));
-      const packed = storedBody(json);
-      assert.equal(packed.encoding, 'zstd');
-      const { id } = await stores.log.append({ ...entry(1), body: Buffer.from(packed.bytes), bodyEncoding: 'zstd' });
-      assert.deepEqual(stores.log.get('default', id)?.body, json);
-      assert.deepEqual(stores.log.readForward(id - 1, 1)[0]?.body, json);
-    });
-
-    test('event log: verdicts the caller compressed (meta as bytes) read back as their text, repeats marked, across reopening', async (t) => {
-      const { stores, location } = open(t);
-      const ids = Array.from({ length: 40 }, (_, i) => `v${i}`);
-      const text = meta(...ids);
-      const packed = storedMeta(text);
-      assert.ok(packed instanceof Uint8Array, 'forty verdicts are worth compressing');
-      const first = await stores.log.append({ ...entry(1), meta: Buffer.from(packed), dedupeKeys: keyList(ids) });
-      assert.equal(stores.log.get('default', first.id)?.meta, text);
-      assert.equal(stores.log.readVerdictsForward(first.id - 1, 1)[0]?.meta, text);
-      const again = await stores.log.append({ ...entry(2), meta: Buffer.from(packed) });
-      assert.deepEqual(again.duplicates, ids.map((_, i) => i), 'ids read from compressed verdicts when no keys are given');
-      assert.ok(decodeMeta(stores.log.get('default', again.id)!.meta).every((v) => v.status === 'duplicate'));
-      await stores.close();
-      const reopened = adapter.open(location);
-      t.after(() => reopened.close());
-      assert.deepEqual((await reopened.log.append({ ...entry(3), meta: text })).duplicates, ids.map((_, i) => i), 'the window reloads ids from compressed verdicts');
     });
 
     test('event log: an entry stored as one frame (zstd+meta) reads back as its JSON and verdicts, repeats marked, across reopening', async (t) => {

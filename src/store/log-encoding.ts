@@ -18,37 +18,20 @@ const MIN_BYTES = 256;
 const PARAMS = { [constants.ZSTD_c_compressionLevel]: 1 };
 export const ONE_FRAME = 'zstd+meta' as const;
 
-/** The bytes compressed, when they are worth it and it pays. */
-function packed(bytes: Uint8Array): Buffer | undefined {
-  if (bytes.byteLength < MIN_BYTES) return undefined;
-  // The size told up front lets zstd size its tables to the input rather than to an unknown stream.
-  const out = zstdCompressSync(bytes, { params: PARAMS, pledgedSrcSize: bytes.byteLength });
-  return out.byteLength < bytes.byteLength ? out : undefined;
-}
-
-/** A row of the log as stored: its `body`, `encoding` and `meta` columns. */
-export type StoredEntry = { body: Uint8Array; encoding: string | null; meta: string | Uint8Array };
-
 /** A request's JSON bytes and the verdicts' text (event-meta.ts) as the log stores them. */
 export function storedEntry(json: Uint8Array, verdicts: string): { body: Uint8Array; encoding: typeof ONE_FRAME | null; meta: string } {
   const head = Buffer.from(verdicts, 'utf8');
-  const frame = packed(Buffer.concat([head, json]));
-  return frame ? { body: frame, encoding: ONE_FRAME, meta: String(head.byteLength) } : { body: json, encoding: null, meta: verdicts };
+  if (head.byteLength + json.byteLength >= MIN_BYTES) {
+    const both = Buffer.concat([head, json]);
+    // The size told up front lets zstd size its tables to the input rather than to an unknown stream.
+    const frame = zstdCompressSync(both, { params: PARAMS, pledgedSrcSize: both.byteLength });
+    if (frame.byteLength < both.byteLength) return { body: frame, encoding: ONE_FRAME, meta: String(head.byteLength) };
+  }
+  return { body: json, encoding: null, meta: verdicts };
 }
 
-/** Bytes compressed like bodies used to be alone (`zstd`): rows from before, and callers that hand the log such a body. */
-export function storedBody(body: Uint8Array): { bytes: Uint8Array; encoding: string | null } {
-  const bytes = packed(body);
-  return bytes ? { bytes, encoding: 'zstd' } : { bytes: body, encoding: null };
-}
-
-/** Verdicts compressed on their own, as rows from before hold them (bytes; a text too small to gain stays the text). */
-export function storedMeta(meta: string): string | Uint8Array {
-  return (meta.length >= MIN_BYTES && packed(Buffer.from(meta, 'utf8'))) || meta;
-}
-
-/** The verdicts' text of verdicts stored on their own (text, or bytes compressed). */
-export function metaOf(stored: string | Uint8Array): string {
+/** The verdicts' text of verdicts stored on their own (text, or bytes compressed, as rows from before hold them). */
+function metaOf(stored: string | Uint8Array): string {
   return typeof stored === 'string' ? stored : zstdDecompressSync(stored).toString('utf8');
 }
 
@@ -78,8 +61,8 @@ function verdictsLength(meta: string | Uint8Array): number {
   return n;
 }
 
-/** The JSON bytes of a body stored alone (`zstd` or NULL). */
-export function bodyOf(bytes: Uint8Array, encoding: string | null): Buffer {
+/** The JSON bytes of a body stored alone (NULL, or `zstd` as rows from before hold it). */
+function bodyOf(bytes: Uint8Array, encoding: string | null): Buffer {
   if (encoding === 'zstd') return zstdDecompressSync(bytes);
   if (encoding === null) return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   throw new Error(`log body stored with an unknown encoding ${JSON.stringify(encoding)}`);

@@ -15,19 +15,18 @@ export type LogEntry = {
   /** The request body as received (inflated, without BOM), or as `bodyEncoding` says. */
   body: Buffer;
   /**
-   * The caller stored the entry already (store/log-encoding.ts), so the adapter keeps it as it
-   * is; an ingest thread does this beside the log writer, whose commits are serial.
-   * `zstd+meta` (storedEntry): `body` is one frame of the verdicts then the JSON, and `meta` the
-   * verdicts' length in bytes. `zstd` (storedBody): `body` is the JSON compressed alone.
+   * `zstd+meta`: the caller stored the entry already (store/log-encoding.ts's storedEntry), so
+   * the adapter keeps it as it is: `body` is one frame of the verdicts then the JSON, and `meta`
+   * the verdicts' length in bytes. An ingest thread does this beside the log writer, whose
+   * commits are serial.
    */
-  bodyEncoding?: 'zstd+meta' | 'zstd';
+  bodyEncoding?: 'zstd+meta';
   /**
-   * Per event, in body order: what ingest decided, encoded by store/event-meta.ts; as bytes,
-   * that text already compressed by the caller (storedMeta); with `bodyEncoding` `zstd+meta`,
-   * its length. The adapter stores text the way ingest threads do (storedEntry). Records give
-   * back the text either way.
+   * Per event, in body order: what ingest decided, encoded by store/event-meta.ts (with
+   * `bodyEncoding`, its length). The adapter stores it as ingest threads do. Records give back
+   * the text.
    */
-  meta: string | Uint8Array;
+  meta: string;
   /**
    * Per event, in body order: what the dedupe window checks (keyList). Ingest passes the
    * messageIds it found (cheaper than reading them back from `meta`); a replay of a quarantined
@@ -269,7 +268,7 @@ export type ColumnStats = { columns: number; profiles: number };
  */
 export type StoreLocation = { adapter: 'sqlite'; dataDir: string; sync: 'full' | 'normal'; file?: string };
 
-/** `moveBody`: the log may take `entry.body`'s memory (and `entry.meta`'s, when bytes) instead of copying it; the caller must not read them afterwards. */
+/** `moveBody`: the log may take `entry.body`'s memory instead of copying it; the caller must not read it afterwards. */
 export type AppendOptions = { moveBody?: boolean };
 
 export interface Stores {

@@ -136,9 +136,7 @@ export class SqliteEventLog extends SqliteLogReader implements EventLog {
         // The bytes are moved, not cloned, to the writer: the caller's own memory when it gave
         // it up, else a private copy (a memcpy instead of structured-clone serialisation).
         const body = movable(entry.body, options.moveBody);
-        const meta = typeof entry.meta === 'string' ? entry.meta : movable(entry.meta, options.moveBody);
-        const transfer = typeof meta === 'string' ? [body.buffer as ArrayBuffer] : [body.buffer as ArrayBuffer, meta.buffer as ArrayBuffer];
-        this.#writer().postMessage({ type: 'append', seq, entry: { ...entry, body, meta } } satisfies WriterRequest, transfer);
+        this.#writer().postMessage({ type: 'append', seq, entry: { ...entry, body } } satisfies WriterRequest, [body.buffer as ArrayBuffer]);
       } catch (err) {
         this.#pending.delete(seq);
         this.#pendingBytes -= bytes;
