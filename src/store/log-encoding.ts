@@ -11,7 +11,7 @@ import { constants, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
  * two). Every byte not written is a byte neither the WAL, the checkpoint nor the fsync carries.
  *
  * What is too small to gain is stored as it came (a body with encoding NULL, verdicts as text).
- * Rows written before session 8 read as before: a body alone compressed (`zstd`), verdicts as
+ * Rows written before there was one frame read as before: a body alone compressed (`zstd`), verdicts as
  * text or compressed bytes of their own.
  */
 const MIN_BYTES = 256;
