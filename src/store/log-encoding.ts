@@ -20,12 +20,14 @@ export const ONE_FRAME = 'zstd+meta' as const;
 
 /** A request's JSON bytes and the verdicts' text (event-meta.ts) as the log stores them. */
 export function storedEntry(json: Uint8Array, verdicts: string): { body: Uint8Array; encoding: typeof ONE_FRAME | null; meta: string } {
-  const head = Buffer.from(verdicts, 'utf8');
-  if (head.byteLength + json.byteLength >= MIN_BYTES) {
-    const both = Buffer.concat([head, json]);
+  const head = Buffer.byteLength(verdicts, 'utf8');
+  if (head + json.byteLength >= MIN_BYTES) {
+    const both = Buffer.allocUnsafe(head + json.byteLength);
+    both.write(verdicts, 0, 'utf8');
+    both.set(json, head);
     // The size told up front lets zstd size its tables to the input rather than to an unknown stream.
     const frame = zstdCompressSync(both, { params: PARAMS, pledgedSrcSize: both.byteLength });
-    if (frame.byteLength < both.byteLength) return { body: frame, encoding: ONE_FRAME, meta: String(head.byteLength) };
+    if (frame.byteLength < both.byteLength) return { body: frame, encoding: ONE_FRAME, meta: String(head) };
   }
   return { body: json, encoding: null, meta: verdicts };
 }

@@ -5,6 +5,12 @@ import type { AppendOptions, Appended, EventLog, LogEntry, LogRecord } from '../
 import type { WriterOptions, WriterReply, WriterRequest } from './log-writer.ts';
 import { decodeStored, ONE_FRAME, verdictsOf } from '../log-encoding.ts';
 
+/**
+ * The columns a reader of verdicts alone selects: a row of one frame holds its verdicts with its
+ * bytes (log-encoding.ts), so its body too; other rows' bodies are left out (NULL).
+ */
+export const VERDICT_COLUMNS = `meta, encoding, CASE WHEN encoding = '${ONE_FRAME}' THEN body END AS body`;
+
 type Pending = { resolve: (appended: Appended) => void; reject: (err: unknown) => void; bytes: number };
 type Row = { id: number; workspace_id: string; source_id: string; received_at: number; kind: string; body: Uint8Array; meta: string | Uint8Array; encoding: string | null };
 
@@ -22,8 +28,7 @@ export class SqliteLogReader {
     this.#last = db.prepare('SELECT coalesce(max(id), 0) AS id FROM log');
     this.#backward = db.prepare('SELECT * FROM log WHERE workspace_id = ? AND id < ? ORDER BY id DESC LIMIT ?');
     this.#forward = db.prepare('SELECT * FROM log WHERE id > ? ORDER BY id LIMIT ?');
-    // A row of one frame holds its verdicts with its bytes (log-encoding.ts): both are read.
-    this.#verdicts = db.prepare('SELECT id, workspace_id, source_id, received_at, kind, meta, encoding, CASE WHEN encoding = ? THEN body END AS body FROM log WHERE id > ? ORDER BY id LIMIT ?');
+    this.#verdicts = db.prepare(`SELECT id, workspace_id, source_id, received_at, kind, ${VERDICT_COLUMNS} FROM log WHERE id > ? ORDER BY id LIMIT ?`);
     this.#get = db.prepare('SELECT * FROM log WHERE workspace_id = ? AND id = ?');
   }
 
@@ -36,7 +41,7 @@ export class SqliteLogReader {
   }
 
   readVerdictsForward(afterId: number, limit: number): Array<Omit<LogRecord, 'body'>> {
-    return (this.#verdicts.all(ONE_FRAME, afterId, limit) as Row[]).map((r) => ({ id: r.id, workspaceId: r.workspace_id, sourceId: r.source_id, receivedAt: r.received_at, kind: r.kind, meta: verdictsOf(r.body, r.encoding, r.meta) }));
+    return (this.#verdicts.all(afterId, limit) as Array<Omit<Row, 'body'> & { body: Uint8Array | null }>).map((r) => ({ id: r.id, workspaceId: r.workspace_id, sourceId: r.source_id, receivedAt: r.received_at, kind: r.kind, meta: verdictsOf(r.body, r.encoding, r.meta) }));
   }
 
   lastId(): number {

@@ -8,17 +8,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { DedupeWindow } from '../dedupe-window.ts';
 import type { LogEntry } from '../ports.ts';
 import { openDatabase, type SqliteOptions } from './database.ts';
-import { decodeStored, ONE_FRAME, storedEntry, verdictsOf } from '../log-encoding.ts';
-
-/** `fn`'s value, computed at the first call. */
-const once = <T>(fn: () => T): (() => T) => {
-  let done = false;
-  let value: T;
-  return () => {
-    if (!done) [value, done] = [fn(), true];
-    return value;
-  };
-};
+import { decodeStored, storedEntry, verdictsOf } from '../log-encoding.ts';
+import { VERDICT_COLUMNS } from './event-log.ts';
 
 export type WriterOptions = SqliteOptions & { dedupeWindowMs: number };
 /** A log entry as it reaches this thread: its bytes were transferred as a plain Uint8Array. */
@@ -54,9 +45,9 @@ function loadWindow(): number {
   }
   if (first === undefined) return 0;
   type Row = { workspace_id: string; received_at: number; body: Uint8Array | null; encoding: string | null; meta: string | Uint8Array };
-  const rows = db.prepare('SELECT workspace_id, received_at, meta, encoding, CASE WHEN encoding = ? THEN body END AS body FROM log WHERE id >= ? ORDER BY id');
+  const rows = db.prepare(`SELECT workspace_id, received_at, ${VERDICT_COLUMNS} FROM log WHERE id >= ? ORDER BY id`);
   let ids = 0;
-  for (const r of rows.iterate(ONE_FRAME, first) as Iterable<Row>) ids += dedupe.replay(r.workspace_id, r.received_at, verdictsOf(r.body, r.encoding, r.meta));
+  for (const r of rows.iterate(first) as Iterable<Row>) ids += dedupe.replay(r.workspace_id, r.received_at, verdictsOf(r.body, r.encoding, r.meta));
   return ids;
 }
 
@@ -75,7 +66,9 @@ function flush(): void {
     db.exec('BEGIN IMMEDIATE');
     try {
       for (const { seq, entry: e } of batch) {
-        const decoded = once(() => decodeStored(e.body, e.bodyEncoding ?? null, e.meta));
+        // Decoded when needed: ids to read from the verdicts, repeats to mark, or an entry to store.
+        let decodedOnce: { body: Buffer; meta: string } | undefined;
+        const decoded = () => (decodedOnce ??= decodeStored(e.body, e.bodyEncoding ?? null, e.meta));
         const verdicts = () => decoded().meta;
         const { marked, duplicates, claimed } = dedupe.claimEntry(e.workspaceId, e.receivedAt, verdicts, e.dedupeKeys);
         claims.push({ entry: e, verdicts, claimed });
