@@ -5,9 +5,12 @@
  * (a) bench/bare-server.ts: a bare Fastify route that parses the same JSON and answers 200,
  * (b) Tandem (`tandem start`, embedded SQLite, TANDEM_SYNC=full: every 200 is fsynced),
  * each in its own process, loaded by autocannon from this one. Prints events/s, the ratio
- * and ack latency, at 8 and at 32 concurrent connections (group commit needs concurrency to
- * share fsyncs; an ingest endpoint serving many clients has plenty). BENCH_SECONDS (default 10),
- * BENCH_ROUNDS (default 2), BENCH_CONNECTIONS (comma-separated, default 8,32).
+ * and ack latency at 8, 16, 32 and 64 concurrent connections, then each server's capacity: its
+ * best rate at any of them, and their ratio. The bare route is one thread that answers at once,
+ * so it reaches its capacity with the fewest connections; Tandem's requests wait for an fsync
+ * that those arriving together share (group commit), so it needs more in flight to reach its
+ * own (an ingest endpoint serving many clients has plenty). BENCH_SECONDS (default 10),
+ * BENCH_ROUNDS (default 2), BENCH_CONNECTIONS (comma-separated, default 8,16,32,64).
  */
 import { fileURLToPath } from 'node:url';
 import { bodyBytes } from './events.ts';
@@ -16,7 +19,7 @@ import { spawnServer, WRITE_KEY } from './lib/server.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
-const CONNECTIONS = (process.env.BENCH_CONNECTIONS ?? '8,32').split(',').map(Number);
+const CONNECTIONS = (process.env.BENCH_CONNECTIONS ?? '8,16,32,64').split(',').map(Number);
 const root = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 
 type Result = LoadResult & { lag?: number };
@@ -33,7 +36,13 @@ const shapes = [
 ].filter((s) => SHAPES.includes(s.key));
 
 console.log(`bench:ingest  ${SECONDS}s x ${ROUNDS} rounds, ${CONNECTIONS.join(' and ')} connections, Node ${process.version}, batch body ${bodyBytes(100)().length} bytes`);
+/** A server's best rate, and at how many connections. */
+type Capacity = { result: Result; connections: number };
+const better = (c: Capacity | undefined, result: Result, connections: number): Capacity => (c && c.result.eventsPerSec >= result.eventsPerSec ? c : { result, connections });
+
 for (const shape of shapes) {
+  let bareCapacity: Capacity | undefined;
+  let tandemCapacity: Capacity | undefined;
   for (const connections of CONNECTIONS) {
     const bare: Result[] = [];
     const tandem: Result[] = [];
@@ -54,5 +63,13 @@ for (const shape of shapes) {
     console.log(`  tandem      ${fmt(t)}`);
     console.log(`  ratio       ${(t.eventsPerSec / b.eventsPerSec).toFixed(2)} of bare (best of ${ROUNDS} rounds each)`);
     console.log(`  profile stage ${t.lag} records behind when the load stopped (it gives way while ingest is saturated, then catches up)`);
+    bareCapacity = better(bareCapacity, b, connections);
+    tandemCapacity = better(tandemCapacity, t, connections);
+  }
+  if (bareCapacity && tandemCapacity) {
+    console.log(`\n${shape.name}, capacity (each server's best rate at any of ${CONNECTIONS.join(', ')} connections)`);
+    console.log(`  bare parse  ${fmt(bareCapacity.result)}  at ${bareCapacity.connections}`);
+    console.log(`  tandem      ${fmt(tandemCapacity.result)}  at ${tandemCapacity.connections}`);
+    console.log(`  ratio       ${(tandemCapacity.result.eventsPerSec / bareCapacity.result.eventsPerSec).toFixed(2)} of bare`);
   }
 }
