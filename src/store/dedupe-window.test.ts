@@ -71,13 +71,15 @@ test('property: a window answers as a map of ids would, and one loaded from stor
   const { default: fc } = await import('fast-check');
   const HOUR = 3_600_000;
   // Ids whose JSON literal has escapes too: the verdicts hold those escaped, the window the ids.
-  const id = fc.constantFrom('a', 'b', 'c', 'd', 'e', 'f', 'a"b', 'c\\d', 'é\n');
+  // Many others too, so tables grow several times and ids are looked up while they move.
+  const id = fc.oneof(fc.constantFrom('a', 'b', 'c', 'd', 'e', 'f', 'a"b', 'c\\d', 'é\n'), fc.integer({ min: 0, max: 150 }).map(String));
   fc.assert(
-    fc.property(fc.array(fc.record({ ids: fc.array(id, { minLength: 1, maxLength: 3 }), gap: fc.integer({ min: 0, max: HOUR }) }), { maxLength: 20 }), fc.boolean(), fc.array(fc.record({ id, at: fc.integer({ min: 0, max: 3 * HOUR }) }), { maxLength: 10 }), fc.subarray(['a', 'b', 'c', 'a"b', 'c\\d']), (entries, prune, queries, released) => {
+    fc.property(fc.array(fc.record({ ids: fc.array(id, { minLength: 1, maxLength: 3 }), gap: fc.integer({ min: 0, max: HOUR }) }), { maxLength: 40 }), fc.boolean(), fc.array(fc.record({ id, at: fc.integer({ min: 0, max: 3 * HOUR }) }), { maxLength: 10 }), fc.subarray(['a', 'b', 'c', 'a"b', 'c\\d']), fc.constantFrom(4, 8, 64), (entries, prune, queries, released, maxSlots) => {
       // What the log writer would have stored: each entry's ids, duplicates marked, in arrival order.
-      // Tables of 4 slots (3 ids): generations come and go within a few entries.
-      const live = new DedupeWindow(HOUR, 4, 4);
-      const loaded = new DedupeWindow(HOUR, 4, 4);
+      // Tables of 4 slots (3 ids) growing to `maxSlots`: a full table's ids move to a bigger
+      // one over the next claims, generations come and go within a few entries.
+      const live = new DedupeWindow(HOUR, 4, maxSlots);
+      const loaded = new DedupeWindow(HOUR, 4, maxSlots);
       const model = modelWindow(HOUR);
       let at = 0;
       for (const e of entries) {

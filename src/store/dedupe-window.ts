@@ -15,14 +15,17 @@ import type { KeyList } from './ports.ts';
  * fingerprint with odds of about n²/2^96 (10^-13 for 100 million ids in the window).
  *
  * An id received at or before `receivedAt − window` counts as absent; its slot is reused by a
- * new id whose probe passes it, and dropped when the table is rebuilt (so times are taken to
+ * new id whose probe passes it, and dropped when the table is replaced (so times are taken to
  * grow: an id claimed again with a time earlier than one already seen, after a clock step
  * back, may count as new where it was a duplicate by a few milliseconds), which happens when
- * three quarters of the slots are taken (20 bytes a slot: 27–80 bytes per id held). A rebuild
- * holds the writer ~70 ms per million ids, so a table grows to MAX_SLOTS at most (6.3 million
- * ids; the last rebuild, at 3.1 million, measured 0.25 s); past that, new ids go to a new table
- * (a generation), each look-up checks the generations newest first, and a generation whose
- * newest id has expired is dropped whole.
+ * three quarters of the slots are taken (20 bytes a slot: 27–80 bytes per id held). The new
+ * table (twice the live ids, at least as big) takes new ids at once, and the old one's live
+ * ids move into it a few slots per id claimed, looked up where they are meanwhile: rehashing
+ * the whole table at once held the log writer ~70–180 ms per million ids (0.21–0.25 s at 3
+ * million), now the replacement's longest pause is its count of live ids and the allocation
+ * (23–33 ms at 3 million). A table grows to MAX_SLOTS at most (6.3 million ids); past that,
+ * new ids go to a new table (a generation), each look-up checks the generations newest first,
+ * and a generation whose newest id has expired is dropped whole.
  */
 export class DedupeWindow {
   readonly #windowMs: number;
@@ -147,8 +150,12 @@ const BACKSLASH = 0x5c;
 const RELEASED = -Infinity;
 /** Words of fingerprint per slot. */
 const WORDS = 3;
-/** Rebuilt when more slots than this are taken (released and expired ones included). */
+/** A table is replaced when more slots than this are taken (released and expired ones included). */
 const MAX_LOAD = 0.75;
+/** Slots of a replaced table whose live ids move into its successor per id claimed. */
+const DRAIN_SLOTS = 8;
+/** Smaller tables are rebuilt in place at once (microseconds); bigger ones replaced and drained. */
+const MIN_DRAINED = 16;
 /** The largest table: 8 M slots (160 MB, 6.3 million ids); then a new generation starts. */
 const MAX_SLOTS = 1 << 23;
 
@@ -166,6 +173,15 @@ const SEED = randomBytes(4).readUInt32LE(0);
 class IdSet {
   tables: IdTable[];
   readonly #maxSlots: number;
+  /**
+   * The table the newest replaced when it grew, looked up meanwhile like an older generation:
+   * each claim moves the live ids of its next DRAIN_SLOTS slots into the newest, so growing
+   * never holds the writer for a whole table's rehash. `#cursor`: the next slot to move.
+   */
+  #draining: IdTable | undefined;
+  #cursor = 0;
+  /** The cutoff when it began: ids expired then are not moved, even if the clock goes back. */
+  #drainCutoff = -Infinity;
 
   constructor(initialSlots: number, maxSlots: number) {
     this.tables = [new IdTable(initialSlots)];
@@ -178,7 +194,35 @@ class IdSet {
 
   /** Drops the oldest generations whose every id has expired (never the newest). */
   dropExpired(cutoff: number): void {
-    while (this.tables.length > 1 && this.tables[0]!.newest <= cutoff) this.tables.shift();
+    while (this.tables.length > 1 && this.tables[0]!.newest <= cutoff) {
+      if (this.tables.shift() === this.#draining) this.#draining = undefined;
+    }
+  }
+
+  /**
+   * Moves the live ids of the draining table's next `slots` slots into the newest (through the
+   * shared `hashed`: never between a hash() and its use). An id is held by one table only
+   * (#record moves one claimed again), so each goes where `find` says it is absent.
+   */
+  #drain(slots: number, cutoff: number): void {
+    const from = this.#draining!;
+    const into = this.tables[this.tables.length - 1]!;
+    const end = Math.min(from.times.length, this.#cursor + slots);
+    const floor = Math.max(cutoff, this.#drainCutoff);
+    for (let slot = this.#cursor; slot < end; slot++) {
+      const k = slot * WORDS;
+      if (from.keys[k] === 0 || from.times[slot]! <= floor) continue;
+      hashed[0] = from.keys[k]!;
+      hashed[1] = from.keys[k + 1]!;
+      hashed[2] = from.keys[k + 2]!;
+      const found = into.find(cutoff);
+      if (found < 0) into.put(~found, from.times[slot]!);
+      from.forget(slot);
+    }
+    this.#cursor = end;
+    if (end < from.times.length) return;
+    this.tables.splice(this.tables.indexOf(from), 1);
+    this.#draining = undefined;
   }
 
   /**
@@ -197,6 +241,7 @@ class IdSet {
   }
 
   claim(text: string, from: number, to: number, at: number, cutoff: number): boolean {
+    if (this.#draining) this.#drain(DRAIN_SLOTS, cutoff);
     hash(text, from, to);
     const { table, slot } = this.#locate(cutoff);
     if (slot >= 0 && table.times[slot]! > cutoff) return false;
@@ -206,6 +251,7 @@ class IdSet {
 
   /** Records the id as received at `at`, whether or not it was held (the start-up load). */
   remember(text: string, from: number, to: number, at: number, cutoff: number): void {
+    if (this.#draining) this.#drain(DRAIN_SLOTS, cutoff);
     hash(text, from, to);
     const { table, slot } = this.#locate(cutoff);
     this.#record(table, slot, at, cutoff);
@@ -219,20 +265,37 @@ class IdSet {
       table.forget(slot);
       slot = newest.find(cutoff);
     }
-    let to = ~slot;
-    if (newest.keys[to * WORDS] === 0 && newest.used + 1 > newest.slots() * MAX_LOAD) {
-      const live = newest.live(cutoff);
-      if (newest.slots() < this.#maxSlots || live * 2 <= newest.slots()) {
-        newest.rebuild(cutoff, this.#maxSlots, live);
-        to = ~newest.find(cutoff);
-      } else {
-        const next = new IdTable(this.#maxSlots);
-        this.tables.push(next);
-        to = ~next.find(cutoff);
-        return next.put(to, at);
-      }
+    const to = ~slot;
+    if (newest.keys[to * WORDS] !== 0 || newest.used + 1 <= newest.slots() * MAX_LOAD) return newest.put(to, at);
+    // Full. Not expected while a table drains (see below), but then the move ends first.
+    if (this.#draining) {
+      const id = Uint32Array.from(hashed);
+      this.#drain(Infinity, cutoff);
+      hashed.set(id);
     }
-    newest.put(to, at);
+    const live = newest.live(cutoff);
+    if (newest.slots() === this.#maxSlots && live * 2 > newest.slots()) {
+      // At the largest size and more than half live: a new generation takes new ids.
+      const next = new IdTable(this.#maxSlots);
+      this.tables.push(next);
+      return next.put(~next.find(cutoff), at);
+    }
+    let slots = newest.slots();
+    while (slots < live * 2 && slots < this.#maxSlots) slots *= 2;
+    if (slots < MIN_DRAINED) {
+      newest.rebuild(cutoff, this.#maxSlots, live);
+      return newest.put(~newest.find(cutoff), at);
+    }
+    // A table at least as big takes new ids, and the live ones move into it claim by claim.
+    // With S ≥ 16 slots, at least the old table's and twice the live ids, the move (8 old slots
+    // a claim: at most S/8 claims, one new id each) and the ids it moves (live now, at most S/2)
+    // fill at most 1 + S/8 + S/2 < 3S/4 of it: it ends before the new table is full in turn.
+    const next = new IdTable(slots);
+    this.tables.push(next);
+    this.#draining = newest;
+    this.#cursor = 0;
+    this.#drainCutoff = cutoff;
+    next.put(~next.find(cutoff), at);
   }
 
   release(text: string, from: number, to: number): void {
@@ -244,6 +307,7 @@ class IdSet {
   }
 
   prune(cutoff: number): void {
+    if (this.#draining) this.#drain(Infinity, cutoff);
     for (const table of this.tables) table.rebuild(cutoff, this.#maxSlots);
     this.tables = this.tables.filter((t, i) => t.held > 0 || i === this.tables.length - 1);
   }
