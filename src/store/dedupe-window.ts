@@ -21,9 +21,11 @@ import type { KeyList } from './ports.ts';
  * three quarters of the slots are taken (20 bytes a slot: 27–80 bytes per id held). The new
  * table (twice the live ids, at least as big) takes new ids at once, and the old one's live
  * ids move into it a few slots per id claimed, looked up where they are meanwhile: rehashing
- * the whole table at once held the log writer ~70–180 ms per million ids (0.21–0.25 s at 3
+ * the whole table at once held the log writer ~70–180 ms per million ids (0.21–0.29 s at 3
  * million), now the replacement's longest pause is its count of live ids and the allocation
- * (23–33 ms at 3 million). A table grows to MAX_SLOTS at most (6.3 million ids); past that,
+ * (30–41 ms at 3–8 million), for ~15% more time per claim on average while ids move (two
+ * tables to look in). The start-up load, which nothing waits on id by id, still rehashes at
+ * once. A table grows to MAX_SLOTS at most (6.3 million ids); past that,
  * new ids go to a new table (a generation), each look-up checks the generations newest first,
  * and a generation whose newest id has expired is dropped whole.
  */
@@ -153,7 +155,7 @@ const WORDS = 3;
 /** A table is replaced when more slots than this are taken (released and expired ones included). */
 const MAX_LOAD = 0.75;
 /** Slots of a replaced table whose live ids move into its successor per id claimed. */
-const DRAIN_SLOTS = 8;
+const DRAIN_SLOTS = 32;
 /** Smaller tables are rebuilt in place at once (microseconds); bigger ones replaced and drained. */
 const MIN_DRAINED = 16;
 /** The largest table: 8 M slots (160 MB, 6.3 million ids); then a new generation starts. */
@@ -245,20 +247,26 @@ class IdSet {
     hash(text, from, to);
     const { table, slot } = this.#locate(cutoff);
     if (slot >= 0 && table.times[slot]! > cutoff) return false;
-    this.#record(table, slot, at, cutoff);
+    this.#record(table, slot, at, cutoff, false);
     return true;
   }
 
-  /** Records the id as received at `at`, whether or not it was held (the start-up load). */
+  /**
+   * Records the id as received at `at`, whether or not it was held (the start-up load, which
+   * nothing waits on id by id: a full table is rehashed at once, the cheaper way in all).
+   */
   remember(text: string, from: number, to: number, at: number, cutoff: number): void {
     if (this.#draining) this.#drain(DRAIN_SLOTS, cutoff);
     hash(text, from, to);
     const { table, slot } = this.#locate(cutoff);
-    this.#record(table, slot, at, cutoff);
+    this.#record(table, slot, at, cutoff, true);
   }
 
-  /** Puts the id hashed last where #locate found it; an id held by an older generation moves to the newest. */
-  #record(table: IdTable, slot: number, at: number, cutoff: number): void {
+  /**
+   * Puts the id hashed last where #locate found it; an id held by an older generation moves to
+   * the newest. A full table is replaced and drained, or with `atOnce` rebuilt in place.
+   */
+  #record(table: IdTable, slot: number, at: number, cutoff: number, atOnce: boolean): void {
     const newest = this.tables[this.tables.length - 1]!;
     if (slot >= 0 && table === newest) return newest.put(slot, at);
     if (slot >= 0) {
@@ -282,14 +290,14 @@ class IdSet {
     }
     let slots = newest.slots();
     while (slots < live * 2 && slots < this.#maxSlots) slots *= 2;
-    if (slots < MIN_DRAINED) {
+    if (atOnce || slots < MIN_DRAINED) {
       newest.rebuild(cutoff, this.#maxSlots, live);
       return newest.put(~newest.find(cutoff), at);
     }
     // A table at least as big takes new ids, and the live ones move into it claim by claim.
-    // With S ≥ 16 slots, at least the old table's and twice the live ids, the move (8 old slots
-    // a claim: at most S/8 claims, one new id each) and the ids it moves (live now, at most S/2)
-    // fill at most 1 + S/8 + S/2 < 3S/4 of it: it ends before the new table is full in turn.
+    // With S ≥ 16 slots, at least the old table's and twice the live ids, the move (32 old slots
+    // a claim: at most S/32 claims, one new id each) and the ids it moves (live now, at most
+    // S/2) fill at most 1 + S/32 + S/2 < 3S/4 of it: it ends before the new table is full in turn.
     const next = new IdTable(slots);
     this.tables.push(next);
     this.#draining = newest;
