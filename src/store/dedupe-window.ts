@@ -21,14 +21,13 @@ import type { KeyList } from './ports.ts';
  * three quarters of the slots are taken (20 bytes a slot: 27–80 bytes per id held). The new
  * table (twice the live ids, at least as big) takes new ids at once, and the old one's live
  * ids move into it a few slots per id claimed, looked up where they are meanwhile: rehashing
- * the whole table at once held the log writer ~70–180 ms per million ids (0.21–0.29 s at 3
- * million), now the replacement's longest pause is its count of live ids and the allocation
- * (30–41 ms at 3–8 million), for a tenth more time per claim on average (two tables to look
- * in while ids move: 72.7 against 66.4 µs a batch of 100 claimed into 8 million). The
- * start-up load, which nothing waits on id by id, still rehashes at
- * once. A table grows to MAX_SLOTS at most (6.3 million ids); past that,
- * new ids go to a new table (a generation), each look-up checks the generations newest first,
- * and a generation whose newest id has expired is dropped whole.
+ * the whole table at once held the log writer 0.21–0.64 s at 3 million ids on the benchmark
+ * machine; the replacement's longest pause is its count of live ids and the allocation (30–41
+ * ms at 3–8 million), for a tenth more time per claim on average (two tables to look in while
+ * ids move: 72.7 against 66.4 µs a batch of 100 claimed into 8 million). The start-up load,
+ * which nothing waits on id by id, still rehashes at once. A table grows to MAX_SLOTS at most
+ * (6.3 million ids); past that, new ids go to a new table (a generation), each look-up checks
+ * the generations newest first, and a generation whose newest id has expired is dropped whole.
  */
 export class DedupeWindow {
   readonly #windowMs: number;
@@ -276,12 +275,6 @@ class IdSet {
     }
     const to = ~slot;
     if (newest.keys[to * WORDS] !== 0 || newest.used + 1 <= newest.slots() * MAX_LOAD) return newest.put(to, at);
-    // Full. Not expected while a table drains (see below), but then the move ends first.
-    if (this.#draining) {
-      const id = Uint32Array.from(hashed);
-      this.#drain(Infinity, cutoff);
-      hashed.set(id);
-    }
     const live = newest.live(cutoff);
     if (newest.slots() === this.#maxSlots && live * 2 > newest.slots()) {
       // At the largest size and more than half live: a new generation takes new ids.
@@ -298,7 +291,9 @@ class IdSet {
     // A table at least as big takes new ids, and the live ones move into it claim by claim.
     // With S ≥ 16 slots, at least the old table's and twice the live ids, the move (32 old slots
     // a claim: at most S/32 claims, one new id each) and the ids it moves (live now, at most
-    // S/2) fill at most 1 + S/32 + S/2 < 3S/4 of it: it ends before the new table is full in turn.
+    // S/2) fill at most 1 + S/32 + S/2 < 3S/4 of it: it ends before the new table is full in
+    // turn. (Were one replaced mid-move all the same, the table it was emptying would stay an
+    // older generation, looked up until its ids expire: nothing would be forgotten.)
     const next = new IdTable(slots);
     this.tables.push(next);
     this.#draining = newest;
