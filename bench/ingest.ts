@@ -35,7 +35,7 @@ const shapes = [
   { key: 'single', name: 'single event on /v1/track', path: '/v1/track', events: 1 },
 ].filter((s) => SHAPES.includes(s.key));
 
-console.log(`bench:ingest  ${SECONDS}s x ${ROUNDS} rounds, ${CONNECTIONS.join(' and ')} connections, Node ${process.version}, batch body ${bodyBytes(100)().length} bytes`);
+console.log(`bench:ingest  ${SECONDS}s x ${ROUNDS} rounds, ${CONNECTIONS.join(', ')} connections, Node ${process.version}, batch body ${bodyBytes(100)().length} bytes`);
 /** A server's best rate, and at how many connections. */
 type Capacity = { result: Result; connections: number };
 const better = (c: Capacity | undefined, result: Result, connections: number): Capacity => (c && c.result.eventsPerSec >= result.eventsPerSec ? c : { result, connections });

@@ -161,6 +161,13 @@ const MIN_DRAINED = 16;
 /** The largest table: 8 M slots (160 MB, 6.3 million ids); then a new generation starts. */
 const MAX_SLOTS = 1 << 23;
 
+/** The size, doubling from `from` (a power of two), that holds twice `live` ids, or `maxSlots`. */
+function slotsFor(live: number, from: number, maxSlots: number): number {
+  let slots = from;
+  while (slots < live * 2 && slots < maxSlots) slots *= 2;
+  return slots;
+}
+
 /** The fingerprint of the last id hashed (word 0 made odd, so that 0 marks an empty slot). */
 const hashed = new Uint32Array(WORDS);
 /** A fingerprint's home slot, before the table's mask. */
@@ -253,10 +260,10 @@ class IdSet {
 
   /**
    * Records the id as received at `at`, whether or not it was held (the start-up load, which
-   * nothing waits on id by id: a full table is rehashed at once, the cheaper way in all).
+   * nothing waits on id by id: a full table is rehashed at once, the cheaper way in all). It
+   * starts no move, and runs before any claim does, so it has none to advance.
    */
   remember(text: string, from: number, to: number, at: number, cutoff: number): void {
-    if (this.#draining) this.#drain(DRAIN_SLOTS, cutoff);
     hash(text, from, to);
     const { table, slot } = this.#locate(cutoff);
     this.#record(table, slot, at, cutoff, true);
@@ -282,8 +289,7 @@ class IdSet {
       this.tables.push(next);
       return next.put(~next.find(cutoff), at);
     }
-    let slots = newest.slots();
-    while (slots < live * 2 && slots < this.#maxSlots) slots *= 2;
+    const slots = slotsFor(live, newest.slots(), this.#maxSlots);
     if (atOnce || slots < MIN_DRAINED) {
       newest.rebuild(cutoff, this.#maxSlots, live);
       return newest.put(~newest.find(cutoff), at);
@@ -390,8 +396,7 @@ class IdTable {
   /** Keeps the `live` ids received after `cutoff`, in a table sized for twice as many (up to `maxSlots`). */
   rebuild(cutoff: number, maxSlots: number, live = this.live(cutoff)): void {
     const { keys, times } = this;
-    let slots = Math.min(16, maxSlots);
-    while (slots < live * 2 && slots < maxSlots) slots *= 2;
+    const slots = slotsFor(live, Math.min(16, maxSlots), maxSlots);
     this.keys = new Uint32Array(slots * WORDS);
     this.times = new Float64Array(slots);
     this.mask = slots - 1;
