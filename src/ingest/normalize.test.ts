@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { judgeEvent, parseTime } from './normalize.ts';
+import { isBlank, judgeEvent, parseTime } from './normalize.ts';
 
 test('parseTime agrees with Date.parse on every ISO timestamp, and handles epochs', () => {
   fc.assert(
@@ -31,4 +31,11 @@ test('property: judging any value never throws and always yields a messageId and
     }),
     { numRuns: 2000 },
   );
+});
+
+test('isBlank agrees with trim() on any string, white space of every kind included', () => {
+  const space = fc.constantFrom(' ', '\t', '\n', '\r', '\v', '\f', '\u00a0', '\u1680', '\u2003', '\u2028', '\u3000', '\ufeff');
+  const text = fc.oneof(fc.string(), fc.array(space).map((a) => a.join('')), fc.tuple(fc.array(space), fc.string(), fc.array(space)).map(([a, s, b]) => a.join('') + s + b.join('')));
+  fc.assert(fc.property(text, (s) => assert.equal(isBlank(s), s.trim() === '', JSON.stringify(s))), { numRuns: 2000 });
+  for (const s of ['', ' ', '\u00a0\u2003', 'a', ' a ', '\ufeffx']) assert.equal(isBlank(s), s.trim() === '', JSON.stringify(s));
 });
